@@ -1,0 +1,314 @@
+"""Profiles: a versionable test matrix (pydantic v2, extra="forbid") and the RunSpecs it yields.
+
+A profile names a target and the matrix dimensions (meshes, rates, connections, repeats ...);
+`Profile.expand()` yields one frozen `RunSpec` per concrete run in a stable order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from meshlab.errors import ProfileError
+
+REDACTED = "<redacted>"
+_SECRET_NAME = re.compile(r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|"
+                          r"[-_]key$|^key$|auth|credential|session)", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """True for header/parameter names that carry credentials (Authorization, X-Api-Key ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
+    """A copy with the values of secret-bearing names replaced by `<redacted>`."""
+    return {k: (REDACTED if is_secret_name(k) else v) for k, v in values.items()}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _as_list(v: Any) -> Any:
+    return v if isinstance(v, list | tuple) else [v]
+
+
+class LoadMatrix(_Model):
+    """Load dimensions: every combination of `rate_rps` x `connections` is a run."""
+
+    rate_rps: list[float] = Field(default=[0.0], min_length=1,
+                                  description="requests per second; 0 = closed loop at max rate")
+    connections: list[int] = Field(default=[16], min_length=1,
+                                   description="persistent HTTP/1.1 connections")
+    duration_s: float = Field(default=10.0, gt=0, le=86_400, description="measured seconds")
+    warmup_s: float = Field(default=1.0, ge=0, le=3_600,
+                            description="seconds of load before measuring (discarded)")
+    max_requests: int | None = Field(default=None, gt=0,
+                                     description="stop after this many measured requests")
+    spread_connections: bool = Field(default=True, description=(
+        "open loop: assign sends to connections round-robin so each carries rate/connections"))
+
+    _lists = field_validator("rate_rps", "connections", mode="before")(_as_list)
+
+    @field_validator("rate_rps")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        for r in v:
+            if r < 0:
+                raise ValueError(f"rate {r} must be >= 0 (0 means closed loop at max rate)")
+            if r > 10_000_000:
+                raise ValueError(f"rate {r} is above 10,000,000 req/s")
+        return v
+
+    @field_validator("connections")
+    @classmethod
+    def _conns(cls, v: list[int]) -> list[int]:
+        for c in v:
+            if not 1 <= c <= 10_000:
+                raise ValueError(f"connections {c} must be within 1..10000")
+        return v
+
+
+class RequestSpec(_Model):
+    """What each request sends."""
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    cookies: dict[str, str] = Field(default_factory=dict)
+    body: str | None = Field(default=None, description="literal request body")
+    payload_size_bytes: int = Field(default=0, ge=0, le=64 * 1024 * 1024,
+                                    description="generated body of this size when no body")
+    content_type: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=3_600, description="per-request timeout")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _body(self) -> RequestSpec:
+        if self.body is not None and self.payload_size_bytes:
+            raise ValueError("give either body or payload_size_bytes, not both")
+        for name in self.headers:
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+        return self
+
+    def body_bytes(self) -> bytes:
+        """The body each request carries (deterministic filler for payload_size_bytes)."""
+        if self.body is not None:
+            return self.body.encode()
+        if self.payload_size_bytes:
+            pattern = b"meshlab-payload-"
+            reps = self.payload_size_bytes // len(pattern) + 1
+            return (pattern * reps)[: self.payload_size_bytes]
+        return b""
+
+
+RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio")
+
+
+class Profile(_Model):
+    """A test matrix you version as a file (cf. Meshery performance profiles, SMP)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    target: str = Field(description="http(s) URL of the service under test")
+    runner: str = "native"
+    repeats: int = Field(default=1, ge=1, le=1000)
+    meshes: list[str] = Field(default=["none"], min_length=1)
+    loads: LoadMatrix = Field(default_factory=LoadMatrix)
+    request: RequestSpec = Field(default_factory=RequestSpec)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    _lists = field_validator("meshes", mode="before")(_as_list)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080/")
+        try:
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} has an invalid port: {exc}") from None
+        return v
+
+    @field_validator("runner")
+    @classmethod
+    def _runner(cls, v: str) -> str:
+        if v not in RUNNER_NAMES:
+            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNER_NAMES)}")
+        return v
+
+    # construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> Profile:
+        """Validate a mapping; every problem is reported at once as one ProfileError."""
+        if not isinstance(data, Mapping):
+            raise ProfileError(f"(root): expected a mapping of profile keys, got "
+                               f"{type(data).__name__}", source=source)
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ProfileError(validation_problems(exc), source=source) from None
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str | None = None) -> Profile:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ProfileError(f"(yaml): {where}{getattr(exc, 'problem', exc)}",
+                               source=source) from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Load a profile from a YAML (or JSON) file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProfileError(f"(file): cannot read {p}: {exc.strerror}", source=str(p)) from None
+        return cls.from_yaml(text, source=str(p))
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        if redact:
+            d["request"]["headers"] = redact_mapping(d["request"]["headers"])
+            d["request"]["cookies"] = {k: REDACTED for k in d["request"]["cookies"]}
+        return d
+
+    # expansion --------------------------------------------------------------------------
+    def expand(self) -> Iterator[RunSpec]:
+        """Concrete runs: repeats outermost, so every configuration is measured once before any
+        is measured twice (slow drift of a noisy machine then spreads over all of them)."""
+        index = 0
+        for repeat in range(self.repeats):
+            for mesh in self.meshes:
+                for rate in self.loads.rate_rps:
+                    for conns in self.loads.connections:
+                        yield self._spec(index, repeat, mesh, rate, conns)
+                        index += 1
+
+    def run_count(self) -> int:
+        return (self.repeats * len(self.meshes) * len(self.loads.rate_rps)
+                * len(self.loads.connections))
+
+    def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int) -> RunSpec:
+        req = self.request
+        headers = dict(req.headers)
+        if req.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in req.cookies.items())
+        if req.content_type:
+            headers["Content-Type"] = req.content_type
+        return RunSpec(
+            profile=self.name,
+            index=index,
+            target=self.target,
+            method=req.method,
+            headers=tuple(headers.items()),
+            body=req.body_bytes(),
+            timeout_s=req.timeout_s,
+            rate_rps=float(rate),
+            connections=int(conns),
+            duration_s=self.loads.duration_s,
+            warmup_s=self.loads.warmup_s,
+            max_requests=self.loads.max_requests,
+            spread_connections=self.loads.spread_connections,
+            runner=self.runner,
+            repeat=repeat,
+            mesh=mesh,
+            labels=tuple(sorted(self.labels.items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One concrete run of a profile's matrix; what a runner takes."""
+
+    target: str
+    rate_rps: float = 0.0                 # 0 = closed loop at max rate
+    connections: int = 16
+    duration_s: float = 10.0
+    warmup_s: float = 0.0
+    max_requests: int | None = None
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    timeout_s: float = 10.0
+    spread_connections: bool = True
+    runner: str = "native"
+    profile: str = "adhoc"
+    index: int = 0
+    repeat: int = 0
+    mesh: str = "none"
+    labels: tuple[tuple[str, str], ...] = ()
+    dims: tuple[tuple[str, str], ...] = field(default=())   # environment dimensions (mode...)
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_rps > 0
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """JSON-safe echo of the spec; secrets redacted unless `redact=False`."""
+        headers = dict(self.headers)
+        if redact:
+            headers = redact_mapping(headers)
+        return {
+            "profile": self.profile,
+            "index": self.index,
+            "target": self.target,
+            "method": self.method,
+            "headers": headers,
+            "body_size_bytes": len(self.body),
+            "timeout_s": self.timeout_s,
+            "rate_rps": self.rate_rps,
+            "connections": self.connections,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "max_requests": self.max_requests,
+            "spread_connections": self.spread_connections,
+            "runner": self.runner,
+            "repeat": self.repeat,
+            "mesh": self.mesh,
+            "labels": dict(self.labels),
+            "dims": dict(self.dims),
+        }
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """`loads.rate_rps[1]: rate -5 must be >= 0` lines from a pydantic ValidationError."""
+    out = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path += ("." if path else "") + str(part)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling"
+        elif err["type"] == "missing":
+            msg = "required; add it"
+        out.append(f"{path or '(root)'}: {msg}")
+    return out
+
+
+def format_problems(problems: Sequence[str]) -> str:
+    return "\n".join(problems)

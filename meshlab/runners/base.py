@@ -1,0 +1,94 @@
+"""The runner interface: a load spec in, a `RunResult` out; and the lazy runner registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from meshlab.errors import ProfileError, RunnerError
+from meshlab.profile import RunSpec
+from meshlab.results import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress report a runner sends about once a second while it runs."""
+
+    phase: str                      # "warmup" | "measure" | "done"
+    elapsed_s: float                # seconds since the phase started
+    total_s: float                  # planned seconds of the phase
+    requests: int                   # finished requests in the measured window so far
+    errors: int
+    last_p50_us: float = float("nan")
+    last_p99_us: float = float("nan")
+    last_rate_rps: float = 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Runner(abc.ABC):
+    """A load generator. Subclasses set `name` and implement `run`."""
+
+    name: ClassVar[str]
+
+    def is_available(self) -> bool:
+        """Whether this runner can run on this machine (its tool is installed)."""
+        return True
+
+    def check(self, spec: RunSpec) -> None:
+        """Raise ProfileError naming the option when `spec` asks for something this runner
+        cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept."""
+        return None
+
+    def version(self) -> str:
+        return ""
+
+    @abc.abstractmethod
+    async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
+        """Run the load described by `spec`. Target failures are counted in the result;
+        cancellation returns (not raises) a partial result marked aborted where possible."""
+
+
+# name -> "module:Class"; modules are imported only when a runner is asked for.
+_REGISTRY: dict[str, str] = {
+    "native": "meshlab.runners.native:NativeRunner",
+    "wrk": "meshlab.runners.wrk:WrkRunner",
+    "hey": "meshlab.runners.hey:HeyRunner",
+    "ab": "meshlab.runners.ab:AbRunner",
+    "fortio": "meshlab.runners.fortio:FortioRunner",
+}
+
+
+def register_runner(name: str, target: str) -> None:
+    """Register a runner class by import path `module:Class` under a lowercase name."""
+    if name != name.lower():
+        raise ValueError(f"runner names are lowercase, got {name!r}")
+    _REGISTRY[name] = target
+
+
+def runner_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_runner(name: str) -> Runner:
+    """Instantiate the runner registered as `name`."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ProfileError(
+            f"runner: unknown runner {name!r}; choose one of {', '.join(runner_names())}"
+        ) from None
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RunnerError(f"runner {name!r} cannot be loaded from {module_name}: {exc}") from exc
+    cls = getattr(module, cls_name)
+    runner = cls()
+    if not isinstance(runner, Runner):
+        raise RunnerError(f"{target} is not a meshlab Runner")
+    return runner
