@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meshlab.errors import ProfileError
+from meshlab.policy import TrafficPolicy
 
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|"
@@ -125,12 +126,21 @@ class Profile(_Model):
     target: str = Field(description="http(s) URL of the service under test")
     runner: str = "native"
     repeats: int = Field(default=1, ge=1, le=1000)
-    meshes: list[str] = Field(default=["none"], min_length=1)
+    environment: Literal["direct", "local", "kubernetes"] = Field(default="direct", description=(
+        "direct: load the target URL as is; local: a playground on loopback; kubernetes"))
+    topology: dict[str, Any] | None = Field(default=None, description=(
+        "environment topology (services, replicas, client); validated by the environment"))
+    meshes: list[str] = Field(default=["none"], min_length=1, description=(
+        "data planes (local: none, envoy, nginx, haproxy) or meshes (kubernetes: none, istio...)"))
+    modes: list[str] = Field(default=["both"], min_length=1, description=(
+        "sidecar placement: both, client-only, server-only, ingress, node-proxy"))
+    policies: list[TrafficPolicy] = Field(default_factory=list, description=(
+        "named traffic policies, each a matrix dimension; empty = no policy"))
     loads: LoadMatrix = Field(default_factory=LoadMatrix)
     request: RequestSpec = Field(default_factory=RequestSpec)
     labels: dict[str, str] = Field(default_factory=dict)
 
-    _lists = field_validator("meshes", mode="before")(_as_list)
+    _lists = field_validator("meshes", "modes", mode="before")(_as_list)
 
     @field_validator("target")
     @classmethod
@@ -143,6 +153,16 @@ class Profile(_Model):
         except ValueError as exc:
             raise ValueError(f"{v!r} has an invalid port: {exc}") from None
         return v
+
+    @model_validator(mode="after")
+    def _dims(self) -> Profile:
+        names = [p.name for p in self.policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
+        if self.environment == "direct" and (self.modes != ["both"] or self.topology):
+            raise ValueError("modes and topology need environment: local or kubernetes")
+        return self
 
     @field_validator("runner")
     @classmethod
@@ -196,18 +216,26 @@ class Profile(_Model):
         """Concrete runs: repeats outermost, so every configuration is measured once before any
         is measured twice (slow drift of a noisy machine then spreads over all of them)."""
         index = 0
+        policies: list[TrafficPolicy | None] = list(self.policies) or [None]
         for repeat in range(self.repeats):
             for mesh in self.meshes:
-                for rate in self.loads.rate_rps:
-                    for conns in self.loads.connections:
-                        yield self._spec(index, repeat, mesh, rate, conns)
-                        index += 1
+                for mode in self.modes:
+                    for policy in policies:
+                        for rate in self.loads.rate_rps:
+                            for conns in self.loads.connections:
+                                yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
+                                index += 1
 
     def run_count(self) -> int:
-        return (self.repeats * len(self.meshes) * len(self.loads.rate_rps)
-                * len(self.loads.connections))
+        return (self.repeats * len(self.meshes) * len(self.modes) * max(len(self.policies), 1)
+                * len(self.loads.rate_rps) * len(self.loads.connections))
 
-    def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int) -> RunSpec:
+    def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int, mode: str,
+              policy: TrafficPolicy | None) -> RunSpec:
+        dims: list[tuple[str, str]] = [("environment", str(self.environment))]
+        if self.environment != "direct":
+            dims.append(("mode", mode))
+        dims.append(("policy", policy.name if policy else "none"))
         req = self.request
         headers = dict(req.headers)
         if req.cookies:
@@ -232,6 +260,8 @@ class Profile(_Model):
             repeat=repeat,
             mesh=mesh,
             labels=tuple(sorted(self.labels.items())),
+            dims=tuple(dims),
+            policy=policy,
         )
 
 
@@ -256,7 +286,11 @@ class RunSpec:
     repeat: int = 0
     mesh: str = "none"
     labels: tuple[tuple[str, str], ...] = ()
-    dims: tuple[tuple[str, str], ...] = field(default=())   # environment dimensions (mode...)
+    dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
+    policy: TrafficPolicy | None = None
+
+    def dim(self, name: str, default: str = "") -> str:
+        return dict(self.dims).get(name, default)
 
     @property
     def open_loop(self) -> bool:
@@ -286,6 +320,8 @@ class RunSpec:
             "mesh": self.mesh,
             "labels": dict(self.labels),
             "dims": dict(self.dims),
+            "policy": (self.policy.model_dump(mode="json", exclude_none=True)
+                       if self.policy else None),
         }
 
 

@@ -1,0 +1,111 @@
+"""Where a run's workload lives: the `Environment` that deploys what a RunSpec needs and the
+`Deployment` it returns (target URL, context, telemetry). `direct` targets a URL as given.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar
+
+from meshlab.errors import ProfileError
+from meshlab.profile import Profile, RunSpec
+from meshlab.results import TelemetrySample
+
+
+@dataclass(slots=True)
+class DeploymentReport:
+    """What a deployment observed during a run."""
+
+    telemetry: list[TelemetrySample] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # e.g. "sidecar envoy:backend died"
+    context: dict[str, Any] = field(default_factory=dict)  # e.g. after-run snapshot, changes
+
+
+class Deployment(abc.ABC):
+    """A workload ready for one run: where to send load and what to record about it."""
+
+    target_url: str
+    context: dict[str, Any]     # data plane, versions, mode, policy, topology: stored with a run
+
+    async def begin(self) -> None:
+        """Called right before load starts (start telemetry sampling)."""
+        return None
+
+    async def end(self) -> DeploymentReport:
+        """Called right after load stops (stop sampling, check health)."""
+        return DeploymentReport()
+
+
+class Environment(abc.ABC):
+    """Deploys workloads for runs. Reuse across runs is the environment's business: it may keep
+    a topology up while consecutive specs need the same one."""
+
+    name: ClassVar[str]
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def check(self, spec: RunSpec) -> None:
+        """Raise ProfileError (or MeshError) before any run when a spec cannot be deployed."""
+        return None
+
+    @abc.abstractmethod
+    async def deploy(self, spec: RunSpec) -> Deployment:
+        """Bring up what `spec` needs and return where to aim the load."""
+
+    async def close(self) -> None:
+        """Tear everything down; must be safe to call twice and after a failure."""
+        return None
+
+    async def __aenter__(self) -> Environment:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+class _DirectDeployment(Deployment):
+    def __init__(self, spec: RunSpec) -> None:
+        self.target_url = spec.target
+        self.context = {"environment": "direct", "data_plane": "none"}
+
+
+class DirectEnvironment(Environment):
+    """No environment to manage: load goes to the profile's target URL."""
+
+    name = "direct"
+
+    async def deploy(self, spec: RunSpec) -> Deployment:
+        return _DirectDeployment(spec)
+
+
+_REGISTRY: dict[str, str] = {
+    "direct": "meshlab.environment:DirectEnvironment",
+    "local": "meshlab.playground.environment:LocalEnvironment",
+    "kubernetes": "meshlab.k8s.environment:KubernetesEnvironment",
+}
+
+
+def environment_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def environment_for(profile: Profile) -> Environment:
+    """Instantiate the environment a profile names (imported lazily)."""
+    name = profile.environment
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ProfileError(f"environment: unknown environment {name!r}; choose one of "
+                           f"{', '.join(environment_names())}") from None
+    module_name, _, cls_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, cls_name)
+    env = cls(profile)
+    if not isinstance(env, Environment):
+        raise TypeError(f"{target} is not a meshlab Environment")
+    return env
