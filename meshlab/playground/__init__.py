@@ -1,0 +1,1 @@
+"""The local playground: echo workload, real Envoy/nginx/haproxy sidecars on loopback."""
