@@ -1,0 +1,248 @@
+"""Other tools' documents in and out: import fortio / Nighthawk / Meshery / SMP results and
+Meshery / SMP profiles; export runs as fortio JSON, SMP results, CSV and Parquet tables.
+
+Every import keeps the original document in `RunResult.raw` and names its format in
+`context["format"]`; every unreadable document raises `OutputParseError` (profiles:
+`ProfileError`) naming what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshlab.errors import OutputParseError, ProfileError
+from meshlab.formats._doc import digest, import_run_id, parse_bytes
+from meshlab.formats.fortio import fortio_json, is_fortio, is_nighthawk_fortio, run_from_fortio
+from meshlab.formats.fortio_histogram import FortioHistogramData, parse_histogram_data
+from meshlab.formats.meshery import is_meshery, runs_from_meshery
+from meshlab.formats.nighthawk import is_nighthawk, run_from_nighthawk
+from meshlab.formats.profile_import import profile_from_doc, profile_kind, profiles_from_doc
+from meshlab.formats.smp import is_smp_result, run_from_smp, smp_result
+from meshlab.formats.table import buckets_csv, runs_csv, write_tables
+from meshlab.profile import Profile
+from meshlab.results import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    """What meshlab can do with a document format."""
+
+    name: str
+    description: str
+    can_import: bool
+    can_export: bool
+
+
+FORMATS: Mapping[str, FormatInfo] = {f.name: f for f in (
+    FormatInfo("fortio", "fortio result JSON (HTTP or gRPC ping; one object or a list)",
+               True, True),
+    FormatInfo("fortio-map", "fortio results keyed by endpoint URL (iter8's metrics store)",
+               True, False),
+    FormatInfo("nighthawk-fortio", "Nighthawk --output-format fortio / "
+               "experimental_fortio_pedantic", True, False),
+    FormatInfo("nighthawk", "Nighthawk native JSON (nighthawk.client.Output)", True, False),
+    FormatInfo("meshery", "Meshery performance results: fortio JSON in runner_results, "
+               "with kubernetes and detected-meshes", True, False),
+    FormatInfo("smp", "SMP PerformanceTestResult (YAML or JSON)", True, True),
+    FormatInfo("meshlab", "meshlab RunResult JSON (RunResult.to_dict)", True, True),
+    FormatInfo("csv", "runs table as CSV (export_runs also writes a buckets table)", False, True),
+    FormatInfo("csv-buckets", "histogram buckets table as CSV", False, True),
+    FormatInfo("parquet", "runs and buckets tables as Parquet files (pyarrow)", False, True),
+)}
+
+_DETECTORS: tuple[tuple[str, Callable[[object], bool]], ...] = (
+    ("meshlab", lambda d: isinstance(d, Mapping) and {"run_id", "latency", "spec"} <= set(d)),
+    ("meshery", is_meshery),
+    ("nighthawk-fortio", is_nighthawk_fortio),
+    ("fortio", lambda d: is_fortio(d) or (isinstance(d, list) and bool(d)
+                                          and all(is_fortio(x) for x in d))),
+    ("fortio-map", lambda d: isinstance(d, Mapping) and bool(d)
+     and all(is_fortio(v) for v in d.values())),
+    ("nighthawk", is_nighthawk),
+    ("smp", is_smp_result),
+)
+
+
+def detect_format(doc: object) -> str:
+    """The import format of a parsed document (or of raw bytes); OutputParseError if none."""
+    if isinstance(doc, bytes | bytearray | memoryview):
+        doc = parse_bytes(bytes(doc))
+    for name, matches in _DETECTORS:
+        if matches(doc):
+            return name
+    kind = profile_kind(doc)
+    hint = (f"; it looks like a {kind} profile: use load_profile_any" if kind else
+            "; expected fortio/Nighthawk/Meshery JSON or an SMP result")
+    keys = f" (keys: {', '.join(sorted(map(str, doc))[:10])})" if isinstance(doc, Mapping) else ""
+    raise OutputParseError(f"not a recognised result document{hint}{keys}",
+                           excerpt=_excerpt(doc))
+
+
+def import_results(source: str | os.PathLike[str] | bytes, *,
+                   fmt: str | None = None) -> list[RunResult]:
+    """Normalized runs from a result file (path) or its bytes; `fmt` skips detection."""
+    data, name = _read(source)
+    doc = parse_bytes(data, source=name)
+    fmt = fmt or detect_format(doc)
+    if fmt not in _IMPORTERS:
+        raise ValueError(f"cannot import {fmt!r}; importable formats: "
+                         f"{', '.join(sorted(_IMPORTERS))}")
+    try:
+        return _IMPORTERS[fmt](doc, digest(data))
+    except OutputParseError as exc:
+        if name != "document" and not str(exc).startswith(name):
+            exc.args = (f"{name}: {exc.args[0] if exc.args else exc}",)
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+            ZeroDivisionError, RecursionError) as exc:
+        # the last line of defence: the field checks should have caught this with a path
+        raise OutputParseError(f"{name}: malformed {fmt} document ({type(exc).__name__}: {exc})",
+                               excerpt=_excerpt(doc)) from exc
+
+
+def export_run(result: RunResult, fmt: str) -> str:
+    """One run as text: "fortio" (JSON), "smp" (YAML), "meshlab" (JSON), "csv" or
+    "csv-buckets"."""
+    if fmt == "fortio":
+        return json.dumps(fortio_json(result), indent=2) + "\n"
+    if fmt == "smp":
+        return yaml.safe_dump(smp_result(result), sort_keys=False, allow_unicode=True)
+    if fmt == "meshlab":
+        return json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+    if fmt == "csv":
+        return runs_csv([result])
+    if fmt == "csv-buckets":
+        return buckets_csv([result])
+    raise ValueError(f"cannot export one run as {fmt!r}; use fortio, smp, meshlab, csv or "
+                     "csv-buckets (parquet: export_runs)")
+
+
+def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[str]
+                ) -> list[Path]:
+    """Write the runs table to `path` and the buckets table beside it (`<stem>_buckets<ext>`)
+    as "csv" or "parquet"; returns the two paths."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"export_runs writes csv or parquet, not {fmt!r}; use export_run for "
+                         "one document per run")
+    return write_tables(list(results), fmt, Path(path))
+
+
+def load_profile_any(path: str | os.PathLike[str]) -> Profile:
+    """A meshlab profile YAML, a Meshery performance profile (JSON, camelCase or snake_case) or
+    an SMP PerformanceTestConfig (YAML/JSON), detected from its keys. With several endpoints
+    or clients the profile targets the first (see `import_profiles` for all of them)."""
+    doc, source = _profile_doc(path)
+    return profile_from_doc(doc, source=source)
+
+
+def import_profiles(path: str | os.PathLike[str]) -> list[Profile]:
+    """Every profile in a profile document: one per endpoint (and per SMP client)."""
+    doc, source = _profile_doc(path)
+    return profiles_from_doc(doc, source=source)
+
+
+def fortio_histogram_data(doc: Mapping[str, Any], key: str = "DurationHistogram"
+                          ) -> FortioHistogramData:
+    """fortio's histogram `doc[key]`, typed, with fortio's own `calc_percentile`."""
+    return parse_histogram_data(doc.get(key), key)
+
+
+# --- internals ----------------------------------------------------------------------------------
+
+def _read(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), "document"
+    p = Path(source)
+    try:
+        return p.read_bytes(), str(p)
+    except OSError as exc:
+        raise OutputParseError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def _profile_doc(path: str | os.PathLike[str]) -> tuple[object, str]:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"(file): cannot read {p}: {exc.strerror or exc}",
+                           source=str(p)) from None
+    try:
+        return parse_bytes(data, source="(document)"), str(p)
+    except OutputParseError as exc:
+        raise ProfileError(str(exc), source=str(p)) from None
+
+
+def _excerpt(doc: object) -> str:
+    try:
+        return json.dumps(doc, default=str)[:300]
+    except (TypeError, ValueError, RecursionError):
+        return repr(doc)[:300]
+
+
+def _ids(d: str) -> Callable[[int], Callable[[datetime], str]]:
+    return lambda i: (lambda t: import_run_id(t, d, i))
+
+
+def _fortio_docs(doc: object, d: str, fmt: str) -> list[RunResult]:
+    docs = doc if isinstance(doc, list) else [doc]
+    ids = _ids(d)
+    return [run_from_fortio(x, run_id_for=ids(i), fmt=fmt,
+                            path=f"[{i}]." if isinstance(doc, list) else "")
+            for i, x in enumerate(docs)]
+
+
+def _fortio_map(doc: object, d: str) -> list[RunResult]:
+    if not isinstance(doc, Mapping):
+        raise OutputParseError("expected an object of fortio results keyed by endpoint")
+    ids = _ids(d)
+    return [run_from_fortio(v, run_id_for=ids(i), fmt="fortio-map", path=f"{k}.",
+                            context={"endpoint_key": str(k)})
+            for i, (k, v) in enumerate(doc.items())]
+
+
+def _meshlab(doc: object, d: str) -> list[RunResult]:
+    if not isinstance(doc, Mapping):
+        raise OutputParseError("expected a meshlab RunResult object")
+    try:
+        r = RunResult.from_dict(doc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise OutputParseError(f"malformed meshlab run ({type(exc).__name__}: {exc})",
+                               excerpt=_excerpt(doc)) from None
+    for kind, h in (("latency", r.latency), ("service_time", r.service_time)):
+        if (h.counts < 0).any() or h.total != int(h.counts.sum()):
+            raise OutputParseError(f"{kind}: bucket counts are negative or do not add up",
+                                   excerpt=_excerpt(doc.get(kind)))
+    r.context.setdefault("format", "meshlab")
+    return [r]
+
+
+_IMPORTERS: dict[str, Callable[[object, str], list[RunResult]]] = {
+    "fortio": lambda doc, d: _fortio_docs(doc, d, "fortio"),
+    "nighthawk-fortio": lambda doc, d: _fortio_docs(doc, d, "nighthawk-fortio"),
+    "fortio-map": _fortio_map,
+    "meshery": lambda doc, d: runs_from_meshery(doc, doc_digest=d),
+    "nighthawk": lambda doc, d: [run_from_nighthawk(doc, run_id_for=_ids(d)(0))],
+    "smp": lambda doc, d: [run_from_smp(doc, run_id_for=_ids(d)(0))],
+    "meshlab": _meshlab,
+}
+
+__all__ = [
+    "FORMATS",
+    "FormatInfo",
+    "FortioHistogramData",
+    "detect_format",
+    "export_run",
+    "export_runs",
+    "fortio_histogram_data",
+    "import_profiles",
+    "import_results",
+    "load_profile_any",
+]

@@ -1,0 +1,31 @@
+"""Where the golden reference files are (shared/reference/ next to the clone); fails loudly if
+they are missing, because these tests must not skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The clone sits at X/ and the golden inputs at X/../shared (here /work/main and /work/shared).
+SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared").resolve()
+REFERENCE = SHARED / "reference"
+
+FORTIO_FILES = sorted((REFERENCE / "fortio").glob("*.json"))
+NIGHTHAWK_NATIVE = REFERENCE / "nighthawk" / "output_formatter.json.gold.json"
+MESHERY_RESULTS = REFERENCE / "smp" / "examples" / "meshery-test-results.json"
+SMP_RESULT = REFERENCE / "smp" / "examples" / "service-mesh-performance-result.yaml"
+SMP_PROTO = REFERENCE / "smp" / "protos" / "service_mesh_performance.proto"
+MESHERY_SCHEMA = REFERENCE / "meshery-schemas" / "performance_profile.yaml"
+MESHERY_API = REFERENCE / "meshery-schemas" / "api.yml"
+ALL_RESULT_FILES = [*FORTIO_FILES, NIGHTHAWK_NATIVE, MESHERY_RESULTS, SMP_RESULT]
+
+
+def _check_reference() -> None:
+    missing = [p for p in [*ALL_RESULT_FILES, SMP_PROTO, MESHERY_SCHEMA, MESHERY_API]
+               if not p.is_file()]
+    if not REFERENCE.is_dir() or len(FORTIO_FILES) < 5 or missing:
+        raise RuntimeError(
+            f"golden reference files missing under {REFERENCE} (expected the shared/ checkout "
+            f"next to the repository; missing: {[str(p) for p in missing] or 'fortio/*.json'})")
+
+
+_check_reference()
