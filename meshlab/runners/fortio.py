@@ -1,0 +1,96 @@
+"""fortio as a runner when its binary is on PATH (`fortio load -json -`). Its `-qps` is a real
+target rate, paced per connection (closed loop per connection: latency is from the actual send).
+The JSON is read by meshlab.formats.fortio, the same code that imports saved fortio results.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from meshlab.errors import OutputParseError
+from meshlab.profile import RunSpec
+from meshlab.results import RunResult
+from meshlab.runners._tool import BODY_FILE, ToolRunner, header_args
+
+RESOLUTION_S = 0.00001      # -r: 10 us lowest buckets (fortio's default 1 ms hides loopback)
+
+RATE_WARNING = ("fortio paces each of the {c} connections at {per:g} req/s and times each call "
+                "from its actual send: a connection stalled by a slow response sends late (then "
+                "catches up), so latency is not corrected for coordinated omission")
+
+
+class FortioRunner(ToolRunner):
+    """`fortio load -json - -qps R -c C (-t Ds | -n N) -timeout Ts -r 0.00001 ... URL`.
+
+    fortio is not packaged for Debian or PyPI; `is_available()` is false until a release binary
+    is on PATH. Its own per-connection warm-up call is excluded from its statistics.
+    """
+
+    name: ClassVar[str] = "fortio"
+    binary: ClassVar[str] = "fortio"
+
+    def problems(self, spec: RunSpec) -> list[str]:
+        if spec.max_requests is not None and spec.max_requests < spec.connections:
+            return [f"loads.max_requests: fortio needs max_requests >= connections "
+                    f"({spec.max_requests} < {spec.connections})"]
+        return []
+
+    def build_argv(self, spec: RunSpec) -> list[str]:
+        argv = ["fortio", "load", "-json", "-", "-qps", f"{spec.rate_rps:g}",
+                "-c", str(spec.connections)]
+        if spec.max_requests is not None:
+            argv += ["-n", str(spec.max_requests)]
+        else:
+            argv += ["-t", f"{spec.duration_s:g}s"]
+        argv += ["-timeout", f"{spec.timeout_s:g}s", "-r", f"{RESOLUTION_S:g}",
+                 "-allow-initial-errors", *header_args(spec)]
+        if spec.body:
+            argv += ["-payload-file", BODY_FILE]
+        if spec.method not in ("GET", "POST") or (spec.method == "POST") != bool(spec.body):
+            argv += ["-X", spec.method]
+        return [*argv, spec.target]
+
+    def stop_after_s(self, spec: RunSpec) -> float | None:
+        return spec.duration_s if spec.max_requests is not None else None
+
+    def parse_output(self, stdout: str, *, spec: RunSpec) -> RunResult:
+        from meshlab.formats.fortio import run_from_fortio
+
+        doc = _json_document(stdout)
+        try:
+            result = run_from_fortio(doc, run_id_for=lambda _started: "", runner=self.name,
+                                     mesh=spec.mesh, profile=spec.profile)
+        except OutputParseError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise OutputParseError(f"fortio JSON is not a fortio result: {exc}",
+                                   excerpt=stdout[:300]) from None
+        result.spec = spec.to_dict()
+        result.requested_rate_rps = spec.rate_rps
+        if spec.rate_rps > 0:
+            result.warnings.insert(0, RATE_WARNING.format(
+                c=spec.connections, per=spec.rate_rps / spec.connections))
+        result.raw = None          # the document is large; keep what RunResult already holds
+        return result
+
+
+def _json_document(stdout: str) -> dict[str, object]:
+    """The first JSON object in stdout (fortio may print log lines around it)."""
+    decoder = json.JSONDecoder()
+    pos = 0
+    while True:
+        start = stdout.find("{", pos)
+        if start < 0:
+            raise OutputParseError("fortio printed no JSON result (was -json - given?)",
+                                   excerpt=stdout[-300:])
+        if start == 0 or stdout[start - 1] == "\n":
+            try:
+                doc, _ = decoder.raw_decode(stdout, start)
+            except (ValueError, RecursionError) as exc:
+                raise OutputParseError(f"fortio JSON is malformed or truncated: {exc}",
+                                       excerpt=stdout[start:start + 300]) from None
+            if not isinstance(doc, dict):
+                raise OutputParseError("fortio JSON is not an object", excerpt=stdout[:300])
+            return doc
+        pos = start + 1

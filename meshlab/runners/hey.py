@@ -1,0 +1,127 @@
+"""hey as a runner: `-o csv` gives one record per response (0.1 ms resolution), from which the
+histogram, status counts and a per-second series are exact. A rate is a per-worker limit.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings as _warnings
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from meshlab.errors import OutputParseError
+from meshlab.profile import RunSpec
+from meshlab.results import RunResult
+from meshlab.runners._spectrum import from_rounded, per_second
+from meshlab.runners._tool import BODY_FILE, ToolRunner, base_result, header_args
+
+CSV_HEADER = ("response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,"
+              "status-code,offset")
+RESOLUTION_US = 100.0          # hey prints seconds with "%4.4f"
+_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
+
+RATE_WARNING = ("hey -q limits each of the {c} workers to {per:g} req/s: a rate-limited closed "
+                "loop, not an open loop. A slow response delays that worker's next sends, so "
+                "latency is not corrected for coordinated omission (latency == service time)")
+CSV_WARNING = ("hey's CSV lists completed responses only: connection errors and timeouts are "
+               "not counted (errors holds HTTP statuses >= 400)")
+
+
+class HeyRunner(ToolRunner):
+    """`hey -c C (-z Ds | -n N) [-q R/C] -t T -m METHOD -H ... [-D body] -o csv URL`."""
+
+    name: ClassVar[str] = "hey"
+    binary: ClassVar[str] = "hey"
+
+    def problems(self, spec: RunSpec) -> list[str]:
+        out = []
+        if spec.method not in _METHODS:
+            out.append(f"request.method: hey cannot send {spec.method}")
+        if spec.max_requests is not None and spec.max_requests < spec.connections:
+            out.append(f"loads.max_requests: hey needs at least one request per worker "
+                       f"({spec.max_requests} < {spec.connections} connections); raise "
+                       f"max_requests or lower connections")
+        return out
+
+    def build_argv(self, spec: RunSpec) -> list[str]:
+        argv = ["hey", "-c", str(spec.connections)]
+        if spec.max_requests is not None:
+            argv += ["-n", str(spec.max_requests)]     # -z would override -n: stop via SIGINT
+        else:
+            argv += ["-z", f"{spec.duration_s:g}s"]
+        if spec.rate_rps > 0:
+            argv += ["-q", f"{spec.rate_rps / spec.connections:.6g}"]
+        argv += ["-t", str(max(1, math.ceil(spec.timeout_s))), "-m", spec.method,
+                 *header_args(spec)]
+        if spec.body:
+            argv += ["-D", BODY_FILE]
+        return [*argv, "-disable-redirects", "-o", "csv", spec.target]
+
+    def stop_after_s(self, spec: RunSpec) -> float | None:
+        return spec.duration_s if spec.max_requests is not None else None
+
+    def parse_output(self, stdout: str, *, spec: RunSpec) -> RunResult:
+        rows = _rows(stdout)
+        lat_us = rows[:, 0] * 1e6
+        status = rows[:, 6].astype(np.int64)
+        offsets = rows[:, 7]
+        failed = status >= 400
+        ends = offsets + rows[:, 0]
+        duration_s = float(ends.max()) if rows.shape[0] else spec.duration_s
+        if spec.max_requests is None:
+            duration_s = max(duration_s, spec.duration_s)
+        codes, counts = np.unique(status, return_counts=True)
+        warnings = [CSV_WARNING, f"hey prints latencies in 0.1 ms steps; each value is spread "
+                                 f"over its rounding interval (percentiles within ±"
+                                 f"{RESOLUTION_US / 2:g} us)"]
+        if spec.rate_rps > 0:
+            warnings.insert(0, RATE_WARNING.format(c=spec.connections,
+                                                   per=spec.rate_rps / spec.connections))
+        if spec.max_requests is not None and spec.max_requests % spec.connections:
+            done = spec.max_requests // spec.connections * spec.connections
+            warnings.append(f"hey splits -n evenly over workers: it sends {done}, not "
+                            f"{spec.max_requests}")
+        if rows.shape[0] == 0:
+            warnings.append("hey recorded no completed response (is the target up?)")
+        result = base_result(
+            spec, runner=self.name, duration_s=duration_s, requests=int(rows.shape[0]),
+            errors=int(failed.sum()),
+            status_codes={int(c): int(n) for c, n in zip(codes, counts, strict=True)},
+            error_kinds={}, latency=from_rounded(lat_us, resolution_us=RESOLUTION_US),
+            warnings=warnings)
+        result.timeseries = per_second(offsets, lat_us, failed)
+        result.raw = {"tool": "hey", "rows": int(rows.shape[0])}
+        return result
+
+
+def _rows(stdout: str) -> npt.NDArray[np.float64]:
+    text = stdout.lstrip("\r\n")
+    head, _, body = text.partition("\n")
+    if head.strip() != CSV_HEADER:
+        raise OutputParseError("hey output does not start with its CSV header (was -o csv "
+                               "given?)", excerpt=text[:300])
+    lines = body.strip("\r\n")
+    if not lines:
+        return np.zeros((0, 8), dtype=np.float64)
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            rows = np.loadtxt(io.StringIO(lines), delimiter=",", dtype=np.float64, ndmin=2,
+                              comments=None)
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise OutputParseError(f"hey CSV is malformed or truncated: {exc}",
+                               excerpt=lines[-300:]) from None
+    if rows.shape[1] != 8:
+        raise OutputParseError(f"hey CSV rows have {rows.shape[1]} columns, expected 8",
+                               excerpt=lines[:300])
+    if not np.isfinite(rows).all() or (rows[:, [0, 7]] < 0).any():
+        raise OutputParseError("hey CSV holds negative or non-finite times",
+                               excerpt=lines[:300])
+    codes = rows[:, 6]
+    if ((codes < 100) | (codes > 999) | (codes != np.floor(codes))).any():
+        raise OutputParseError("hey CSV holds a status code outside 100..999",
+                               excerpt=lines[:300])
+    return rows

@@ -1,0 +1,109 @@
+"""fortio: argv, and its JSON parsed over the reference documents in shared/reference/fortio (no
+fortio binary is packaged for Debian or PyPI, so there is no real run here)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshlab.errors import OutputParseError, ToolNotFound
+from meshlab.profile import RunSpec
+from meshlab.runners.fortio import FortioRunner
+
+
+def spec(**kw: object) -> RunSpec:
+    base: dict[str, object] = {"target": "http://127.0.0.1:8080/", "connections": 4,
+                               "duration_s": 2.0}
+    base.update(kw)
+    return RunSpec(**base)  # type: ignore[arg-type]
+
+
+def reference(shared_dir: Path, name: str) -> str:
+    return (shared_dir / "reference" / "fortio" / name).read_text(encoding="utf-8")
+
+
+def test_argv_rate_duration_count_method_and_body() -> None:
+    argv = FortioRunner().build_argv(spec(rate_rps=100.0, timeout_s=1.5))
+    assert argv[:6] == ["fortio", "load", "-json", "-", "-qps", "100"]
+    assert argv[argv.index("-t") + 1] == "2s" and argv[argv.index("-timeout") + 1] == "1.5s"
+    assert FortioRunner().build_argv(spec())[5] == "0"          # 0 = closed loop, max rate
+    n = FortioRunner().build_argv(spec(max_requests=500))
+    assert "-t" not in n and n[n.index("-n") + 1] == "500"
+    put = FortioRunner().build_argv(spec(method="PUT", body=b"x"))
+    assert put[put.index("-payload-file") + 1] == "body.bin" and put[put.index("-X") + 1] == "PUT"
+    assert "-X" not in FortioRunner().build_argv(spec(method="POST", body=b"x"))
+
+
+@pytest.mark.parametrize(("name", "requests", "timed", "codes"), [
+    ("fortio-README-rest-run-http-result.json", 4, 4, {200: 4}),
+    ("fortio-README-grpc-ping-result.json", 40, 40, {}),
+    # Nighthawk: 56 responses in RetCodes, 53 in the latency histogram
+    ("nighthawk-output_formatter.medium.fortio.gold.json", 56, 53, {200: 56}),
+    ("nighthawk-output_formatter.medium.fortio-noquirks.gold.json", 56, 53, {200: 56}),
+])
+def test_reference_documents(shared_dir: Path, name: str, requests: int, timed: int,
+                             codes: dict[int, int]) -> None:
+    text = reference(shared_dir, name)
+    s = spec(rate_rps=40.0)
+    r = FortioRunner().parse_output(text, spec=s)
+    assert r.requests == requests and r.errors == 0 and r.status_codes == codes
+    assert r.spec == s.to_dict() and r.runner == "fortio" and r.run_id == ""
+    assert r.achieved_rate_rps > 0 and r.latency.total == timed
+    ps = [r.latency.percentile_us(p) for p in (50, 90, 99, 99.9)]
+    assert ps == sorted(ps) and r.latency.min_us <= ps[0] <= ps[-1] <= r.latency.max_us
+    assert "coordinated omission" in r.warnings[0]
+
+
+def test_json_found_among_log_lines(shared_dir: Path) -> None:
+    text = reference(shared_dir, "fortio-README-rest-run-http-result.json")
+    noisy = "Fortio 1.60 running at 40 queries per second {not json}\n" + text + "\nAll done\n"
+    assert FortioRunner().parse_output(noisy, spec=spec()).requests == 4
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: "",
+    lambda t: t[: len(t) // 2],                                        # truncated JSON
+    lambda t: t.replace('"DurationHistogram"', '"Histogram"'),
+    lambda t: "[" + t + "]",
+    lambda t: "panic: runtime error: invalid memory address\n",
+])
+def test_broken_output_raises_output_parse_error(shared_dir: Path, mangle: object) -> None:
+    text = reference(shared_dir, "fortio-README-rest-run-http-result.json")
+    with pytest.raises(OutputParseError):
+        FortioRunner().parse_output(mangle(text), spec=spec())  # type: ignore[operator]
+
+
+def test_wrapped_iter8_document_is_not_fortio_stdout(shared_dir: Path) -> None:
+    text = reference(shared_dir, "iter8-metrics-server_test-fortioResultJSON.json")
+    with pytest.raises(OutputParseError):
+        FortioRunner().parse_output(text, spec=spec())
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                     lambda kids: st.lists(kids, max_size=4)
+                     | st.dictionaries(st.sampled_from(
+                         ["DurationHistogram", "StartTime", "RetCodes", "ActualQPS", "Count",
+                          "Data", "Start", "End", "Percentiles", "ActualDuration", "RunType"]),
+                         kids, max_size=6), max_leaves=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(), _json.map(json.dumps)))
+def test_parse_never_raises_anything_but_output_parse_error(text: str) -> None:
+    with contextlib.suppress(OutputParseError):
+        FortioRunner().parse_output(text, spec=spec())
+
+
+def test_missing_binary_says_it_is_not_packaged(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    runner = FortioRunner()
+    assert not runner.is_available()
+    with pytest.raises(ToolNotFound, match=r"not packaged for Debian or PyPI.*runner=\"native\""):
+        asyncio.run(runner.run(spec()))

@@ -1,0 +1,104 @@
+"""crosscheck: every runner at the same settings, side by side, with coordinated-omission flags;
+real runs of wrk, hey, ab and native against the echo server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pandas as pd
+from rich.table import Table
+
+from meshlab.crosscheck import (
+    COLUMNS,
+    crosscheck,
+    flag_coordinated_omission,
+    render_crosscheck,
+)
+from meshlab.profile import Profile
+
+
+def profile(target: str, **loads: object) -> Profile:
+    base: dict[str, object] = {"connections": [2], "duration_s": 1, "warmup_s": 0}
+    base.update(loads)
+    return Profile.from_dict({"name": "cc", "target": target, "loads": base})
+
+
+def row(runner: str, rate: float, p99: float, p999: float, uncorrected_p99: float,
+        status: str = "completed") -> dict[str, object]:
+    return {"runner": runner, "rate_rps": rate, "connections": 2, "status": status,
+            "reason": "", "achieved_rate_rps": rate, "requests": 1000, "errors": 0,
+            "p50_us": 100.0, "p90_us": 200.0, "p99_us": p99, "p999_us": p999,
+            "uncorrected_p99_us": uncorrected_p99, "co_distorted": False, "note": ""}
+
+
+def test_flags_closed_loop_tails_below_the_corrected_open_loop_tail() -> None:
+    df = pd.DataFrame([
+        row("native", 1000, 90_000, 110_000, 2_000),       # corrected >> uncorrected: stalled
+        row("hey", 1000, 1_500, 100_000, 1_500),            # p99 hides the queueing
+        row("fortio", 1000, 80_000, 105_000, 80_000),       # comparable
+        row("wrk", 1000, math.nan, math.nan, math.nan, status="skipped"),
+        row("native", 0, 500, 900, 500),
+        row("hey", 0, 600, 1_000, 600),
+    ], columns=COLUMNS)
+    out = flag_coordinated_omission(df)
+    keys = out["runner"] + "@" + out["rate_rps"].astype(float).astype(str)
+    flags = dict(zip(keys, out["co_distorted"], strict=True))
+    assert flags == {"native@1000.0": False, "hey@1000.0": True, "fortio@1000.0": False,
+                     "wrk@1000.0": False, "native@0.0": False, "hey@0.0": False}
+    notes = dict(zip(keys, out["note"], strict=True))
+    assert "p99 1,500 us vs native corrected 90,000 us" in notes["hey@1000.0"]
+    assert "stalled" in notes["native@1000.0"]
+    assert "no open-loop reference" in notes["hey@0.0"]
+    assert df["co_distorted"].sum() == 0                      # the input is not modified
+
+
+def test_no_flag_when_the_target_did_not_stall() -> None:
+    df = pd.DataFrame([row("native", 500, 300, 500, 290), row("hey", 500, 100, 150, 100)],
+                      columns=COLUMNS)
+    out = flag_coordinated_omission(df)
+    assert not out["co_distorted"].any()
+    assert "did not stall" in out.loc[1, "note"]
+
+
+def test_closed_loop_side_by_side(echo_url: str) -> None:
+    seen: list[str] = []
+    df = crosscheck(profile(echo_url), runners=["wrk", "hey", "ab", "fortio", "native"],
+                    progress=seen.append)
+    assert list(df.columns) == COLUMNS and list(df["runner"]) == ["wrk", "hey", "ab", "fortio",
+                                                                   "native"]
+    status = dict(zip(df["runner"], df["status"], strict=True))
+    assert status["fortio"] == "skipped"          # not packaged: no binary on this machine
+    assert "not packaged for Debian" in df.set_index("runner").loc["fortio", "reason"]
+    assert all(status[r] == "completed" for r in ("wrk", "hey", "ab", "native"))
+    done = df[df["status"] == "completed"]
+    assert (done["requests"] > 100).all() and (done["errors"] == 0).all()
+    for _, r in done.iterrows():
+        assert r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["p999_us"]
+    assert not df["co_distorted"].any()
+    assert any("wrk" in line for line in seen)
+    table = render_crosscheck(df)
+    assert isinstance(table, Table) and table.row_count == 5
+
+
+def test_rate_skips_closed_loop_tools_and_flags_hey_against_a_stalling_target(
+        echo_url: str) -> None:
+    # 0.5 % of responses stall 100 ms: open loop, the ~50 requests due on that connection
+    # meanwhile queue behind each stall; hey's rate-limited workers just wait and send less.
+    p = profile(echo_url + "?delay=100ms:0.5", rate_rps=[1000], duration_s=2)
+    df = crosscheck(p, runners=["wrk", "ab", "hey", "native"])
+    by = df.set_index("runner")
+    assert by.loc["wrk", "status"] == "skipped" and "loads.rate_rps" in by.loc["wrk", "reason"]
+    assert by.loc["ab", "status"] == "skipped" and 'runner="native"' in by.loc["ab", "reason"]
+    assert by.loc["native", "status"] == "completed" and by.loc["hey", "status"] == "completed"
+    assert by.loc["native", "p99_us"] > 2 * by.loc["native", "uncorrected_p99_us"]
+    assert bool(by.loc["hey", "co_distorted"]), by.loc["hey", "note"]
+    assert not bool(by.loc["native", "co_distorted"])
+
+
+def test_sync_wrapper_works_inside_a_running_event_loop(echo_url: str) -> None:
+    async def notebook_cell() -> pd.DataFrame:
+        return crosscheck(profile(echo_url), runners=["fortio"])
+
+    df = asyncio.run(notebook_cell())
+    assert list(df["status"]) == ["skipped"]
