@@ -1,0 +1,112 @@
+"""CLI commands for Kubernetes: `kube contexts|snapshot|check` and `mesh install|uninstall|render`.
+The context comes from --context or MESHLAB_KUBE_CONTEXT (only the CLI reads env vars)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import yaml
+
+
+def register(subparsers: Any) -> None:
+    kube = subparsers.add_parser("kube", help="Kubernetes cluster access").add_subparsers(
+        dest="kube_cmd", required=True)
+    p = kube.add_parser("contexts", help="list kubeconfig contexts")
+    p.add_argument("--kubeconfig")
+    p.set_defaults(func=_contexts)
+    p = kube.add_parser("snapshot", help="describe cluster, mesh and benchmark namespaces")
+    p.add_argument("namespaces", nargs="+")
+    _ctx_args(p)
+    p.set_defaults(func=_snapshot)
+    p = kube.add_parser("check", help="configuration findings for a namespace")
+    p.add_argument("namespace")
+    _ctx_args(p)
+    p.set_defaults(func=_check)
+    mesh = subparsers.add_parser("mesh", help="Kubernetes mesh adapters").add_subparsers(
+        dest="mesh_cmd", required=True)
+    for cmd in ("install", "uninstall"):
+        p = mesh.add_parser(cmd, help=f"{cmd} a mesh with its own CLI")
+        p.add_argument("mesh", choices=["istio", "linkerd", "consul", "kuma"])
+        p.add_argument("--dry-run", action="store_true", help="print the commands only")
+        _ctx_args(p)
+        p.set_defaults(func=_install if cmd == "install" else _uninstall)
+    p = mesh.add_parser("render", help="print a policy as the mesh's resources (YAML)")
+    p.add_argument("mesh", choices=["istio", "linkerd", "consul", "kuma"])
+    p.add_argument("--policy", required=True, help="YAML/JSON file with one TrafficPolicy")
+    p.add_argument("--namespace", default="meshlab-bench")
+    p.add_argument("--service", default="meshlab-server")
+    p.set_defaults(func=_render)
+
+
+def _ctx_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--context", default=os.environ.get("MESHLAB_KUBE_CONTEXT"))
+    p.add_argument("--kubeconfig")
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    from meshlab.k8s.cluster import Cluster
+
+    return Cluster.connect(context=args.context, kubeconfig=args.kubeconfig)
+
+
+def _contexts(args: argparse.Namespace) -> int:
+    from meshlab.k8s.cluster import list_contexts
+
+    for c in list_contexts(args.kubeconfig):
+        print(f"{'*' if c.current else ' '} {c.name}\tcluster={c.cluster}\tnamespace={c.namespace}")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from meshlab.k8s.snapshot import take_snapshot
+
+    with _cluster(args) as c:
+        print(json.dumps(take_snapshot(c, args.namespaces).to_dict(), indent=2))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from meshlab.k8s.check import check_namespace
+
+    with _cluster(args) as c:
+        findings = check_namespace(c, args.namespace)
+    for f in findings:
+        print(f"{f.severity:8} {f.check:16} {f.subject:40} {f.message}")
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def _mesh(name: str) -> Any:
+    from meshlab.k8s.environment import kubernetes_mesh
+
+    return kubernetes_mesh(name)
+
+
+def _install(args: argparse.Namespace) -> int:
+    mesh = _mesh(args.mesh)
+    cluster = None if args.dry_run else _cluster(args)
+    for line in mesh.install(cluster, dry_run=args.dry_run):
+        print(line)
+    return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    mesh = _mesh(args.mesh)
+    cluster = None if args.dry_run else _cluster(args)
+    for line in mesh.uninstall(cluster, dry_run=args.dry_run):
+        print(line)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from meshlab.k8s.mesh import RenderContext
+    from meshlab.policy import TrafficPolicy
+
+    with open(args.policy, encoding="utf-8") as fh:
+        policy = TrafficPolicy.model_validate(yaml.safe_load(fh))
+    docs = _mesh(args.mesh).render(policy, RenderContext(namespace=args.namespace,
+                                                         service=args.service))
+    print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+    return 0

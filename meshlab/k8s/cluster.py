@@ -1,0 +1,463 @@
+"""Cluster access: kubeconfig contexts (and in-cluster config), discovery, server-side apply with
+rollback, label-selected listing, pod logs, polling waits that name the object and its last
+condition, and clean deletion. Everything is dicts in and out; errors are `ClusterError`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshlab.errors import ClusterError, WaitTimeout
+from meshlab.k8s._api import ApiTransport, Manifest, ResourceType, _kubernetes, describe
+
+FIELD_MANAGER = "meshlab"
+Selector = Mapping[str, str] | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KubeContext:
+    """One kubeconfig context."""
+
+    name: str
+    cluster: str
+    user: str
+    namespace: str
+    current: bool
+
+
+def list_contexts(kubeconfig: str | Path | None = None) -> list[KubeContext]:
+    """The contexts of a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
+    k8s = _kubernetes()
+    try:
+        contexts, active = k8s.config.list_kube_config_contexts(
+            config_file=str(kubeconfig) if kubeconfig else None)
+    except (k8s.config.ConfigException, OSError) as exc:
+        raise ClusterError(f"cannot read kubeconfig {kubeconfig or '(default)'}: {exc}",
+                           reason="KubeconfigInvalid") from exc
+    active_name = (active or {}).get("name")
+    out = []
+    for c in contexts or []:
+        ctx = c.get("context") or {}
+        out.append(KubeContext(name=str(c.get("name")), cluster=str(ctx.get("cluster", "")),
+                               user=str(ctx.get("user", "")),
+                               namespace=str(ctx.get("namespace") or "default"),
+                               current=c.get("name") == active_name))
+    return out
+
+
+def label_selector(selector: Selector) -> str | None:
+    """`{"app": "server"}` -> `app=server`; strings pass through (`app in (a,b)`)."""
+    if selector is None or isinstance(selector, str):
+        return selector or None
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or None
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def last_condition(obj: Mapping[str, Any] | None) -> str:
+    """The most telling status line of an object, for wait errors."""
+    if not obj:
+        return "object not found"
+    status = obj.get("status") or {}
+    conds = status.get("conditions") or []
+    if conds:
+        c = sorted(conds, key=lambda c: str(c.get("lastTransitionTime", "")))[-1]
+        msg = f" ({c.get('reason', '')}: {c.get('message', '')})" if c.get("message") else ""
+        return f"{c.get('type')}={c.get('status')}{msg}"
+    if "phase" in status:
+        return f"phase={status['phase']}"
+    return "no status yet"
+
+
+class Cluster:
+    """A connection to one Kubernetes API server (one kubeconfig context)."""
+
+    def __init__(self, api_client: Any, *, context: str = "", namespace: str = "default",
+                 request_timeout_s: float = 30.0) -> None:
+        self.api = ApiTransport(api_client, request_timeout_s=request_timeout_s)
+        self.context = context
+        self.namespace = namespace
+        self._types: dict[tuple[str, str], ResourceType] = {}
+
+    # construction ------------------------------------------------------------------------
+    @classmethod
+    def connect(cls, *, context: str | None = None, kubeconfig: str | Path | None = None,
+                in_cluster: bool = False, request_timeout_s: float = 30.0) -> Cluster:
+        """Connect with a kubeconfig context (default: the current one) or the pod's service
+        account (`in_cluster=True`). Does not contact the server; `server_version()` does."""
+        k8s = _kubernetes()
+        cfg = k8s.client.Configuration()
+        namespace = "default"
+        if in_cluster:
+            try:
+                k8s.config.load_incluster_config(client_configuration=cfg)
+            except k8s.config.ConfigException as exc:
+                raise ClusterError(f"not running in a pod with a service account: {exc}",
+                                   reason="NotInCluster") from exc
+            ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            if ns_file.exists():
+                namespace = ns_file.read_text().strip() or "default"
+            name = "in-cluster"
+        else:
+            contexts = list_contexts(kubeconfig)
+            names = [c.name for c in contexts]
+            if context is not None and context not in names:
+                raise ClusterError(
+                    f"context {context!r} is not in kubeconfig {kubeconfig or '(default)'}; "
+                    f"available: {', '.join(names) or 'none'}", reason="ContextNotFound",
+                    resource=f"context {context}")
+            chosen = next((c for c in contexts if c.name == context or
+                           (context is None and c.current)), None)
+            if chosen is None:
+                raise ClusterError("the kubeconfig has no current context; pass context=...",
+                                   reason="ContextNotFound")
+            try:
+                k8s.config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None,
+                                            context=chosen.name, client_configuration=cfg)
+            except (k8s.config.ConfigException, OSError) as exc:
+                raise ClusterError(f"cannot load context {chosen.name!r}: {exc}",
+                                   reason="KubeconfigInvalid") from exc
+            name, namespace = chosen.name, chosen.namespace
+        cfg.retries = 1
+        return cls(k8s.client.ApiClient(cfg), context=name, namespace=namespace,
+                   request_timeout_s=request_timeout_s)
+
+    @classmethod
+    def from_url(cls, url: str, *, token: str | None = None, verify_tls: bool = True,
+                 request_timeout_s: float = 30.0) -> Cluster:
+        """Connect straight to an API server URL (tests, port-forwards)."""
+        k8s = _kubernetes()
+        cfg = k8s.client.Configuration()
+        cfg.host = url.rstrip("/")
+        cfg.verify_ssl = verify_tls
+        cfg.retries = 0
+        if token:
+            cfg.api_key = {"authorization": f"Bearer {token}"}
+        return cls(k8s.client.ApiClient(cfg), context=url, request_timeout_s=request_timeout_s)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # discovery ---------------------------------------------------------------------------
+    def server_version(self) -> dict[str, str]:
+        doc = self.api.request("GET", "/version", resource="version")
+        return {k: str(v) for k, v in doc.items()}
+
+    def resource_type(self, api_version: str, kind: str) -> ResourceType:
+        """Discover plural and scope of a kind (cached); a kind the server does not serve (a
+        mesh's CRDs not installed) raises ClusterError with reason NotServed."""
+        key = (api_version, kind)
+        if key in self._types:
+            return self._types[key]
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            doc = self.api.request("GET", path, resource=f"apiVersion {api_version}")
+        except ClusterError as exc:
+            if exc.status == 404:
+                raise ClusterError(f"the server does not serve {api_version} (kind {kind}); "
+                                   f"install the CRDs that define it", status=404,
+                                   reason="NotServed", resource=f"{kind}.{api_version}") from exc
+            raise
+        for r in doc.get("resources") or []:
+            if "/" in str(r.get("name", "")):
+                continue
+            rt = ResourceType(api_version, str(r.get("kind")), str(r["name"]),
+                              bool(r.get("namespaced")))
+            self._types[(api_version, rt.kind)] = rt
+        if key not in self._types:
+            raise ClusterError(f"{api_version} has no kind {kind}", status=404,
+                               reason="NotServed", resource=f"{kind}.{api_version}")
+        return self._types[key]
+
+    def _type_of(self, manifest: Mapping[str, Any]) -> ResourceType:
+        try:
+            return self.resource_type(str(manifest["apiVersion"]), str(manifest["kind"]))
+        except KeyError as exc:
+            raise ClusterError(f"manifest without {exc.args[0]}: {str(manifest)[:120]}",
+                               reason="Invalid") from None
+
+    def _ns(self, rt: ResourceType, namespace: str | None) -> str | None:
+        return (namespace or self.namespace) if rt.namespaced else None
+
+    # reading -----------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, name: str, *,
+            namespace: str | None = None) -> Manifest:
+        rt = self.resource_type(api_version, kind)
+        ns = self._ns(rt, namespace)
+        return self.api.request("GET", rt.path(namespace=ns, name=name),
+                                resource=describe(kind, name, ns))
+
+    def find(self, api_version: str, kind: str, name: str, *,
+             namespace: str | None = None) -> Manifest | None:
+        """Like `get` but None when the object does not exist."""
+        try:
+            return self.get(api_version, kind, name, namespace=namespace)
+        except ClusterError as exc:
+            if exc.status == 404 and exc.reason != "NotServed":
+                return None
+            raise
+
+    def list_objects(self, api_version: str, kind: str, *, namespace: str | None = None,
+             selector: Selector = None, field_selector: str | None = None,
+             all_namespaces: bool = False) -> list[Manifest]:
+        rt = self.resource_type(api_version, kind)
+        ns = None if all_namespaces else self._ns(rt, namespace)
+        query: dict[str, str] = {}
+        if (ls := label_selector(selector)) is not None:
+            query["labelSelector"] = ls
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        doc = self.api.request("GET", rt.path(namespace=ns), query=query,
+                               resource=describe(kind, None, ns))
+        items = doc.get("items") or []
+        for item in items:   # list items carry no apiVersion/kind; put them back
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return list(items)
+
+    def pods(self, *, namespace: str | None = None, selector: Selector = None) -> list[Manifest]:
+        return self.list_objects("v1", "Pod", namespace=namespace, selector=selector)
+
+    def nodes(self) -> list[Manifest]:
+        return self.list_objects("v1", "Node")
+
+    def pod_logs(self, name: str, *, namespace: str | None = None, container: str | None = None,
+                 tail_lines: int | None = None) -> str:
+        ns = namespace or self.namespace
+        query: dict[str, str | int] = {}
+        if container:
+            query["container"] = container
+        if tail_lines is not None:
+            query["tailLines"] = tail_lines
+        rt = self.resource_type("v1", "Pod")
+        _, data = self.api.request_raw("GET", rt.path(namespace=ns, name=name, subresource="log"),
+                                       query=query, accept="text/plain",
+                                       resource=describe("Pod", name, ns) + " logs")
+        return data.decode("utf-8", "replace")
+
+    # writing -----------------------------------------------------------------------------
+    def apply(self, manifest: Mapping[str, Any], *, namespace: str | None = None,
+              field_manager: str = FIELD_MANAGER, force: bool = True,
+              dry_run: bool = False) -> Manifest:
+        """Server-side apply one manifest (creates or updates; fields this manager set before
+        and no longer sets are removed by the server)."""
+        rt = self._type_of(manifest)
+        meta = dict(manifest.get("metadata") or {})
+        name = meta.get("name")
+        if not name:
+            raise ClusterError(f"{rt.kind} manifest has no metadata.name", reason="Invalid")
+        ns = self._ns(rt, meta.get("namespace") or namespace)
+        body = dict(manifest)
+        if ns:
+            body["metadata"] = {**meta, "namespace": ns}
+        query: dict[str, str | bool] = {"fieldManager": field_manager, "force": force,
+                                        "fieldValidation": "Strict"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.api.request("PATCH", rt.path(namespace=ns, name=name), query=query,
+                                body=body, content_type="application/apply-patch+yaml",
+                                resource=describe(rt.kind, name, ns))
+
+    def apply_all(self, manifests: Iterable[Mapping[str, Any]], *,
+                  namespace: str | None = None,
+                  field_manager: str = FIELD_MANAGER) -> list[Manifest]:
+        """Apply manifests in order; if one fails, undo the ones already applied (delete what
+        was created, restore what was changed) and re-raise: nothing half-applied is left."""
+        done: list[tuple[Mapping[str, Any], Manifest | None]] = []
+        out: list[Manifest] = []
+        try:
+            for m in manifests:
+                rt = self._type_of(m)
+                meta = m.get("metadata") or {}
+                before = self.find(rt.api_version, rt.kind, str(meta.get("name", "")),
+                                   namespace=meta.get("namespace") or namespace)
+                out.append(self.apply(m, namespace=namespace, field_manager=field_manager))
+                done.append((m, before))
+        except ClusterError:
+            self._rollback(done, namespace=namespace)
+            raise
+        return out
+
+    def _rollback(self, done: Sequence[tuple[Mapping[str, Any], Manifest | None]], *,
+                  namespace: str | None) -> None:
+        for m, before in reversed(done):
+            meta = m.get("metadata") or {}
+            ns = meta.get("namespace") or namespace
+            try:
+                if before is None:
+                    self.delete(str(m["apiVersion"]), str(m["kind"]), str(meta["name"]),
+                                namespace=ns)
+                else:
+                    self.replace(before)
+            except ClusterError:
+                continue   # best effort: the original error is the one to report
+
+    def replace(self, obj: Mapping[str, Any]) -> Manifest:
+        """PUT an object back as it was (its resourceVersion is dropped: last write wins)."""
+        rt = self._type_of(obj)
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+                if k not in ("resourceVersion", "managedFields", "generation")}
+        body = {**obj, "metadata": meta}
+        ns = self._ns(rt, meta.get("namespace"))
+        return self.api.request("PUT", rt.path(namespace=ns, name=str(meta["name"])), body=body,
+                                resource=describe(rt.kind, str(meta["name"]), ns))
+
+    def patch(self, api_version: str, kind: str, name: str, patch: Any, *,
+              namespace: str | None = None, patch_type: str = "merge") -> Manifest:
+        """`merge` (RFC 7386), `strategic` or `json` (RFC 6902) patch."""
+        rt = self.resource_type(api_version, kind)
+        ns = self._ns(rt, namespace)
+        ctype = {"merge": "application/merge-patch+json",
+                 "strategic": "application/strategic-merge-patch+json",
+                 "json": "application/json-patch+json"}[patch_type]
+        return self.api.request("PATCH", rt.path(namespace=ns, name=name), body=patch,
+                                content_type=ctype, resource=describe(kind, name, ns))
+
+    def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None,
+               missing_ok: bool = True, wait_s: float | None = None,
+               propagation: str = "Foreground") -> bool:
+        """Delete one object; True if it existed. With `wait_s`, wait until it is gone."""
+        rt = self.resource_type(api_version, kind)
+        ns = self._ns(rt, namespace)
+        try:
+            self.api.request("DELETE", rt.path(namespace=ns, name=name),
+                             body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                   "propagationPolicy": propagation},
+                             resource=describe(kind, name, ns))
+        except ClusterError as exc:
+            if exc.status == 404 and missing_ok:
+                return False
+            raise
+        if wait_s:
+            self.wait_for(api_version, kind, name, namespace=ns, what="deleted",
+                          ready=lambda o: o is None, timeout_s=wait_s)
+        return True
+
+    def delete_all(self, manifests: Iterable[Mapping[str, Any]], *,
+                   namespace: str | None = None) -> int:
+        """Delete manifests in reverse order (missing ones are fine); returns how many existed."""
+        n = 0
+        for m in reversed(list(manifests)):
+            meta = m.get("metadata") or {}
+            n += self.delete(str(m["apiVersion"]), str(m["kind"]), str(meta["name"]),
+                             namespace=meta.get("namespace") or namespace)
+        return n
+
+    # namespaces --------------------------------------------------------------------------
+    def ensure_namespace(self, name: str, *, labels: Mapping[str, str] | None = None,
+                         annotations: Mapping[str, str] | None = None) -> Manifest:
+        """Create the namespace (with labels and annotations) when it is missing; an existing
+        one is left as it is (re-applying it would drop labels this manager set before)."""
+        existing = self.find("v1", "Namespace", name)
+        if existing is not None:
+            return existing
+        meta: dict[str, Any] = {"name": name}
+        if labels:
+            meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        return self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+
+    def label_namespace(self, name: str, *, labels: Mapping[str, str | None] | None = None,
+                        annotations: Mapping[str, str | None] | None = None) -> Manifest:
+        """Set (value) or remove (None) labels and annotations on a namespace."""
+        meta: dict[str, Any] = {}
+        if labels:
+            meta["labels"] = dict(labels)
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        return self.patch("v1", "Namespace", name, {"metadata": meta})
+
+    # waiting -----------------------------------------------------------------------------
+    def wait_for(self, api_version: str, kind: str, name: str, *, namespace: str | None = None,
+                 ready: Callable[[Manifest | None], bool], what: str, timeout_s: float = 120.0,
+                 poll_s: float = 0.5, cancel: threading.Event | None = None) -> Manifest | None:
+        """Poll an object until `ready(obj)` (obj None = absent); WaitTimeout names the object
+        and the last condition seen. Setting `cancel` (from another thread) stops the wait
+        with ClusterError reason Cancelled."""
+        deadline = time.monotonic() + timeout_s
+        obj: Manifest | None = None
+        while True:
+            obj = self.find(api_version, kind, name, namespace=namespace)
+            if ready(obj):
+                return obj
+            if cancel is not None and cancel.is_set():
+                rt = self.resource_type(api_version, kind)
+                ref = describe(kind, name, self._ns(rt, namespace))
+                raise ClusterError(f"waiting for {ref} to be {what} was cancelled",
+                                   reason="Cancelled", resource=ref)
+            if time.monotonic() >= deadline:
+                rt = self.resource_type(api_version, kind)
+                ref = describe(kind, name, self._ns(rt, namespace))
+                raise WaitTimeout(f"{ref} not {what} after {timeout_s:g} s; last condition: "
+                                  f"{last_condition(obj)}", reason="Timeout", resource=ref)
+            pause = min(poll_s, max(deadline - time.monotonic(), 0.01))
+            if cancel is not None:
+                cancel.wait(pause)
+            else:
+                time.sleep(pause)
+
+    def wait_rollout(self, name: str, *, namespace: str | None = None, kind: str = "Deployment",
+                     timeout_s: float = 300.0, poll_s: float = 0.5) -> Manifest:
+        """Wait until a Deployment/StatefulSet has observed its spec and all replicas are
+        updated and ready."""
+        def done(o: Manifest | None) -> bool:
+            if not o:
+                return False
+            spec, st = o.get("spec") or {}, o.get("status") or {}
+            want = int(spec.get("replicas", 1))
+            return (int(st.get("observedGeneration", 0)) >= int(o["metadata"].get("generation", 0))
+                    and int(st.get("updatedReplicas", 0)) >= want
+                    and int(st.get("readyReplicas", 0)) >= want
+                    and int(st.get("replicas", 0)) == want)
+        obj = self.wait_for("apps/v1", kind, name, namespace=namespace, ready=done,
+                            what="rolled out", timeout_s=timeout_s, poll_s=poll_s)
+        assert obj is not None
+        return obj
+
+    def wait_job(self, name: str, *, namespace: str | None = None, timeout_s: float = 600.0,
+                 poll_s: float = 1.0, cancel: threading.Event | None = None) -> Manifest:
+        """Wait for a Job to complete; a failed Job raises ClusterError with its condition."""
+        def done(o: Manifest | None) -> bool:
+            if o is None:
+                return False
+            return any(condition(o, t) and str(condition(o, t).get("status")) == "True"  # type: ignore[union-attr]
+                       for t in ("Complete", "Failed"))
+        obj = self.wait_for("batch/v1", "Job", name, namespace=namespace, ready=done,
+                            what="complete", timeout_s=timeout_s, poll_s=poll_s, cancel=cancel)
+        assert obj is not None
+        failed = condition(obj, "Failed")
+        if failed and str(failed.get("status")) == "True":
+            ref = describe("Job", name, namespace or self.namespace)
+            raise ClusterError(f"{ref} failed: {failed.get('reason')}: {failed.get('message')}",
+                               reason=str(failed.get("reason") or "JobFailed"), resource=ref)
+        return obj
+
+    def restart_rollout(self, name: str, *, namespace: str | None = None,
+                        kind: str = "Deployment") -> Manifest:
+        """What `kubectl rollout restart` does: bump a pod-template annotation."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": stamp}}}}}
+        return self.patch("apps/v1", kind, name, patch, namespace=namespace)
+
+
+def dump(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

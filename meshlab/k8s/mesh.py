@@ -1,0 +1,322 @@
+"""What every Kubernetes mesh adapter shares: detection from control-plane images, install and
+uninstall through the mesh's own CLI (with a dry run that shows the commands), sidecar injection
+for a namespace plus a rollout, and applying a compiled TrafficPolicy with rollback.
+Each adapter (`meshlab/meshes/istio.py` ...) supplies the tables and `render()`.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import yaml
+
+from meshlab.errors import ClusterError, MeshError
+from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Cluster
+from meshlab.policy import TrafficPolicy
+
+POLICY_LABEL = "meshlab.io/policy"
+POLICY_MANAGER = "meshlab-policy"     # field manager of policies; workloads use "meshlab"
+PARTIAL_KINDS = frozenset({"Service"})  # policies only add annotations to these
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """Where a policy lands: the benchmark namespace, the server service and its port, and the
+    client workload (some meshes configure upstream limits on the caller)."""
+
+    namespace: str = "meshlab-bench"
+    service: str = "meshlab-server"
+    port: int = 8080
+    client: str = "meshlab-client"
+    mesh_name: str = "default"          # Kuma's Mesh
+
+    def target(self, policy: TrafficPolicy) -> str:
+        return policy.service or self.service
+
+
+@dataclass(frozen=True, slots=True)
+class MeshInstallation:
+    """A mesh found in a cluster, named from its control-plane images (not pod names)."""
+
+    mesh: str
+    version: str
+    namespace: str
+    images: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mesh": self.mesh, "version": self.version, "namespace": self.namespace,
+                "images": list(self.images)}
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """How a namespace opts in to sidecar injection."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CliStep:
+    """One mesh-CLI command; `apply_output`: its stdout is manifests for meshlab to apply."""
+
+    argv: tuple[str, ...]
+    apply_output: bool = False
+
+    def show(self, *, delete: bool = False) -> str:
+        cmd = " ".join(self.argv)
+        if self.apply_output:
+            return f"{cmd}  # output {'deleted' if delete else 'server-side applied'} by meshlab"
+        return cmd
+
+
+def step(*argv: str, apply_output: bool = False) -> CliStep:
+    return CliStep(tuple(argv), apply_output)
+
+
+def _run(argv: Sequence[str], *, timeout_s: float) -> str:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise MeshError(f"{' '.join(argv)!r} did not finish in {timeout_s:g} s") from exc
+    except OSError as exc:
+        raise MeshError(f"{' '.join(argv)!r} could not start: {exc}") from exc
+    if proc.returncode != 0:
+        raise MeshError(f"{' '.join(argv)!r} exited with code {proc.returncode}: "
+                        f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
+    return proc.stdout
+
+
+def go_duration(seconds: float) -> str:
+    """`2s`, `250ms`: whole seconds or milliseconds, a form every mesh (and the Gateway API
+    pattern `^([0-9]{1,5}(h|m|s|ms)){1,4}$`) accepts."""
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{max(round(seconds * 1000), 1)}ms"
+
+
+def rate_as_count(mesh: str, policy: TrafficPolicy, requests_per_s: float) -> tuple[int, int]:
+    """A rate as `num` requests per whole-second `interval` (2.5/s -> 5 per 2 s), exactly."""
+    for interval in range(1, 61):
+        num = requests_per_s * interval
+        if abs(num - round(num)) < 1e-9 and round(num) >= 1:
+            return round(num), interval
+    raise MeshError(f"{mesh} cannot express policy {policy.name!r}: rate_limit.requests_per_s "
+                    f"{requests_per_s:g} cannot be written as whole requests per 1-60 s; round it")
+
+
+def whole_rate(mesh: str, policy: TrafficPolicy, requests_per_s: float) -> int:
+    """Meshes that count whole requests per second (Linkerd, Consul)."""
+    if not float(requests_per_s).is_integer():
+        raise MeshError(f"{mesh} cannot express policy {policy.name!r}: its rate limits are "
+                        f"whole requests per second and rate_limit.requests_per_s "
+                        f"{requests_per_s:g} is not")
+    return int(requests_per_s)
+
+
+def image_version(image: str) -> str:
+    """`docker.io/istio/pilot:1.30.3@sha256:..` -> `1.30.3`."""
+    ref = image.split("@", 1)[0]
+    tail = ref.rsplit("/", 1)[-1]
+    return tail.split(":", 1)[1] if ":" in tail else "latest"
+
+
+def policy_name(policy: TrafficPolicy, suffix: str = "") -> str:
+    base = re.sub(r"[^a-z0-9-]", "-", f"meshlab-{policy.name}".lower()).strip("-")
+    return (f"{base}-{suffix}" if suffix else base)[:63].strip("-")
+
+
+def metadata(policy: TrafficPolicy, ctx: RenderContext, suffix: str = "", *,
+             namespace: str | None = None, labels: Mapping[str, str] | None = None,
+             annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": policy_name(policy, suffix),
+                            "namespace": namespace or ctx.namespace,
+                            "labels": {"app.kubernetes.io/managed-by": "meshlab",
+                                       POLICY_LABEL: policy.name, **(labels or {})}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+@dataclass(slots=True)
+class MeshTarget:
+    """What a Kubernetes mesh adapter acts on: a cluster, where policies land, and what it
+    applied there (so `remove` can take it back)."""
+
+    cluster: Cluster
+    ctx: RenderContext
+    applied: list[Manifest] = field(default_factory=list)
+
+
+class KubernetesMesh(abc.ABC):
+    """A service mesh on Kubernetes, driven through its CLI and its custom resources.
+
+    Adapters combine it with `meshlab.meshes.base.Mesh[MeshTarget]`: `apply` and `remove` here
+    satisfy that interface; `info_fields()` feeds their `describe()`."""
+
+    name: ClassVar[str]
+    cli: ClassVar[str]
+    install_hint: ClassVar[str]
+    sidecar_containers: ClassVar[tuple[str, ...]]
+    control_plane_image: ClassVar[re.Pattern[str]]   # matches the image repo of the control plane
+    supported: ClassVar[frozenset[str]]               # TrafficPolicy.features() it can express
+    mtls_note: ClassVar[str] = ""
+
+    # --- pure parts: tested without a cluster -------------------------------------------
+    @abc.abstractmethod
+    def injection(self) -> Injection:
+        """The namespace label/annotation that turns on sidecar injection."""
+
+    @abc.abstractmethod
+    def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
+        """The mesh's own resources for `policy`; MeshError when it cannot express it."""
+
+    @abc.abstractmethod
+    def install_steps(self) -> list[CliStep]:
+        """CLI steps that install the mesh (some print manifests meshlab applies itself)."""
+
+    @abc.abstractmethod
+    def uninstall_steps(self) -> list[CliStep]:
+        """CLI steps that remove it."""
+
+    def check_supported(self, policy: TrafficPolicy, *, extra: Sequence[str] = ()) -> None:
+        missing = [*policy.unsupported(self.supported), *extra]
+        if missing:
+            raise MeshError(
+                f"{self.name} cannot express policy {policy.name!r}: {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not supported by {self.name} "
+                f"(supported: {', '.join(sorted(self.supported))}); remove "
+                f"{'it' if len(missing) == 1 else 'them'} from the policy or use another mesh")
+
+    def detect_images(self, images: Mapping[str, str]) -> MeshInstallation | None:
+        """From `{image: namespace}` of every control-plane container, this mesh or None."""
+        mine = sorted(i for i in images if self.control_plane_image.search(i))
+        if not mine:
+            return None
+        versions = sorted({image_version(i) for i in mine})
+        return MeshInstallation(self.name, versions[-1] if len(versions) == 1 else
+                                ",".join(versions), images[mine[0]], tuple(mine))
+
+    # --- cluster parts -------------------------------------------------------------------
+    def detect(self, cluster: Cluster) -> MeshInstallation | None:
+        return self.detect_images(control_plane_images(cluster))
+
+    def run_steps(self, steps: Sequence[CliStep], *, cluster: Cluster | None = None,
+                  dry_run: bool = False, delete: bool = False,
+                  timeout_s: float = 600.0) -> list[str]:
+        """Run CLI steps in order; a step with `apply_output` prints manifests that meshlab
+        server-side applies (or deletes, for uninstall) itself instead of piping to kubectl.
+        With `dry_run` nothing runs: the commands are returned as they would run."""
+        shown = [s.show(delete=delete) for s in steps]
+        if dry_run:
+            return shown
+        if shutil.which(self.cli) is None:
+            raise MeshError(f"{self.cli} not found on PATH; install it ({self.install_hint}) or "
+                            f"use --dry-run to see the commands")
+        for step in steps:
+            out = _run(step.argv, timeout_s=timeout_s)
+            if step.apply_output:
+                if cluster is None:
+                    raise MeshError(f"{step.show()} needs a cluster to apply its output")
+                docs = [d for d in yaml.safe_load_all(out) if isinstance(d, dict) and d]
+                try:
+                    if delete:
+                        cluster.delete_all(docs)
+                    else:
+                        cluster.apply_all(docs)
+                except ClusterError as exc:
+                    raise MeshError(f"applying the output of {step.show()} failed (rolled "
+                                    f"back): {exc}") from exc
+        return shown
+
+    def install(self, cluster: Cluster | None = None, *, dry_run: bool = False) -> list[str]:
+        return self.run_steps(self.install_steps(), cluster=cluster, dry_run=dry_run)
+
+    def uninstall(self, cluster: Cluster | None = None, *, dry_run: bool = False) -> list[str]:
+        return self.run_steps(self.uninstall_steps(), cluster=cluster, dry_run=dry_run,
+                              delete=True)
+
+    def enable_injection(self, cluster: Cluster, namespace: str) -> None:
+        inj = self.injection()
+        cluster.ensure_namespace(namespace)
+        cluster.label_namespace(namespace, labels=dict(inj.labels) or None,
+                                annotations=dict(inj.annotations) or None)
+
+    def disable_injection(self, cluster: Cluster, namespace: str) -> None:
+        inj = self.injection()
+        cluster.label_namespace(namespace, labels=dict.fromkeys(inj.labels) or None,
+                                annotations=dict.fromkeys(inj.annotations) or None)
+
+    def apply_policy(self, cluster: Cluster, policy: TrafficPolicy,
+                     ctx: RenderContext) -> list[Manifest]:
+        """Render and apply; on any failure the resources applied so far are rolled back."""
+        manifests = self.render(policy, ctx)
+        try:
+            cluster.apply_all(manifests, namespace=ctx.namespace, field_manager=POLICY_MANAGER)
+        except ClusterError as exc:
+            raise MeshError(f"applying {self.name} policy {policy.name!r} failed and was rolled "
+                            f"back: {exc}") from exc
+        return manifests
+
+    def apply(self, environment: MeshTarget, policy: TrafficPolicy | None = None) -> None:
+        """Apply `policy` as this mesh's resources (nothing for None); remembered for remove."""
+        if policy is None or not policy.features():
+            return
+        environment.applied.extend(self.apply_policy(environment.cluster, policy,
+                                                     environment.ctx))
+
+    def remove(self, environment: MeshTarget) -> None:
+        """Remove every policy resource applied through `apply`."""
+        applied, environment.applied = list(environment.applied), []
+        self.remove_policy(environment.cluster, applied)
+
+    def info_fields(self, version: str = "") -> dict[str, Any]:
+        return {"name": self.name, "kind": "kubernetes", "version": version,
+                "supported": self.supported,
+                "modes": ("none", "server-only", "client-only", "both"),
+                "details": {"cli": self.cli, "sidecars": list(self.sidecar_containers),
+                            "injection": {**self.injection().labels,
+                                          **self.injection().annotations},
+                            "mtls": self.mtls_note}}
+
+    def remove_policy(self, cluster: Cluster, manifests: Sequence[Manifest]) -> int:
+        """Delete what `apply_policy` created; partial applies to objects meshlab does not own
+        as a whole (annotations on a Service) are withdrawn by applying an empty config."""
+        n = 0
+        for m in reversed(list(manifests)):
+            if m["kind"] in PARTIAL_KINDS:
+                meta = m["metadata"]
+                cluster.apply({"apiVersion": m["apiVersion"], "kind": m["kind"],
+                               "metadata": {"name": meta["name"],
+                                            "namespace": meta.get("namespace")}},
+                              field_manager=POLICY_MANAGER)
+                n += 1
+            else:
+                n += cluster.delete_all([m])
+        return n
+
+
+def control_plane_images(cluster: Cluster) -> dict[str, str]:
+    """`{image: namespace}` of every Deployment, StatefulSet and DaemonSet container."""
+    out: dict[str, str] = {}
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        try:
+            items = cluster.list_objects("apps/v1", kind, all_namespaces=True)
+        except ClusterError as exc:
+            if exc.status in (403, 404):
+                continue
+            raise
+        for obj in items:
+            spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+                if c.get("image"):
+                    out.setdefault(str(c["image"]), str(obj["metadata"].get("namespace", "")))
+    return out

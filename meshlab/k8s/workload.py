@@ -1,0 +1,143 @@
+"""The benchmark workload: the fortio server Deployment and Service from `templates/k8s`, the
+per-mesh annotations that keep port 8081 outside the sidecar, the client setting for each mode,
+and turning injection on for a namespace (label, rollout restart, verify every pod is meshed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+
+from meshlab.errors import MeshError, ProfileError
+from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Cluster
+from meshlab.k8s.snapshot import pod_info
+from meshlab.k8s.topology import FORTIO_IMAGE, KubernetesTopology
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "k8s"
+CAPTURED_PORT = 8080
+DIRECT_PORT = 8081
+MODES = ("none", "server-only", "client-only", "both")
+DEFAULT_IMAGE = FORTIO_IMAGE
+
+# inbound port kept out of the sidecar on the server pod
+SKIP_INBOUND: dict[str, dict[str, str]] = {
+    "istio": {"traffic.sidecar.istio.io/excludeInboundPorts": str(DIRECT_PORT)},
+    "linkerd": {"config.linkerd.io/skip-inbound-ports": str(DIRECT_PORT)},
+    "consul": {"consul.hashicorp.com/transparent-proxy-exclude-inbound-ports": str(DIRECT_PORT)},
+    "kuma": {"traffic.kuma.io/exclude-inbound-ports": str(DIRECT_PORT)},
+}
+# how one pod opts out of injection (the load client in modes none and server-only)
+OPT_OUT: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "istio": ({"sidecar.istio.io/inject": "false"}, {}),
+    "linkerd": ({}, {"linkerd.io/inject": "disabled"}),
+    "consul": ({}, {"consul.hashicorp.com/connect-inject": "false"}),
+    "kuma": ({"kuma.io/sidecar-injection": "disabled"}, {}),
+}
+# a Job's pod must be able to finish although a sidecar runs next to it
+JOB_SIDECAR_EXIT: dict[str, dict[str, str]] = {
+    "istio": {"sidecar.istio.io/nativeSidecar": "true"},
+    "linkerd": {"config.alpha.linkerd.io/proxy-enable-native-sidecar": "true"},
+    "kuma": {"kuma.io/sidecar-drain-time": "1s"},
+    "consul": {"consul.hashicorp.com/enable-sidecar-proxy-lifecycle": "true"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """The benchmark server's shape (from a profile's `topology`)."""
+
+    namespace: str = "meshlab-bench"
+    name: str = "meshlab-server"
+    replicas: int = 1
+    image: str = DEFAULT_IMAGE
+    cpu: str = "1"
+    memory: str = "256Mi"
+
+    @classmethod
+    def from_topology(cls, topology: KubernetesTopology | Mapping[str, Any] | None) -> ServerSpec:
+        t = (topology if isinstance(topology, KubernetesTopology)
+             else KubernetesTopology.from_profile(topology))
+        return cls(namespace=t.namespace, name=t.name, replicas=t.replicas, image=t.image,
+                   cpu=t.cpu, memory=t.memory)
+
+
+def render_template(name: str, values: Mapping[str, object]) -> list[Manifest]:
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    try:
+        rendered = Template(text).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise ValueError(f"template {name} needs a value for {exc.args[0]}") from None
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def server_manifests(spec: ServerSpec, *, mesh: str = "none") -> list[Manifest]:
+    docs = render_template("server.yaml", {"namespace": spec.namespace, "name": spec.name,
+                                           "replicas": spec.replicas, "image": spec.image,
+                                           "cpu": spec.cpu, "memory": spec.memory})
+    ann = SKIP_INBOUND.get(mesh)
+    if ann:
+        docs[0]["spec"]["template"]["metadata"]["annotations"] = dict(ann)
+    return docs
+
+
+def mode_plan(mode: str) -> tuple[bool, int]:
+    """(client pod gets a sidecar, server port to aim at) for a sidecar placement mode."""
+    plans = {"none": (False, DIRECT_PORT), "server-only": (False, CAPTURED_PORT),
+             "client-only": (True, DIRECT_PORT), "both": (True, CAPTURED_PORT)}
+    try:
+        return plans[mode]
+    except KeyError:
+        raise ProfileError(f"modes: {mode!r} is not a Kubernetes mode; choose one of "
+                           f"{', '.join(MODES)}") from None
+
+
+def target_url(spec: ServerSpec, mode: str, path: str = "/echo") -> str:
+    _, port = mode_plan(mode)
+    return f"http://{spec.name}.{spec.namespace}.svc.cluster.local:{port}{path}"
+
+
+def deploy_server(cluster: Cluster, spec: ServerSpec, *, mesh: str = "none",
+                  timeout_s: float = 300.0) -> list[Manifest]:
+    cluster.ensure_namespace(spec.namespace, labels={"app.kubernetes.io/part-of": "meshlab"})
+    docs = server_manifests(spec, mesh=mesh)
+    cluster.apply_all(docs)
+    cluster.wait_rollout(spec.name, namespace=spec.namespace, timeout_s=timeout_s)
+    return docs
+
+
+def unmeshed_pods(cluster: Cluster, namespace: str, *, selector: Mapping[str, str] | str | None,
+                  sidecars: Sequence[str]) -> list[str]:
+    out = []
+    for p in cluster.pods(namespace=namespace, selector=selector):
+        info = pod_info(p)
+        if info.phase in ("Succeeded", "Failed"):
+            continue
+        if not any(c.name in sidecars for c in info.containers):
+            out.append(info.name)
+    return out
+
+
+def verify_meshed(cluster: Cluster, namespace: str, *, selector: Mapping[str, str] | str | None,
+                  sidecars: Sequence[str], mesh: str) -> None:
+    bad = unmeshed_pods(cluster, namespace, selector=selector, sidecars=sidecars)
+    if bad:
+        raise MeshError(f"{len(bad)} pod(s) in {namespace} have no {mesh} sidecar "
+                        f"({'/'.join(sidecars)}): {', '.join(sorted(bad))}; check the injection "
+                        f"webhook and that the rollout finished")
+
+
+def roll_workloads(cluster: Cluster, namespace: str, *, timeout_s: float = 300.0) -> list[str]:
+    """Restart every Deployment of a namespace (so injection takes effect) and wait."""
+    names = [d["metadata"]["name"] for d in cluster.list_objects("apps/v1", "Deployment",
+                                                                  namespace=namespace)]
+    for n in names:
+        cluster.restart_rollout(n, namespace=namespace)
+    for n in names:
+        cluster.wait_rollout(n, namespace=namespace, timeout_s=timeout_s)
+    return names

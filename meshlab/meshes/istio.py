@@ -1,0 +1,174 @@
+"""Istio on Kubernetes: PeerAuthentication (mTLS), VirtualService (retries, timeouts, faults),
+DestinationRule (circuit breaking, outlier detection, load balancing, idle timeout) and an
+EnvoyFilter for local rate limiting (Istio has no first-class rate-limit resource); installed
+with `istioctl`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from meshlab.errors import MeshError
+from meshlab.k8s._api import Manifest
+from meshlab.k8s.mesh import (
+    CliStep,
+    Injection,
+    KubernetesMesh,
+    MeshTarget,
+    RenderContext,
+    go_duration,
+    metadata,
+    rate_as_count,
+    step,
+)
+from meshlab.meshes.base import Mesh, MeshInfo
+from meshlab.policy import MtlsMode, TrafficPolicy
+
+_MTLS = {MtlsMode.OFF: "DISABLE", MtlsMode.PERMISSIVE: "PERMISSIVE", MtlsMode.STRICT: "STRICT"}
+_LB = {"round_robin": "ROUND_ROBIN", "least_request": "LEAST_REQUEST", "random": "RANDOM"}
+
+
+class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
+    name = "istio"
+    cli = "istioctl"
+    install_hint = "https://istio.io/latest/docs/setup/getting-started/#download"
+    sidecar_containers = ("istio-proxy",)
+    control_plane_image = re.compile(r"(^|/)istio/pilot(:|@|$)|/pilot:|(^|/)istiod(:|@|$)")
+    supported = frozenset({"mtls", "retries", "timeout", "circuit_breaker", "outlier_detection",
+                           "fault.delay", "fault.abort", "rate_limit",
+                           "load_balancing.round_robin", "load_balancing.least_request",
+                           "load_balancing.random"})
+
+    def __init__(self, *, profile: str = "default", revision: str | None = None) -> None:
+        self.profile = profile
+        self.revision = revision
+
+    def describe(self) -> MeshInfo:
+        return MeshInfo(**self.info_fields())
+
+    def injection(self) -> Injection:
+        if self.revision:
+            return Injection(labels={"istio.io/rev": self.revision})
+        return Injection(labels={"istio-injection": "enabled"})
+
+    def install_steps(self) -> list[CliStep]:
+        argv = ["istioctl", "install", "-y", "--set", f"profile={self.profile}"]
+        if self.revision:
+            argv += ["--revision", self.revision]
+        return [step(*argv), step("istioctl", "verify-install")]
+
+    def uninstall_steps(self) -> list[CliStep]:
+        return [step("istioctl", "uninstall", "--purge", "-y")]
+
+    def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
+        self.check_supported(policy)
+        svc = ctx.target(policy)
+        host = f"{svc}.{ctx.namespace}.svc.cluster.local"
+        out: list[Manifest] = []
+        if policy.mtls is not None:
+            out.append({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"mtls": {"mode": _MTLS[policy.mtls]}}})
+        route: dict[str, Any] = {}
+        if policy.retries:
+            r = policy.retries
+            on: list[str] = [c for c in r.retry_on if c != "retriable-status-codes"]
+            on += [str(c) for c in r.retriable_status_codes]
+            retries: dict[str, Any] = {"attempts": r.attempts, "retryOn": ",".join(on)}
+            if r.per_try_timeout_s:
+                retries["perTryTimeout"] = go_duration(r.per_try_timeout_s)
+            if r.backoff_base_s:
+                retries["backoff"] = go_duration(r.backoff_base_s)
+            route["retries"] = retries
+        if policy.timeout:
+            route["timeout"] = go_duration(policy.timeout.request_timeout_s)
+        if policy.fault:
+            fault: dict[str, Any] = {}
+            if policy.fault.delay:
+                fault["delay"] = {"fixedDelay": go_duration(policy.fault.delay.delay_s),
+                                  "percentage": {"value": policy.fault.delay.percent}}
+            if policy.fault.abort:
+                fault["abort"] = {"httpStatus": policy.fault.abort.http_status,
+                                  "percentage": {"value": policy.fault.abort.percent}}
+            route["fault"] = fault
+        if route:
+            out.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"hosts": [host], "http": [
+                            {**route, "route": [{"destination": {"host": host}}]}]}})
+        tp = self._traffic_policy(policy)
+        if tp:
+            out.append({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"host": host, "trafficPolicy": tp}})
+        if policy.rate_limit:
+            out.append(self._rate_limit(policy, ctx, svc))
+        return out
+
+    def _traffic_policy(self, policy: TrafficPolicy) -> dict[str, Any]:
+        tp: dict[str, Any] = {}
+        cb = policy.circuit_breaker
+        tcp: dict[str, Any] = {}
+        http: dict[str, Any] = {}
+        if policy.timeout and policy.timeout.idle_timeout_s:
+            # VirtualService has no idle timeout; the upstream connection pool does
+            http["idleTimeout"] = go_duration(policy.timeout.idle_timeout_s)
+        if cb:
+            if cb.max_connections:
+                tcp["maxConnections"] = cb.max_connections
+            http.update({k: v for k, v in (("http1MaxPendingRequests", cb.max_pending_requests),
+                                           ("http2MaxRequests", cb.max_requests),
+                                           ("maxRetries", cb.max_retries)) if v is not None})
+        pool = {k: v for k, v in (("tcp", tcp), ("http", http)) if v}
+        if pool:
+            tp["connectionPool"] = pool
+        if cb and cb.outlier_detection:
+            od = cb.outlier_detection
+            tp["outlierDetection"] = {"consecutive5xxErrors": od.consecutive_5xx,
+                                      "interval": go_duration(od.interval_s),
+                                      "baseEjectionTime": go_duration(od.base_ejection_s),
+                                      "maxEjectionPercent": od.max_ejection_percent}
+        if policy.load_balancing:
+            tp["loadBalancer"] = {"simple": _LB[policy.load_balancing.algorithm]}
+        return tp
+
+    def _rate_limit(self, policy: TrafficPolicy, ctx: RenderContext, svc: str) -> Manifest:
+        rl = policy.rate_limit
+        assert rl is not None
+        # a token bucket refilled every second with the per-second rate; burst = bucket size
+        per_fill, interval_s = rate_as_count(self.name, policy, rl.requests_per_s)
+        bucket = {"max_tokens": rl.burst or per_fill, "tokens_per_fill": per_fill,
+                  "fill_interval": f"{interval_s}s"}
+        pct = {"default_value": {"numerator": 100, "denominator": "HUNDRED"},
+               "runtime_key": "meshlab_rl"}
+        value = {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+            "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+            "type_url": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3."
+                        "LocalRateLimit",
+            "value": {"stat_prefix": "http_local_rate_limiter", "token_bucket": bucket,
+                      "filter_enabled": pct, "filter_enforced": pct,
+                      "status": {"code": _envoy_status(rl.http_status)}}}}
+        return {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+                "metadata": metadata(policy, ctx, "ratelimit"),
+                "spec": {"workloadSelector": {"labels": {"app": svc}},
+                         "configPatches": [{"applyTo": "HTTP_FILTER",
+                                            "match": {"context": "SIDECAR_INBOUND",
+                                                      "listener": {"filterChain": {"filter": {
+                                                          "name": "envoy.filters.network."
+                                                                  "http_connection_manager"}}}},
+                                            "patch": {"operation": "INSERT_BEFORE",
+                                                      "value": value}}]}}
+
+
+_ENVOY_CODES = {429: "TooManyRequests", 503: "ServiceUnavailable", 500: "InternalServerError",
+                502: "BadGateway", 504: "GatewayTimeout", 403: "Forbidden", 400: "BadRequest"}
+
+
+def _envoy_status(code: int) -> str:
+    try:
+        return _ENVOY_CODES[code]
+    except KeyError:
+        raise MeshError(f"istio cannot express rate_limit.http_status {code}: it has no "
+                        f"Envoy StatusCode name; use "
+                        f"one of {', '.join(map(str, sorted(_ENVOY_CODES)))}") from None

@@ -1,0 +1,155 @@
+"""Linkerd on Kubernetes: Server + MeshTLSAuthentication + AuthorizationPolicy (strict mTLS),
+HTTPRoute with its retry and timeout annotations, failure accrual on the Service (outlier
+detection; no interval, no ejection cap) and HTTPLocalRateLimitPolicy; installed with `linkerd
+install` (output applied by meshlab). Linkerd has no fault injection, no connection limits and no
+choice of balancer: such policies are rejected, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from meshlab.errors import MeshError
+from meshlab.k8s._api import Manifest
+from meshlab.k8s.mesh import (
+    CliStep,
+    Injection,
+    KubernetesMesh,
+    MeshTarget,
+    RenderContext,
+    go_duration,
+    metadata,
+    step,
+    whole_rate,
+)
+from meshlab.meshes.base import Mesh, MeshInfo
+from meshlab.policy import MtlsMode, OutlierDetection, TrafficPolicy
+
+_POLICY = "policy.linkerd.io"
+# Linkerd retries connection failures and resets at the transport level on its own
+_IMPLICIT = {"connect-failure", "reset", "refused-stream"}
+_MAX_EJECTION_S = 300.0
+
+
+class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
+    name = "linkerd"
+    cli = "linkerd"
+    install_hint = "curl -sL https://run.linkerd.io/install-edge | sh"
+    sidecar_containers = ("linkerd-proxy",)
+    control_plane_image = re.compile(r"linkerd/(controller|destination|policy-controller|proxy-"
+                                     r"identity|identity)(:|@|$)")
+    supported = frozenset({"mtls", "retries", "timeout", "outlier_detection", "rate_limit"})
+    mtls_note = "always on between meshed pods; strict adds an AuthorizationPolicy"
+
+    def describe(self) -> MeshInfo:
+        return MeshInfo(**self.info_fields())
+
+    def injection(self) -> Injection:
+        return Injection(annotations={"linkerd.io/inject": "enabled"})
+
+    def install_steps(self) -> list[CliStep]:
+        return [step("linkerd", "check", "--pre"),
+                step("linkerd", "install", "--crds", apply_output=True),
+                step("linkerd", "install", apply_output=True),
+                step("linkerd", "check")]
+
+    def uninstall_steps(self) -> list[CliStep]:
+        return [step("linkerd", "uninstall", apply_output=True)]
+
+    def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
+        extra = []
+        if policy.mtls == MtlsMode.OFF:
+            extra.append("mtls: off (Linkerd always encrypts between meshed pods)")
+        if policy.retries and policy.retries.backoff_base_s:
+            extra.append("retries.backoff_base_s (Linkerd retry backoff is not configurable)")
+        if policy.rate_limit and policy.rate_limit.burst:
+            extra.append("rate_limit.burst")
+        if policy.rate_limit and policy.rate_limit.http_status != 429:
+            extra.append("rate_limit.http_status other than 429")
+        od = policy.circuit_breaker.outlier_detection if policy.circuit_breaker else None
+        if od is not None:
+            # failure accrual counts consecutive failures (no time window) and may take every
+            # endpoint out; only the model's defaults are accepted, meaning "not configured"
+            defaults = OutlierDetection()
+            if od.interval_s != defaults.interval_s:
+                extra.append("circuit_breaker.outlier_detection.interval_s (Linkerd's failure "
+                             "accrual has no detection interval)")
+            if od.max_ejection_percent != defaults.max_ejection_percent:
+                extra.append("circuit_breaker.outlier_detection.max_ejection_percent (Linkerd "
+                             "has no cap on ejected endpoints)")
+        self.check_supported(policy, extra=extra)
+        svc = ctx.target(policy)
+        out: list[Manifest] = []
+        needs_server = policy.mtls is not None or policy.rate_limit is not None
+        if needs_server:
+            access = "deny" if policy.mtls == MtlsMode.STRICT else "all-unauthenticated"
+            out.append({"apiVersion": f"{_POLICY}/v1beta3", "kind": "Server",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"podSelector": {"matchLabels": {"app": svc}},
+                                 "port": ctx.port, "accessPolicy": access}})
+        if policy.mtls == MtlsMode.STRICT:
+            out.append({"apiVersion": f"{_POLICY}/v1alpha1", "kind": "MeshTLSAuthentication",
+                        "metadata": metadata(policy, ctx), "spec": {"identities": ["*"]}})
+            out.append({"apiVersion": f"{_POLICY}/v1alpha1", "kind": "AuthorizationPolicy",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"targetRef": {"group": _POLICY, "kind": "Server",
+                                               "name": metadata(policy, ctx)["name"]},
+                                 "requiredAuthenticationRefs": [
+                                     {"group": _POLICY, "kind": "MeshTLSAuthentication",
+                                      "name": metadata(policy, ctx)["name"]}]}})
+        if policy.rate_limit:
+            rps = whole_rate(self.name, policy, policy.rate_limit.requests_per_s)
+            out.append({"apiVersion": f"{_POLICY}/v1alpha1", "kind": "HTTPLocalRateLimitPolicy",
+                        "metadata": metadata(policy, ctx),
+                        "spec": {"targetRef": {"group": _POLICY, "kind": "Server",
+                                               "name": metadata(policy, ctx)["name"]},
+                                 "total": {"requestsPerSecond": rps}}})
+        if policy.retries or policy.timeout:
+            out.append(self._route(policy, ctx, svc))
+        cb = policy.circuit_breaker
+        if cb and cb.outlier_detection:
+            od = cb.outlier_detection
+            # the penalty backs off from base_ejection_s up to Envoy's default cap
+            # (max_ejection_time 300 s), so both meshes eject for the same times
+            prefix = "balancer.linkerd.io/failure-accrual"
+            out.append({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": svc, "namespace": ctx.namespace, "annotations": {
+                            prefix: "consecutive",
+                            f"{prefix}-consecutive-max-failures": str(od.consecutive_5xx),
+                            f"{prefix}-consecutive-min-penalty": go_duration(od.base_ejection_s),
+                            f"{prefix}-consecutive-max-penalty":
+                                go_duration(max(od.base_ejection_s, _MAX_EJECTION_S))}}})
+        return out
+
+    def _route(self, policy: TrafficPolicy, ctx: RenderContext, svc: str) -> Manifest:
+        ann: dict[str, str] = {}
+        rule: dict[str, Any] = {"backendRefs": [{"name": svc, "port": ctx.port}]}
+        if policy.retries:
+            r = policy.retries
+            conds: list[str] = []
+            for c in r.retry_on:
+                if c in _IMPLICIT:
+                    continue
+                if c == "retriable-4xx":
+                    conds.append("409")
+                elif c != "retriable-status-codes":
+                    conds.append(c)
+            # the codes count whether or not retry_on names them (as in the other adapters)
+            conds += [str(x) for x in r.retriable_status_codes if str(x) not in conds]
+            if not conds:
+                raise MeshError("linkerd: retries.retry_on names only connection failures, which "
+                                "Linkerd retries by itself; add 5xx, gateway-error or codes")
+            ann["retry.linkerd.io/http"] = ",".join(conds)
+            ann["retry.linkerd.io/limit"] = str(r.attempts)
+            if r.per_try_timeout_s:
+                ann["retry.linkerd.io/timeout"] = go_duration(r.per_try_timeout_s)
+        if policy.timeout:
+            rule["timeouts"] = {"request": go_duration(policy.timeout.request_timeout_s)}
+            if policy.timeout.idle_timeout_s:
+                ann["timeout.linkerd.io/idle"] = go_duration(policy.timeout.idle_timeout_s)
+        return {"apiVersion": f"{_POLICY}/v1beta3", "kind": "HTTPRoute",
+                "metadata": metadata(policy, ctx, annotations=ann),
+                "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": svc,
+                                         "port": ctx.port}],
+                         "rules": [rule]}}
