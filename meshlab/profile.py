@@ -14,10 +14,20 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
+from meshlab.topology import Topology
 
 REDACTED = "<redacted>"
 _SECRET_NAME = re.compile(r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|"
@@ -128,8 +138,10 @@ class Profile(_Model):
     repeats: int = Field(default=1, ge=1, le=1000)
     environment: Literal["direct", "local", "kubernetes"] = Field(default="direct", description=(
         "direct: load the target URL as is; local: a playground on loopback; kubernetes"))
-    topology: dict[str, Any] | None = Field(default=None, description=(
-        "environment topology (services, replicas, client); validated by the environment"))
+    topology: Topology | dict[str, Any] | None = Field(default=None, description=(
+        "environment topology: for local a meshlab.topology.Topology (services, replicas, "
+        "calls; the data plane comes from meshes/modes); for kubernetes a mapping that "
+        "environment validates"))
     meshes: list[str] = Field(default=["none"], min_length=1, description=(
         "data planes (local: none, envoy, nginx, haproxy) or meshes (kubernetes: none, istio...)"))
     modes: list[str] = Field(default=["both"], min_length=1, description=(
@@ -141,6 +153,16 @@ class Profile(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
     _lists = field_validator("meshes", "modes", mode="before")(_as_list)
+
+    @field_validator("topology", mode="wrap")
+    @classmethod
+    def _topology(cls, v: Any, handler: ValidatorFunctionWrapHandler,
+                  info: ValidationInfo) -> Any:
+        # local: the playground's model, errors reported with their paths; other
+        # environments keep their own mapping (the kubernetes one has other keys)
+        if info.data.get("environment") == "local" and v is not None:
+            return v if isinstance(v, Topology) else Topology.model_validate(v)
+        return v if v is None or isinstance(v, dict) else handler(v)
 
     @field_validator("target")
     @classmethod

@@ -1,0 +1,127 @@
+"""`environment: local`: a playground per (data plane, mode, policy), kept up while consecutive
+RunSpecs need the same one and restarted when they change; telemetry sampled during each run,
+dead sidecars reported as warnings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshlab.environment import Deployment, DeploymentReport, Environment
+from meshlab.errors import ProfileError
+from meshlab.playground.playground import Playground, check_topology, resolve_topology
+from meshlab.playground.telemetry import Target, TelemetrySampler, proxy_costs
+from meshlab.profile import Profile, RunSpec
+from meshlab.results import TelemetrySample
+from meshlab.topology import Topology
+
+
+def _key(spec: RunSpec) -> str:
+    pol = spec.policy.model_dump(mode="json") if spec.policy else None
+    return json.dumps([spec.mesh, spec.dim("mode", "both"), pol], sort_keys=True)
+
+
+class LocalDeployment(Deployment):
+    """One run against a running playground."""
+
+    def __init__(self, playground: Playground, spec: RunSpec, *, reused: bool) -> None:
+        self.playground = playground
+        parts = urlsplit(spec.target)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.target_url = playground.url.rstrip("/") + path
+        self.context = {**playground.context(), "reused": reused}
+        self._sampler: TelemetrySampler | None = None
+
+    async def begin(self) -> None:
+        pg = self.playground
+        targets = []
+        for p in pg.processes:
+            prefix = "app" if p.role == "app" else p.kind
+            admin = p.ports.get("admin") if p.kind == "envoy" else None
+            targets.append(Target(f"{prefix}:{p.name}", p.pid, admin, tree=p.kind == "nginx"))
+        self._sampler = TelemetrySampler(targets).start()
+
+    async def end(self) -> DeploymentReport:
+        samples = self._sampler.stop() if self._sampler else []
+        self._sampler = None
+        pg = self.playground
+        warnings = []
+        for name in pg.dead():
+            p = pg.process(name)
+            warnings.append(f"{p.role} {p.kind}:{name} died during the run (exit code "
+                            f"{p.returncode}); its log ends with: {p.log_tail(300)}")
+        proxies = [f"{p.kind}:{p.name}" for p in pg.proxy_processes()]
+        rate = _entry_rate_rps(pg, samples)
+        costs = proxy_costs(samples, achieved_rate_rps=rate or 0.0, sources=proxies)
+        context: dict[str, Any] = {"dead_processes": pg.dead()}
+        if proxies:
+            context.update({
+                "proxy_vcpu": round(costs["proxy_vcpu"], 4),
+                "proxy_mb_mean": round(costs["proxy_mb_mean"], 2),
+                "proxy_vcpu_per_1k_rps": round(costs["proxy_vcpu_per_1k_rps"], 4)
+                if rate else None})
+        own = [s.value for s in samples if s.source == "meshlab:telemetry"]
+        if own:
+            context["telemetry_cpu_percent"] = round(own[-1], 3)
+        return DeploymentReport(telemetry=samples, warnings=warnings, context=context)
+
+
+def _entry_rate_rps(pg: Playground, samples: list[TelemetrySample]) -> float | None:
+    """Requests per second through the entry proxy over the sampled window (Envoy counters)."""
+    entry = [p for p in pg.proxy_processes() if pg.plan.entry_port in p.ports.values()]
+    if not entry or entry[0].kind != "envoy":
+        return None
+    source = f"envoy:{entry[0].name}"
+    points = [(s.t_s, s.value) for s in samples
+              if s.source == source and s.metric == "envoy.downstream_rq_total"]
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+class LocalEnvironment(Environment):
+    """Runs a profile's matrix against playgrounds on 127.0.0.1.
+
+    Only the path and query of the profile's `target` are used: `http://playground/?size=1024`
+    sends `/?size=1024` to the topology's entry."""
+
+    name = "local"
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        topo = profile.topology
+        self.topology: Topology = topo if isinstance(topo, Topology) else \
+            Topology.model_validate(topo or {})
+        self._playground: Playground | None = None
+        self._key: str | None = None
+        self.restarts = 0
+
+    def check(self, spec: RunSpec) -> None:
+        mode = spec.dim("mode", "both")
+        try:
+            topo = resolve_topology(self.topology, mesh=spec.mesh, mode=mode,
+                                    policy=spec.policy)
+        except ProfileError as exc:
+            raise ProfileError([f"meshes/modes: {p}" for p in exc.problems]) from None
+        check_topology(topo)     # MeshError naming data plane and policy
+
+    async def deploy(self, spec: RunSpec) -> Deployment:
+        key = _key(spec)
+        pg = self._playground
+        reused = pg is not None and key == self._key and not pg.dead()
+        if not reused:
+            await self.close()
+            pg = Playground(self.topology, mesh=spec.mesh, mode=spec.dim("mode", "both"),
+                            policy=spec.policy)
+            await pg.astart()
+            self._playground, self._key = pg, key
+            self.restarts += 1
+        assert pg is not None
+        return LocalDeployment(pg, spec, reused=reused)
+
+    async def close(self) -> None:
+        if self._playground is not None:
+            self._playground.stop()
+        self._playground = None
+        self._key = None

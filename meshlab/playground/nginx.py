@@ -1,0 +1,156 @@
+"""nginx as a playground data plane: a plan's proxy compiled to an nginx.conf (keep-alive upstream
+pools, retries by `proxy_next_upstream`, `limit_req`, aborts by `split_clients`). Rejected: fault
+delay, circuit breaking, outlier detection, permissive mTLS (one port cannot take both)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshlab.errors import MissingDependency
+from meshlab.playground.certs import dns_name
+from meshlab.playground.plan import Listener, ProxySpec
+from meshlab.policy import MtlsMode, TrafficPolicy
+
+SUPPORTED = frozenset({"mtls", "retries", "timeout", "rate_limit", "fault.abort",
+                       "load_balancing.round_robin", "load_balancing.least_request",
+                       "load_balancing.random"})
+MTLS_MODES = frozenset({MtlsMode.OFF, MtlsMode.STRICT})
+
+_LB = {"round_robin": "", "least_request": "least_conn;", "random": "random;"}
+_RETRY_ON = {"5xx": ["http_500", "http_502", "http_503", "http_504"],
+             "gateway-error": ["http_502", "http_503", "http_504"],
+             "reset": ["error"], "connect-failure": ["error", "timeout"],
+             "retriable-4xx": ["http_429"], "refused-stream": ["error"]}
+_NGINX_CODES = {403, 404, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True, slots=True)
+class NginxBinary:
+    path: str
+    source: str
+    version: str
+
+
+@functools.lru_cache(maxsize=1)
+def find_binary() -> NginxBinary:
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                     else None)
+    if path is None:
+        raise MissingDependency("nginx", install="apt-get install nginx-light (or brew install "
+                                                  "nginx)")
+    out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"nginx/(\S+)", out.stderr + out.stdout)
+    return NginxBinary(path, "PATH", m.group(1) if m else "")
+
+
+def _s(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _next_upstream(policy: TrafficPolicy | None) -> tuple[list[str], int]:
+    """proxy_next_upstream conditions and tries (1 = no retry)."""
+    if policy is None or policy.retries is None:
+        return ["off"], 1
+    r = policy.retries
+    conds: list[str] = []
+    for on in r.retry_on:
+        if on == "retriable-status-codes":
+            conds += [f"http_{c}" for c in r.retriable_status_codes if c in _NGINX_CODES]
+        else:
+            conds += _RETRY_ON[on]
+    conds = [*sorted(set(conds)), "non_idempotent"]
+    return conds, r.attempts + 1
+
+
+def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
+    pol = lst.policy
+    up = lst.upstream
+    uname = f"u{index}"
+    conds, tries = _next_upstream(pol)
+    lines = [f"  upstream {uname} {{"]
+    lb = pol.load_balancing.algorithm if pol and pol.load_balancing else "round_robin"
+    if _LB[lb]:
+        lines.append(f"    {_LB[lb]}")
+    # nginx retries on the *next* server entry only, at most once per entry: repeat the
+    # endpoints until there are `tries` entries, so one replica can still be retried (as
+    # Envoy's can); with copies a retry may land on the replica that just failed
+    copies = -(-tries // len(up.endpoints))
+    for _ in range(copies):
+        lines += [f"    server {ep.host}:{ep.port} max_fails=0;" for ep in up.endpoints]
+    lines += ["    keepalive 64;", "    keepalive_requests 100000;", "  }"]
+    if pol and pol.rate_limit:
+        rl = pol.rate_limit
+        rate = f"{round(rl.requests_per_s)}r/s" if rl.requests_per_s >= 1 and \
+            float(rl.requests_per_s).is_integer() else f"{max(1, round(rl.requests_per_s * 60))}r/m"
+        lines.append(f"  limit_req_zone $server_port zone=rl{index}:1m rate={rate};")
+    if pol and pol.fault and pol.fault.abort:
+        pct = f"{pol.fault.abort.percent:g}"
+        lines += [f'  split_clients "${{request_id}}" $abort{index} {{', f"    {pct}% 1;",
+                  "    * 0;", "  }"]
+    listen = f"{lst.port} ssl" if lst.tls and lst.mtls == MtlsMode.STRICT else str(lst.port)
+    lines += ["  server {", f"    listen 127.0.0.1:{listen};"]
+    if lst.tls and lst.mtls == MtlsMode.STRICT:
+        lines += [f"    ssl_certificate {lst.tls.cert};",
+                  f"    ssl_certificate_key {lst.tls.key};",
+                  f"    ssl_client_certificate {lst.tls.ca};",
+                  "    ssl_verify_client on;", "    ssl_verify_depth 2;"]
+    lines.append("    location / {")
+    if pol and pol.rate_limit:
+        burst = max(0, (pol.rate_limit.burst or 1) - 1)
+        lines += [f"      limit_req zone=rl{index} burst={burst} nodelay;",
+                  f"      limit_req_status {pol.rate_limit.http_status};"]
+    if pol and pol.fault and pol.fault.abort:
+        lines.append(f"      if ($abort{index}) {{ return {pol.fault.abort.http_status}; }}")
+    scheme = "https" if up.tls else "http"
+    lines += [f"      proxy_pass {scheme}://{uname};", "      proxy_http_version 1.1;",
+              '      proxy_set_header Connection "";', "      proxy_set_header Host $host;",
+              f"      proxy_next_upstream {' '.join(conds)};",
+              f"      proxy_next_upstream_tries {tries};",
+              "      proxy_connect_timeout 1s;"]
+    read_s = 60.0
+    if pol and pol.timeout:
+        read_s = pol.timeout.request_timeout_s
+        lines.append(f"      proxy_next_upstream_timeout {_s(read_s)};")
+    if pol and pol.retries and pol.retries.per_try_timeout_s:
+        read_s = min(read_s, pol.retries.per_try_timeout_s)
+    lines += [f"      proxy_read_timeout {_s(read_s)};", f"      proxy_send_timeout {_s(read_s)};"]
+    if up.tls:
+        peer = dns_name(up.peer or up.service)
+        lines += [f"      proxy_ssl_certificate {up.tls.cert};",
+                  f"      proxy_ssl_certificate_key {up.tls.key};",
+                  f"      proxy_ssl_trusted_certificate {up.tls.ca};",
+                  "      proxy_ssl_verify on;", f"      proxy_ssl_name {peer};",
+                  "      proxy_ssl_server_name on;", "      proxy_ssl_session_reuse on;"]
+    lines += ["    }", "  }"]
+    return lines
+
+
+def compile_proxy(proxy: ProxySpec, workdir: Path) -> str:
+    """nginx.conf text for one proxy of a plan; paths point into `workdir`."""
+    tmp = workdir / "tmp"
+    lines = [
+        "daemon off;", "master_process on;", f"worker_processes {proxy.concurrency};",
+        f"pid {workdir / 'nginx.pid'};", f"error_log {workdir / 'error.log'} warn;",
+        "events { worker_connections 4096; }", "http {", "  access_log off;",
+        "  keepalive_requests 100000;", "  keepalive_timeout 75s;",
+        f"  client_body_temp_path {tmp}/body;", f"  proxy_temp_path {tmp}/proxy;",
+        f"  fastcgi_temp_path {tmp}/fastcgi;", f"  uwsgi_temp_path {tmp}/uwsgi;",
+        f"  scgi_temp_path {tmp}/scgi;",
+    ]
+    for i, lst in enumerate(proxy.listeners):
+        lines += _server(lst, i, workdir)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare(proxy: ProxySpec, directory: Path, *, binary: str) -> tuple[Path, list[str]]:
+    (directory / "tmp").mkdir(parents=True, exist_ok=True)
+    path = directory / "nginx.conf"
+    path.write_text(compile_proxy(proxy, directory), encoding="utf-8")
+    return path, [binary, "-p", str(directory), "-c", str(path), "-e",
+                  str(directory / "error.log")]

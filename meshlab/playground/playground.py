@@ -1,0 +1,363 @@
+"""`Playground`: bring a topology up on loopback (echo replicas, relays, real proxies), wait until
+every process is ready, and always tear it down: `with Playground(topology) as pg: ...`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+from meshlab.errors import MeshError, PlaygroundError, ProfileError
+from meshlab.playground import process as _proc
+from meshlab.playground.certs import CertFiles, CertificateAuthority
+from meshlab.playground.plan import Plan, ProxySpec, build_plan
+from meshlab.playground.ports import free_ports
+from meshlab.policy import TrafficPolicy
+from meshlab.topology import DataPlane, DataPlaneKind, Mode, Topology, parse_mesh
+
+
+def data_plane_module(kind: DataPlaneKind) -> ModuleType:
+    """The compiler module of a data plane (envoy, nginx, haproxy), imported lazily."""
+    import importlib
+
+    return importlib.import_module(f"meshlab.playground.{kind}")
+
+
+def supported_features(kind: DataPlaneKind, *, l4: bool = False) -> frozenset[str]:
+    if kind == DataPlaneKind.NONE:
+        return frozenset()
+    mod = data_plane_module(kind)
+    return frozenset(getattr(mod, "SUPPORTED_L4" if l4 else "SUPPORTED"))
+
+
+def resolve_topology(topology: Topology | dict[str, Any] | None = None, *,
+                     mesh: str | None = None, mode: str | None = None,
+                     policy: TrafficPolicy | None = None) -> Topology:
+    """A Topology from a model or mapping, with the data plane given as a mesh string
+    (`envoy+mtls`) and mode, and the policy (whose `mtls`, when set, wins)."""
+    if topology is None:
+        topo = Topology()
+    elif isinstance(topology, Topology):
+        topo = topology
+    else:
+        from pydantic import ValidationError
+
+        from meshlab.profile import validation_problems
+        try:
+            topo = Topology.model_validate(topology)
+        except ValidationError as exc:
+            raise ProfileError([f"topology.{p}" for p in validation_problems(exc)]) from None
+    dp = topo.data_plane
+    if mesh is not None or mode is not None:
+        try:
+            dp = parse_mesh(mesh or dp.label, mode=mode or str(dp.mode))
+        except ValueError as exc:
+            raise ProfileError(str(exc).splitlines()[0] if "\n" not in str(exc) else
+                               str(exc)) from None
+        dp = dp.model_copy(update={"concurrency": topo.data_plane.concurrency})
+    pol = policy if policy is not None else topo.policy
+    if pol is not None and pol.mtls is not None and dp.kind != DataPlaneKind.NONE:
+        dp = dp.model_copy(update={"mtls": pol.mtls})
+    return topo.with_data_plane(dp, pol)
+
+
+def check_topology(topology: Topology) -> Plan:
+    """Lay the topology out without starting anything; raise MeshError when its data plane
+    cannot express its policy (naming the data plane, the policy and the features)."""
+    counter = iter(range(20_000, 65_000))
+    fake = Path("/nonexistent")
+
+    def certs(identity: str) -> CertFiles:
+        return CertFiles(identity, fake, fake, fake, fake)
+
+    plan = build_plan(topology, port=lambda: next(counter), certs=certs)
+    dp = topology.data_plane
+    if dp.kind != DataPlaneKind.NONE and plan.proxies:
+        modes = getattr(data_plane_module(dp.kind), "MTLS_MODES", None)
+        if modes is not None and dp.mtls not in modes:
+            raise MeshError(f"data plane {dp.kind} cannot express mtls {dp.mtls}: it supports "
+                            f"{', '.join(sorted(str(m) for m in modes))}")
+    _check_policy(topology, plan)
+    return plan
+
+
+def _check_policy(topology: Topology, plan: Plan) -> None:
+    for pol in topology.all_policies():
+        _check_one_policy(topology, plan, pol)
+
+
+def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy) -> None:
+    dp = topology.data_plane
+    if not pol.features():
+        return
+    if dp.kind == DataPlaneKind.NONE:
+        if [f for f in pol.features() if f != "mtls"]:
+            raise MeshError(f"data plane none cannot express policy {pol.name!r} "
+                            f"({', '.join(pol.features())}): there is no proxy to apply it; "
+                            f"use envoy, nginx or haproxy")
+        return
+    if pol.load_balancing is not None and dp.mode == Mode.SERVER_ONLY:
+        raise MeshError(f"data plane {dp.kind} in mode server-only cannot express policy "
+                        f"{pol.name!r} (load_balancing): no client-side proxy chooses replicas; "
+                        f"use mode both, client-only or ingress")
+    placed = False
+    for proxy in plan.proxies:
+        for lst in proxy.listeners:
+            if lst.policy is not pol:
+                continue
+            placed = True
+            supported = supported_features(dp.kind, l4=lst.l4)
+            missing = [f for f in lst.policy.unsupported(supported) if f != "mtls"]
+            if missing:
+                where = " (an L4 node proxy; add a waypoint for HTTP policies)" if lst.l4 else ""
+                raise MeshError(
+                    f"data plane {dp.kind}{where} cannot express policy {pol.name!r}: "
+                    f"{', '.join(missing)} not supported; it supports "
+                    f"{', '.join(sorted(supported)) or 'nothing'}")
+    if "mtls" in pol.features() and "mtls" not in supported_features(dp.kind):
+        raise MeshError(f"data plane {dp.kind} cannot express policy {pol.name!r}: mtls "
+                        f"not supported")
+    if not placed and [f for f in pol.features() if f != "mtls"]:
+        raise MeshError(f"policy {pol.name!r} targets service {pol.service!r}, which no "
+                        f"{dp.kind} proxy in mode {dp.mode} sits in front of")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    name: str
+    kind: str
+    role: str
+    pid: int
+    alive: bool
+    ports: dict[str, int]
+
+
+class Playground:
+    """A topology running on loopback. Sync and async context manager; `stop()` is idempotent
+    and also runs at interpreter exit, and children die with this process (Linux)."""
+
+    def __init__(self, topology: Topology | dict[str, Any] | None = None, *,
+                 mesh: str | None = None, mode: str | None = None,
+                 policy: TrafficPolicy | None = None, state_dir: str | Path | None = None,
+                 name: str | None = None, ready_timeout_s: float = 15.0) -> None:
+        self.topology = resolve_topology(topology, mesh=mesh, mode=mode, policy=policy)
+        self.plan = check_topology(self.topology)        # fail before starting anything
+        self.state_dir = Path(state_dir) if state_dir else _proc.default_state_dir()
+        self.name = name or f"pg-{uuid.uuid4().hex[:8]}"
+        self.ready_timeout_s = ready_timeout_s
+        self.workdir = self.state_dir / self.name
+        self.pidfile = self.state_dir / f"{self.name}.json"
+        self.processes: list[_proc.ManagedProcess] = []
+        self.proxies: dict[str, ProxySpec] = {}
+        self.startup_s = 0.0
+        self.data_plane_version = ""
+        self.data_plane_binary = ""
+        self.data_plane_source = ""
+        self._started = False
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def data_plane(self) -> DataPlane:
+        return self.topology.data_plane
+
+    @property
+    def url(self) -> str:
+        """Where the client sends requests (the client sidecar, gateway or the entry app)."""
+        return self.plan.entry_url
+
+    def process(self, name: str) -> _proc.ManagedProcess:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(f"no process named {name!r}; have {[p.name for p in self.processes]}")
+
+    def proxy_processes(self) -> list[_proc.ManagedProcess]:
+        return [p for p in self.processes if p.role != "app"]
+
+    def admin_port(self, name: str) -> int:
+        return self.proxies[name].admin_port
+
+    def dead(self) -> list[str]:
+        """Processes that exited although nobody asked them to (a crashed sidecar)."""
+        return [p.name for p in self.processes if not p.stopping and not p.alive()]
+
+    def info(self) -> list[ProcessInfo]:
+        return [ProcessInfo(p.name, p.kind, p.role, p.pid, p.alive(), p.ports)
+                for p in self.processes]
+
+    def context(self) -> dict[str, Any]:
+        """What a stored run records about this playground."""
+        dp = self.data_plane
+        pol = self.topology.policy
+        return {
+            "environment": "local", "data_plane": str(dp.kind), "mesh": dp.label,
+            "data_plane_version": self.data_plane_version,
+            "data_plane_binary": self.data_plane_source, "mode": str(dp.mode),
+            "mtls": str(dp.mtls), "http2": dp.http2, "waypoint": dp.waypoint,
+            "policy": pol.model_dump(mode="json", exclude_none=True) if pol else None,
+            "topology": self.topology.model_dump(mode="json", exclude={"policy"}),
+            "proxies": [p.name for p in self.proxy_processes()],
+            "startup_s": round(self.startup_s, 3),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> Playground:
+        if self._started:
+            return self
+        t0 = time.perf_counter()
+        for attempt in range(2):
+            self._started = True
+            _proc.register_for_exit(self)
+            try:
+                self._spawn_all()
+                self._write_pidfile("starting")
+                _proc.wait_ready(self._probes(), timeout_s=self.ready_timeout_s)
+                break
+            except PlaygroundError as exc:
+                self.stop()
+                self.processes, self.proxies = [], {}
+                # a free port taken by someone else between choosing and binding it: once more
+                if attempt or "in use" not in str(exc).lower():
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        self.startup_s = time.perf_counter() - t0
+        self._write_pidfile("ready")
+        return self
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after 1 s) and remove the work files."""
+        if not self._started:
+            return
+        _proc.stop_processes(self.processes)
+        with contextlib.suppress(OSError):
+            self.pidfile.unlink()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        _proc.unregister_for_exit(self)
+        self._started = False
+
+    def reconfigure(self, mesh: str, *, mode: str | None = None,
+                    policy: TrafficPolicy | None = None) -> Playground:
+        """Restart with another data plane (a mesh string like `envoy+mtls`), mode or policy;
+        the new layout is checked before the running one is stopped."""
+        topology = resolve_topology(self.topology.with_data_plane(self.data_plane, None),
+                                    mesh=mesh, mode=mode, policy=policy)
+        plan = check_topology(topology)
+        was_running = self._started
+        self.stop()
+        self.topology, self.plan = topology, plan
+        self.processes, self.proxies = [], {}
+        return self.start() if was_running else self
+
+    def kill(self, name: str) -> None:
+        """Kill one process abruptly (SIGKILL), as a crash would: for failure experiments."""
+        import signal
+        self.process(name).signal_group(signal.SIGKILL)
+
+    def __enter__(self) -> Playground:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    async def astart(self) -> Playground:
+        # spawned from the loop's own thread, not a worker: Linux delivers the parent-death
+        # signal when the forking *thread* exits, and executor threads come and go
+        return self.start()
+
+    async def __aenter__(self) -> Playground:
+        return await self.astart()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- internals ----------------------------------------------------------------------
+    def _write_pidfile(self, state: str) -> None:
+        _proc.write_pidfile(self.pidfile, {
+            "name": self.name, "state": state, "url": self.url,
+            "data_plane": self.data_plane.label, "mode": str(self.data_plane.mode),
+            "supervisor": _proc.supervisor_record(), "workdir": str(self.workdir),
+            "processes": [p.record() for p in self.processes]})
+
+    def _spawn_all(self) -> None:
+        topo = self.topology
+        # real ports: the plan was laid out with placeholders by check_topology
+        used: set[int] = set()
+
+        def port() -> int:
+            while True:
+                (p,) = free_ports(1)
+                if p not in used:
+                    used.add(p)
+                    return p
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority(self.workdir / "certs") if topo.data_plane.mtls != "off" \
+            else None
+
+        def certs(identity: str) -> CertFiles:
+            assert ca is not None
+            return ca.issue(identity)
+
+        self.plan = build_plan(topo, port=port, certs=certs)
+        logs = self.workdir / "logs"
+        for app in self.plan.apps:
+            if app.forward_port is None:
+                argv = [sys.executable, "-m", "meshlab.playground.echo", "--port", str(app.port),
+                        "--name", app.name]
+                if app.defaults:
+                    argv += ["--defaults", app.defaults]
+                kind = "echo"
+            else:
+                argv = [sys.executable, "-m", "meshlab.playground.relay", "--port",
+                        str(app.port), "--upstream-port", str(app.forward_port), "--name",
+                        app.name]
+                kind = "relay"
+            self._launch(_proc.ManagedProcess(app.name, argv, log_path=logs / f"{app.name}.log",
+                                              kind=kind, role="app", ports={"http": app.port}))
+        if self.plan.proxies:
+            mod = data_plane_module(topo.data_plane.kind)
+            binary = mod.find_binary()
+            self.data_plane_binary = binary.path
+            self.data_plane_source = f"{binary.source}:{binary.path}"
+            self.data_plane_version = binary.version
+        for proxy in self.plan.proxies:
+            self.proxies[proxy.name] = proxy
+            pdir = self.workdir / proxy.name
+            pdir.mkdir(parents=True, exist_ok=True)
+            _config_path, argv = mod.prepare(proxy, pdir, binary=binary.path)
+            ports = {lst.name: lst.port for lst in proxy.listeners}
+            ports["admin"] = proxy.admin_port
+            self._launch(_proc.ManagedProcess(
+                proxy.name, argv, log_path=logs / f"{proxy.name}.log", kind=str(proxy.kind),
+                role=proxy.role, ports=ports, cwd=pdir))
+
+    def _launch(self, proc: _proc.ManagedProcess) -> None:
+        self.processes.append(proc)
+        proc.start()
+
+    def _probes(self) -> list[tuple[_proc.ManagedProcess, _proc.Probe]]:
+        out: list[tuple[_proc.ManagedProcess, _proc.Probe]] = []
+        for p in self.processes:
+            if p.kind == "envoy":
+                out.append((p, _proc.http_probe(p.ports["admin"], "/ready")))
+            for key, port in p.ports.items():
+                if key != "admin":
+                    out.append((p, _proc.tcp_probe(port)))
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "data_plane": self.data_plane.label,
+                "mode": str(self.data_plane.mode), "startup_s": round(self.startup_s, 3),
+                "processes": [dataclasses.asdict(i) for i in self.info()]}

@@ -1,0 +1,266 @@
+"""Playground processes: each in its own process group, killed with its parent (Linux
+PR_SET_PDEATHSIG), recorded in a PID file for `meshlab playground down`, stopped at exit;
+readiness probes; teardown by SIGTERM to every group at once, SIGKILL after a grace period."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from meshlab.errors import PlaygroundError
+from meshlab.playground.ports import port_open
+
+_PR_SET_PDEATHSIG = 1
+
+
+# Linux sends the parent-death signal when the *thread* that forked exits: start playgrounds
+# from a long-lived thread (the main thread, an event loop's), not a short-lived worker.
+def _die_with_parent() -> None:    # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ManagedProcess:
+    """One child process (an app or a proxy) in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, log_path: Path, kind: str,
+                 role: str = "", ports: dict[str, int] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.kind = kind           # echo | relay | envoy | nginx | haproxy
+        self.role = role           # app | sidecar | gateway | node-proxy | waypoint
+        self.ports = dict(ports or {})
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.create_time = 0.0
+        self.stopping = False
+
+    def start(self, *, die_with_parent: bool = True) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=self.cwd, start_new_session=True,
+                    preexec_fn=_die_with_parent if (die_with_parent and sys.platform == "linux")
+                    else None)
+            except OSError as exc:
+                raise PlaygroundError(f"cannot start {self.name} ({self.argv[0]}): "
+                                      f"{exc.strerror}") from exc
+        with contextlib.suppress(psutil.Error):
+            self.create_time = psutil.Process(self.proc.pid).create_time()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def log_tail(self, chars: int = 1500) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-chars:].decode("utf-8", "replace").strip()
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "role": self.role, "pid": self.pid,
+                "pgid": self.pid, "create_time": self.create_time, "ports": self.ports,
+                "argv": self.argv}
+
+
+def stop_processes(procs: Iterable[ManagedProcess], *, grace_s: float = 1.0) -> None:
+    """SIGTERM every group, wait up to `grace_s`, SIGKILL the rest, reap them all."""
+    procs = [p for p in procs if p.proc is not None]
+    for p in procs:
+        p.stopping = True
+        p.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(p.alive() for p in procs):
+        time.sleep(0.01)
+    for p in procs:
+        # the group too: an nginx master that exited may leave workers behind
+        p.signal_group(signal.SIGKILL)
+    for p in procs:
+        assert p.proc is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.proc.wait(2.0)
+
+
+# --- readiness -----------------------------------------------------------------------------
+
+Probe = Callable[[], bool]
+
+
+def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:
+    return lambda: port_open(host, port, timeout_s=0.1)
+
+
+def http_probe(port: int, path: str = "/ready", host: str = "127.0.0.1") -> Probe:
+    """A minimal HTTP GET that is ready on a 200 (Envoy admin /ready answers LIVE)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.2) as s:
+                s.sendall(request)
+                head = s.recv(64)
+        except OSError:
+            return False
+        return head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+    return probe
+
+
+def wait_ready(checks: Sequence[tuple[ManagedProcess, Probe]], *, timeout_s: float) -> None:
+    """Poll every probe until all pass; raise PlaygroundError naming a process that died or
+    never became ready (with the tail of its log)."""
+    pending = list(checks)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while pending:
+        for item in list(pending):
+            proc, probe = item
+            if not proc.alive():
+                raise PlaygroundError(
+                    f"{proc.name} ({proc.kind}) exited with code {proc.returncode} during "
+                    f"start-up; its log ends with:\n{proc.log_tail()}")
+            if probe():
+                pending.remove(item)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(p.name for p, _ in pending)
+            tail = pending[0][0].log_tail()
+            raise PlaygroundError(f"not ready within {timeout_s:.1f} s: {names}; "
+                                  f"the log of {pending[0][0].name} ends with:\n{tail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+
+
+# --- PID files and the exit hook -----------------------------------------------------------
+
+def default_state_dir() -> Path:
+    """$XDG_RUNTIME_DIR/meshlab/playground, else <tmp>/meshlab-<uid>/playground."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "meshlab" if runtime else \
+        Path(tempfile.gettempdir()) / f"meshlab-{os.getuid()}"
+    return base / "playground"
+
+
+def write_pidfile(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_pidfiles(state_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for path in sorted(state_dir.glob("*.json")):
+        try:
+            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _same_process(pid: int, create_time: float) -> bool:
+    """The pid still names the process we started (not a recycled pid)."""
+    try:
+        p = psutil.Process(pid)
+        return abs(p.create_time() - create_time) < 0.5 and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def record_alive(record: dict[str, Any]) -> list[str]:
+    """Names of the processes of a PID-file record that are still running."""
+    return [p["name"] for p in record.get("processes", [])
+            if _same_process(int(p["pid"]), float(p.get("create_time", 0)))]
+
+
+def kill_record(record: dict[str, Any], *, grace_s: float = 1.0) -> int:
+    """Stop what a PID file describes: its supervisor first (it tears down cleanly), then any
+    recorded process group still alive. Returns how many processes had to be signalled."""
+    sup = record.get("supervisor") or {}
+    sup_pid = int(sup.get("pid", 0))
+    if sup_pid and sup_pid != os.getpid() and _same_process(sup_pid, float(sup["create_time"])):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sup_pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s + 1.0
+        while time.monotonic() < deadline and psutil.pid_exists(sup_pid) and \
+                _same_process(sup_pid, float(sup["create_time"])):
+            time.sleep(0.02)
+    live = [p for p in record.get("processes", [])
+            if _same_process(int(p["pid"]), float(p.get("create_time", 0)))]
+    for p in live:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(p["pgid"]), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(
+            _same_process(int(p["pid"]), float(p.get("create_time", 0))) for p in live):
+        time.sleep(0.02)
+    for p in live:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(p["pgid"]), signal.SIGKILL)
+    return len(live)
+
+
+def supervisor_record() -> dict[str, Any]:
+    me = psutil.Process()
+    return {"pid": me.pid, "create_time": me.create_time(), "argv": sys.argv[:8]}
+
+
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_LOCK = threading.Lock()
+_HOOKED = False
+
+
+def register_for_exit(owner: Any) -> None:
+    """Make sure `owner.stop()` runs at interpreter exit (a kernel restart, a script's end)."""
+    global _HOOKED
+    with _LOCK:
+        _LIVE.add(owner)
+        if not _HOOKED:
+            atexit.register(_stop_all)
+            _HOOKED = True
+
+
+def unregister_for_exit(owner: Any) -> None:
+    with _LOCK:
+        _LIVE.discard(owner)
+
+
+def _stop_all() -> None:
+    for owner in list(_LIVE):
+        with contextlib.suppress(Exception):
+            owner.stop()

@@ -1,0 +1,245 @@
+"""The playground's topology model: services (replicas of the echo workload, optionally calling a
+next hop), a client, and the data plane carrying traffic between them (kind, mode, mTLS, HTTP/2).
+Pure pydantic (L1); the playground compiles it to processes and proxy configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from meshlab.policy import MtlsMode, TrafficPolicy
+
+_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataPlaneKind(enum.StrEnum):
+    """What carries traffic between services: nothing (direct), or one kind of proxy."""
+
+    NONE = "none"
+    ENVOY = "envoy"
+    NGINX = "nginx"
+    HAPROXY = "haproxy"
+
+
+class Mode(enum.StrEnum):
+    """Where proxies sit, as the Istio benchmark names it.
+
+    both: client sidecar + server sidecar; client-only / server-only: one of them; ingress: one
+    shared gateway in front of sidecar-carrying services; node-proxy: one shared L4 proxy per node
+    carrying mTLS (ambient-like), with an optional L7 waypoint proxy per service.
+    """
+
+    BOTH = "both"
+    CLIENT_ONLY = "client-only"
+    SERVER_ONLY = "server-only"
+    INGRESS = "ingress"
+    NODE_PROXY = "node-proxy"
+
+
+class Workload(_Model):
+    """The echo server's default behaviour, fortio style; a request's own query overrides it."""
+
+    delay: str | None = Field(default=None, description="e.g. '1ms' or '10ms:20,1s:0.5'")
+    status: str | None = Field(default=None, description="e.g. '503:50'")
+    size: str | None = Field(default=None, description="response body, e.g. '1024' or '1k:50'")
+
+    def defaults_query(self) -> str:
+        """The `--defaults` query string for the echo server (empty when nothing is set)."""
+        return urlencode({k: v for k, v in (("delay", self.delay), ("status", self.status),
+                                            ("size", self.size)) if v}, safe=":,")
+
+
+class Service(_Model):
+    """A service: `replicas` copies of the echo workload; `calls` makes it relay to a next hop."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=_NAME)
+    replicas: int = Field(default=1, ge=1, le=16)
+    workload: Workload = Field(default_factory=Workload)
+    replica_workloads: dict[int, Workload] = Field(default_factory=dict, description=(
+        "per-replica overrides by 0-based index, e.g. {1: {status: '503:50'}}"))
+    calls: str | None = Field(default=None, description="the next hop (a service name)")
+    node: str | None = Field(default=None, pattern=_NAME, description=(
+        "node-proxy mode: the node this service runs on (default: its own node)"))
+
+    def workload_for(self, replica: int) -> Workload:
+        return self.replica_workloads.get(replica, self.workload)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Service:
+        bad = sorted(i for i in self.replica_workloads if not 0 <= i < self.replicas)
+        if bad:
+            raise ValueError(f"replica_workloads: replica index {bad[0]} is outside "
+                             f"0..{self.replicas - 1}")
+        if self.calls == self.name:
+            raise ValueError(f"service {self.name!r} cannot call itself")
+        return self
+
+
+class DataPlane(_Model):
+    """The data plane under test."""
+
+    kind: DataPlaneKind = DataPlaneKind.ENVOY
+    mode: Mode = Mode.BOTH
+    mtls: MtlsMode = MtlsMode.OFF
+    http2: bool = Field(default=False, description="HTTP/2 between Envoy proxies (as Istio does)")
+    waypoint: bool = Field(default=False, description="node-proxy mode: add an L7 waypoint")
+    concurrency: int = Field(default=1, ge=1, le=64, description="worker threads per proxy")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataPlane:
+        if self.kind == DataPlaneKind.NONE and (self.mtls != MtlsMode.OFF or self.http2):
+            raise ValueError("data plane none carries no mTLS or HTTP/2; pick envoy, nginx or "
+                             "haproxy")
+        if self.http2 and self.kind != DataPlaneKind.ENVOY:
+            raise ValueError(f"http2 between proxies is only implemented for envoy, not "
+                             f"{self.kind}")
+        if self.waypoint and self.mode != Mode.NODE_PROXY:
+            raise ValueError("waypoint needs mode node-proxy")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The mesh string this data plane is written as in a profile (`envoy+mtls+h2`)."""
+        parts = [str(self.kind)]
+        if self.mtls == MtlsMode.STRICT:
+            parts.append("mtls")
+        elif self.mtls == MtlsMode.PERMISSIVE:
+            parts.append("mtls-permissive")
+        if self.http2:
+            parts.append("h2")
+        return "+".join(parts)
+
+
+class Topology(_Model):
+    """Services, the client's entry service, the data plane and the policy applied to it."""
+
+    services: list[Service] = Field(
+        default_factory=lambda: [Service(name="backend")], min_length=1)
+    entry: str | None = Field(default=None, description="the service the client calls "
+                                                         "(default: the first)")
+    client: str = Field(default="client", pattern=_NAME, description="the client's name")
+    data_plane: DataPlane = Field(default_factory=DataPlane)
+    policy: TrafficPolicy | None = Field(default=None, description=(
+        "the run's policy (a profile's policies dimension sets it)"))
+    policies: list[TrafficPolicy] = Field(default_factory=list, description=(
+        "standing per-service policies (each names its `service`), e.g. a fault on backend "
+        "while the run's policy sets a timeout on frontend; the run's policy wins for its "
+        "service"))
+
+    @model_validator(mode="after")
+    def _graph(self) -> Topology:
+        names = [s.name for s in self.services]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"services: names must be unique, repeated: {', '.join(dupes)}")
+        if self.client in names:
+            raise ValueError(f"client name {self.client!r} is also a service name")
+        if self.entry is not None and self.entry not in names:
+            raise ValueError(f"entry: no service named {self.entry!r}")
+        for s in self.services:
+            if s.calls is not None and s.calls not in names:
+                raise ValueError(f"services.{s.name}.calls: no service named {s.calls!r}")
+        # a chain must end: follow calls from every service
+        for s in self.services:
+            seen = {s.name}
+            nxt = s.calls
+            while nxt is not None:
+                if nxt in seen:
+                    raise ValueError(f"services: calls form a cycle through {nxt!r}")
+                seen.add(nxt)
+                nxt = self.service(nxt).calls
+        for where, pol in [("policy", self.policy)] + [
+                (f"policies[{i}]", p) for i, p in enumerate(self.policies)]:
+            if pol is not None and pol.service is not None and pol.service not in names:
+                raise ValueError(f"{where}.service: no service named {pol.service!r}")
+        targets = [p.service for p in self.policies]
+        if None in targets:
+            raise ValueError("policies: each standing policy names its service")
+        dupes = sorted({t for t in targets if t is not None and targets.count(t) > 1})
+        if dupes:
+            raise ValueError(f"policies: more than one policy for service {dupes[0]!r}")
+        return self
+
+    def policy_for(self, service: str) -> TrafficPolicy | None:
+        """The policy on traffic towards `service`: the run's policy when it targets this
+        service (or every service), else a standing policy naming it."""
+        pol = self.policy
+        if pol is not None and pol.service == service:
+            return pol
+        for p in self.policies:
+            if p.service == service:
+                return p
+        return pol if pol is not None and pol.service is None else None
+
+    def all_policies(self) -> list[TrafficPolicy]:
+        return ([self.policy] if self.policy is not None else []) + list(self.policies)
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def entry_service(self) -> Service:
+        return self.service(self.entry) if self.entry else self.services[0]
+
+    def chain(self) -> list[Service]:
+        """Services a request visits, entry first (`frontend -> backend`)."""
+        out = [self.entry_service]
+        while out[-1].calls is not None:
+            out.append(self.service(out[-1].calls))
+        return out
+
+    def node_of(self, service: Service) -> str:
+        return service.node or f"node-{service.name}"
+
+    def with_data_plane(self, data_plane: DataPlane, policy: TrafficPolicy | None = None,
+                        ) -> Topology:
+        return self.model_copy(update={"data_plane": data_plane, "policy": policy})
+
+
+MeshOption = Literal["mtls", "mtls-permissive", "h2", "waypoint"]
+MESH_OPTIONS: tuple[str, ...] = ("mtls", "mtls-permissive", "h2", "waypoint")
+
+
+def parse_mesh(text: str, *, mode: str = "both") -> DataPlane:
+    """Parse a profile's mesh string `<kind>[+option...]` with options `mtls` (strict),
+    `mtls-permissive`, `h2` (envoy) and `waypoint` (node-proxy), e.g. `envoy+mtls+h2`.
+
+    Raises ValueError with the accepted grammar when the text does not parse."""
+    kind_text, *opts = text.strip().lower().split("+")
+    kinds = [str(k) for k in DataPlaneKind]
+    if kind_text not in kinds:
+        raise ValueError(f"mesh {text!r}: unknown data plane {kind_text!r}; write "
+                         f"<{'|'.join(kinds)}>[+mtls|+mtls-permissive|+h2|+waypoint]")
+    mode_text, _, mode_opt = mode.partition("+")
+    modes = [str(m) for m in Mode]
+    if mode_text not in modes or mode_opt not in ("", "waypoint"):
+        raise ValueError(f"mode {mode!r}: choose one of {', '.join(modes)} "
+                         f"(or node-proxy+waypoint)")
+    mtls = MtlsMode.OFF
+    http2 = False
+    waypoint = mode_opt == "waypoint"
+    for opt in opts:
+        if opt == "mtls":
+            mtls = MtlsMode.STRICT
+        elif opt == "mtls-permissive":
+            mtls = MtlsMode.PERMISSIVE
+        elif opt == "h2":
+            http2 = True
+        elif opt == "waypoint":
+            waypoint = True
+        else:
+            raise ValueError(f"mesh {text!r}: unknown option {opt!r}; options are "
+                             f"{', '.join(MESH_OPTIONS)}")
+    return DataPlane(kind=DataPlaneKind(kind_text), mode=Mode(mode_text), mtls=mtls,
+                     http2=http2, waypoint=waypoint)
