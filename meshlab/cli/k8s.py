@@ -85,17 +85,23 @@ def _mesh(name: str) -> Any:
 
 
 def _install(args: argparse.Namespace) -> int:
-    mesh = _mesh(args.mesh)
-    cluster = None if args.dry_run else _cluster(args)
-    for line in mesh.install(cluster, dry_run=args.dry_run):
-        print(line)
-    return 0
+    return _run_mesh_cli(args, uninstall=False)
 
 
 def _uninstall(args: argparse.Namespace) -> int:
+    return _run_mesh_cli(args, uninstall=True)
+
+
+def _run_mesh_cli(args: argparse.Namespace, *, uninstall: bool) -> int:
+    """Install/uninstall a mesh; a failed install was rolled back (MeshError says what)."""
     mesh = _mesh(args.mesh)
-    cluster = None if args.dry_run else _cluster(args)
-    for line in mesh.uninstall(cluster, dry_run=args.dry_run):
+    run = mesh.uninstall if uninstall else mesh.install
+    if args.dry_run:
+        lines = run(None, dry_run=True)
+    else:
+        with _cluster(args) as cluster:
+            lines = run(cluster)
+    for line in lines:
         print(line)
     return 0
 

@@ -8,12 +8,46 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import quote, urlencode
 
 from meshlab.errors import ClusterError, MissingDependency
 
-Manifest = dict[str, Any]
+Manifest: TypeAlias = dict[str, Any]
+"""A Kubernetes object as JSON (`apiVersion`, `kind`, `metadata`, ...): the shape is the API
+server's, so values stay untyped; read nested fields with `.get(...) or {}`."""
+
+
+class HostConfig(Protocol):
+    """What meshlab reads of `kubernetes.client.Configuration`."""
+
+    host: str
+
+
+class HttpResponse(Protocol):
+    """What meshlab reads of the client's REST response."""
+
+    status: int
+    reason: str | None
+
+    def read(self) -> bytes | None: ...
+
+
+class ApiClient(Protocol):
+    """What meshlab uses of `kubernetes.client.ApiClient` (its transport, not its models)."""
+
+    configuration: HostConfig
+
+    def close(self) -> None: ...
+
+    def param_serialize(self, method: str, resource_path: str, *,
+                        header_params: dict[str, str] | None = None, body: object = None,
+                        auth_settings: list[str] | None = None,
+                        ) -> tuple[str, str, dict[str, str], str | None, list[str]]: ...
+
+    def call_api(self, method: str, url: str, header_params: dict[str, str] | None = None,
+                 body: str | None = None, *,
+                 _request_timeout: float | None = None) -> HttpResponse: ...
 
 
 def _kubernetes() -> Any:
@@ -105,7 +139,7 @@ _HINTS = {
 class ApiTransport:
     """Thin typed wrapper over `kubernetes.client.ApiClient`: JSON requests, text for logs."""
 
-    def __init__(self, api_client: Any, *, request_timeout_s: float = 30.0) -> None:
+    def __init__(self, api_client: ApiClient, *, request_timeout_s: float = 30.0) -> None:
         self._api = api_client
         self.request_timeout_s = request_timeout_s
         self.server = str(api_client.configuration.host)
@@ -116,7 +150,7 @@ class ApiTransport:
 
     def request_raw(self, method: str, path: str, *, resource: str,
                     query: Mapping[str, str | int | bool] | None = None,
-                    body: Any = None, content_type: str = "application/json",
+                    body: object = None, content_type: str = "application/json",
                     accept: str = "application/json",
                     timeout_s: float | None = None) -> tuple[int, bytes]:
         """Send one request; a non-2xx answer or a transport failure raises ClusterError."""
@@ -141,10 +175,10 @@ class ApiTransport:
             err = k8s.client.exceptions.ApiException(status=status, reason=resp.reason)
             err.body = data
             raise map_api_error(err, resource=resource, server=self.server)
-        return status, cast(bytes, data)
+        return status, data
 
     def request(self, method: str, path: str, *, resource: str,
-                query: Mapping[str, str | int | bool] | None = None, body: Any = None,
+                query: Mapping[str, str | int | bool] | None = None, body: object = None,
                 content_type: str = "application/json",
                 timeout_s: float | None = None) -> Manifest:
         _, data = self.request_raw(method, path, resource=resource, query=query, body=body,

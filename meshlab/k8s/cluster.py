@@ -6,18 +6,30 @@ condition, and clean deletion. Everything is dicts in and out; errors are `Clust
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshlab.errors import ClusterError, WaitTimeout
-from meshlab.k8s._api import ApiTransport, Manifest, ResourceType, _kubernetes, describe
+from meshlab.errors import ClusterError
+from meshlab.k8s._api import ApiClient, ApiTransport, Manifest, ResourceType, _kubernetes, describe
+from meshlab.k8s._wait import Waits
 
 FIELD_MANAGER = "meshlab"
 Selector = Mapping[str, str] | str | None
+
+
+@dataclass(slots=True)
+class ApplyLog:
+    """What `Cluster.apply_all` applied, each with the object as it was before (None: it was
+    created), so `Cluster.undo` can take back several calls as one."""
+
+    entries: list[tuple[Mapping[str, Any], str | None, Manifest | None]] = field(
+        default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +70,10 @@ def label_selector(selector: Selector) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or None
 
 
-def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return c  # type: ignore[no-any-return]
-    return None
-
-
-def last_condition(obj: Mapping[str, Any] | None) -> str:
-    """The most telling status line of an object, for wait errors."""
-    if not obj:
-        return "object not found"
-    status = obj.get("status") or {}
-    conds = status.get("conditions") or []
-    if conds:
-        c = sorted(conds, key=lambda c: str(c.get("lastTransitionTime", "")))[-1]
-        msg = f" ({c.get('reason', '')}: {c.get('message', '')})" if c.get("message") else ""
-        return f"{c.get('type')}={c.get('status')}{msg}"
-    if "phase" in status:
-        return f"phase={status['phase']}"
-    return "no status yet"
-
-
-class Cluster:
+class Cluster(Waits):
     """A connection to one Kubernetes API server (one kubeconfig context)."""
 
-    def __init__(self, api_client: Any, *, context: str = "", namespace: str = "default",
+    def __init__(self, api_client: ApiClient, *, context: str = "", namespace: str = "default",
                  request_timeout_s: float = 30.0) -> None:
         self.api = ApiTransport(api_client, request_timeout_s=request_timeout_s)
         self.context = context
@@ -276,30 +266,35 @@ class Cluster:
                                 resource=describe(rt.kind, name, ns))
 
     def apply_all(self, manifests: Iterable[Mapping[str, Any]], *,
-                  namespace: str | None = None,
-                  field_manager: str = FIELD_MANAGER) -> list[Manifest]:
+                  namespace: str | None = None, field_manager: str = FIELD_MANAGER,
+                  log: ApplyLog | None = None) -> list[Manifest]:
         """Apply manifests in order; if one fails, undo the ones already applied (delete what
-        was created, restore what was changed) and re-raise: nothing half-applied is left."""
-        done: list[tuple[Mapping[str, Any], Manifest | None]] = []
+        was created, restore what was changed) and re-raise: nothing half-applied is left.
+        With `log`, what succeeded is recorded there so several calls can be undone as one."""
+        done = ApplyLog()
         out: list[Manifest] = []
         try:
             for m in manifests:
                 rt = self._type_of(m)
                 meta = m.get("metadata") or {}
+                ns = self._ns(rt, meta.get("namespace") or namespace)
                 before = self.find(rt.api_version, rt.kind, str(meta.get("name", "")),
-                                   namespace=meta.get("namespace") or namespace)
+                                   namespace=ns)
                 out.append(self.apply(m, namespace=namespace, field_manager=field_manager))
-                done.append((m, before))
+                done.entries.append((m, ns, before))
         except ClusterError:
-            self._rollback(done, namespace=namespace)
+            self.undo(done)
             raise
+        if log is not None:
+            log.entries.extend(done.entries)
         return out
 
-    def _rollback(self, done: Sequence[tuple[Mapping[str, Any], Manifest | None]], *,
-                  namespace: str | None) -> None:
-        for m, before in reversed(done):
+    def undo(self, log: ApplyLog) -> list[str]:
+        """Take back what `apply_all` recorded in `log`, newest first: delete what it created,
+        put back what it changed. Best effort; returns the objects it could not restore."""
+        failed: list[str] = []
+        for m, ns, before in reversed(log.entries):
             meta = m.get("metadata") or {}
-            ns = meta.get("namespace") or namespace
             try:
                 if before is None:
                     self.delete(str(m["apiVersion"]), str(m["kind"]), str(meta["name"]),
@@ -307,7 +302,10 @@ class Cluster:
                 else:
                     self.replace(before)
             except ClusterError:
-                continue   # best effort: the original error is the one to report
+                # the original error is the one to report; name what is left behind
+                failed.append(describe(str(m.get("kind")), str(meta.get("name")), ns))
+        log.entries.clear()
+        return failed
 
     def replace(self, obj: Mapping[str, Any]) -> Manifest:
         """PUT an object back as it was (its resourceVersion is dropped: last write wins)."""
@@ -319,7 +317,7 @@ class Cluster:
         return self.api.request("PUT", rt.path(namespace=ns, name=str(meta["name"])), body=body,
                                 resource=describe(rt.kind, str(meta["name"]), ns))
 
-    def patch(self, api_version: str, kind: str, name: str, patch: Any, *,
+    def patch(self, api_version: str, kind: str, name: str, patch: object, *,
               namespace: str | None = None, patch_type: str = "merge") -> Manifest:
         """`merge` (RFC 7386), `strategic` or `json` (RFC 6902) patch."""
         rt = self.resource_type(api_version, kind)
@@ -384,71 +382,6 @@ class Cluster:
         if annotations:
             meta["annotations"] = dict(annotations)
         return self.patch("v1", "Namespace", name, {"metadata": meta})
-
-    # waiting -----------------------------------------------------------------------------
-    def wait_for(self, api_version: str, kind: str, name: str, *, namespace: str | None = None,
-                 ready: Callable[[Manifest | None], bool], what: str, timeout_s: float = 120.0,
-                 poll_s: float = 0.5, cancel: threading.Event | None = None) -> Manifest | None:
-        """Poll an object until `ready(obj)` (obj None = absent); WaitTimeout names the object
-        and the last condition seen. Setting `cancel` (from another thread) stops the wait
-        with ClusterError reason Cancelled."""
-        deadline = time.monotonic() + timeout_s
-        obj: Manifest | None = None
-        while True:
-            obj = self.find(api_version, kind, name, namespace=namespace)
-            if ready(obj):
-                return obj
-            if cancel is not None and cancel.is_set():
-                rt = self.resource_type(api_version, kind)
-                ref = describe(kind, name, self._ns(rt, namespace))
-                raise ClusterError(f"waiting for {ref} to be {what} was cancelled",
-                                   reason="Cancelled", resource=ref)
-            if time.monotonic() >= deadline:
-                rt = self.resource_type(api_version, kind)
-                ref = describe(kind, name, self._ns(rt, namespace))
-                raise WaitTimeout(f"{ref} not {what} after {timeout_s:g} s; last condition: "
-                                  f"{last_condition(obj)}", reason="Timeout", resource=ref)
-            pause = min(poll_s, max(deadline - time.monotonic(), 0.01))
-            if cancel is not None:
-                cancel.wait(pause)
-            else:
-                time.sleep(pause)
-
-    def wait_rollout(self, name: str, *, namespace: str | None = None, kind: str = "Deployment",
-                     timeout_s: float = 300.0, poll_s: float = 0.5) -> Manifest:
-        """Wait until a Deployment/StatefulSet has observed its spec and all replicas are
-        updated and ready."""
-        def done(o: Manifest | None) -> bool:
-            if not o:
-                return False
-            spec, st = o.get("spec") or {}, o.get("status") or {}
-            want = int(spec.get("replicas", 1))
-            return (int(st.get("observedGeneration", 0)) >= int(o["metadata"].get("generation", 0))
-                    and int(st.get("updatedReplicas", 0)) >= want
-                    and int(st.get("readyReplicas", 0)) >= want
-                    and int(st.get("replicas", 0)) == want)
-        obj = self.wait_for("apps/v1", kind, name, namespace=namespace, ready=done,
-                            what="rolled out", timeout_s=timeout_s, poll_s=poll_s)
-        assert obj is not None
-        return obj
-
-    def wait_job(self, name: str, *, namespace: str | None = None, timeout_s: float = 600.0,
-                 poll_s: float = 1.0, cancel: threading.Event | None = None) -> Manifest:
-        """Wait for a Job to complete; a failed Job raises ClusterError with its condition."""
-        def done(o: Manifest | None) -> bool:
-            if o is None:
-                return False
-            return any(condition(o, t) and str(condition(o, t).get("status")) == "True"  # type: ignore[union-attr]
-                       for t in ("Complete", "Failed"))
-        obj = self.wait_for("batch/v1", "Job", name, namespace=namespace, ready=done,
-                            what="complete", timeout_s=timeout_s, poll_s=poll_s, cancel=cancel)
-        assert obj is not None
-        failed = condition(obj, "Failed")
-        if failed and str(failed.get("status")) == "True":
-            ref = describe("Job", name, namespace or self.namespace)
-            raise ClusterError(f"{ref} failed: {failed.get('reason')}: {failed.get('message')}",
-                               reason=str(failed.get("reason") or "JobFailed"), resource=ref)
-        return obj
 
     def restart_rollout(self, name: str, *, namespace: str | None = None,
                         kind: str = "Deployment") -> Manifest:

@@ -1,8 +1,5 @@
-"""`KubernetesEnvironment`: runs a profile's matrix on a cluster. Per spec it puts the right mesh
-in charge of the benchmark namespace (injection + rollout + every pod meshed), applies the
-policy as the mesh's resources, snapshots the cluster before and after, runs fortio in-cluster
-(`KubernetesDeployment.run_load`), reads Prometheus telemetry and removes the policy after the
-run; `close()` takes away everything meshlab created.
+"""`KubernetesEnvironment`: a profile's matrix on a cluster: mesh in charge of the namespace,
+policy applied, snapshots before/after, in-cluster fortio, Prometheus telemetry, cleanup.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshlab.errors import ClusterError, OutputParseError
+from meshlab.errors import ClusterError, OutputParseError, RunnerError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.workload import DEFAULT_IMAGE, JOB_SIDECAR_EXIT, OPT_OUT, render_template
@@ -109,9 +109,10 @@ def extract_fortio_json(log: str) -> bytes:
 
 def merge_results(parts: Sequence[RunResult], *, run_id: str) -> RunResult:
     """One run from the per-pod runs: counts and histograms add, rates add, the window spans
-    the earliest start to the latest end."""
+    the earliest start to the latest end. RunnerError when there is no part."""
     if not parts:
-        raise ValueError("nothing to merge")
+        raise RunnerError(f"run {run_id}: no fortio result to merge; every load pod must "
+                          f"report one (see the Job's pod logs)")
     codes: Counter[int] = Counter()
     kinds: Counter[str] = Counter()
     for p in parts:

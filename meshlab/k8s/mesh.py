@@ -1,7 +1,5 @@
-"""What every Kubernetes mesh adapter shares: detection from control-plane images, install and
-uninstall through the mesh's own CLI (with a dry run that shows the commands), sidecar injection
-for a namespace plus a rollout, and applying a compiled TrafficPolicy with rollback.
-Each adapter (`meshlab/meshes/istio.py` ...) supplies the tables and `render()`.
+"""What every Kubernetes mesh adapter shares: detection, install/uninstall through the mesh's
+CLI (dry run, rollback), injection plus rollout, and policies applied with rollback.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import yaml
 
 from meshlab.errors import ClusterError, MeshError
 from meshlab.k8s._api import Manifest
-from meshlab.k8s.cluster import Cluster
+from meshlab.k8s.cluster import ApplyLog, Cluster
 from meshlab.policy import TrafficPolicy
 
 POLICY_LABEL = "meshlab.io/policy"
@@ -65,10 +63,13 @@ class Injection:
 
 @dataclass(frozen=True, slots=True)
 class CliStep:
-    """One mesh-CLI command; `apply_output`: its stdout is manifests for meshlab to apply."""
+    """One mesh-CLI command; `apply_output`: its stdout is manifests for meshlab to apply;
+    `undo`: the command that takes back what the step changed by itself (run when a later
+    install step fails)."""
 
     argv: tuple[str, ...]
     apply_output: bool = False
+    undo: tuple[str, ...] = ()
 
     def show(self, *, delete: bool = False) -> str:
         cmd = " ".join(self.argv)
@@ -77,8 +78,8 @@ class CliStep:
         return cmd
 
 
-def step(*argv: str, apply_output: bool = False) -> CliStep:
-    return CliStep(tuple(argv), apply_output)
+def step(*argv: str, apply_output: bool = False, undo: Sequence[str] = ()) -> CliStep:
+    return CliStep(tuple(argv), apply_output, tuple(undo))
 
 
 def _run(argv: Sequence[str], *, timeout_s: float) -> str:
@@ -214,28 +215,60 @@ class KubernetesMesh(abc.ABC):
                   timeout_s: float = 600.0) -> list[str]:
         """Run CLI steps in order; a step with `apply_output` prints manifests that meshlab
         server-side applies (or deletes, for uninstall) itself instead of piping to kubectl.
-        With `dry_run` nothing runs: the commands are returned as they would run."""
+        With `dry_run` nothing runs: the commands are returned as they would run.
+
+        Installing is all or nothing: when a step fails, what the earlier steps applied is
+        taken back, newest first (objects meshlab applied are deleted or restored, a step's
+        `undo` command is run), and MeshError says what failed and what was rolled back."""
         shown = [s.show(delete=delete) for s in steps]
         if dry_run:
             return shown
         if shutil.which(self.cli) is None:
             raise MeshError(f"{self.cli} not found on PATH; install it ({self.install_hint}) or "
                             f"use --dry-run to see the commands")
-        for step in steps:
-            out = _run(step.argv, timeout_s=timeout_s)
-            if step.apply_output:
-                if cluster is None:
-                    raise MeshError(f"{step.show()} needs a cluster to apply its output")
-                docs = [d for d in yaml.safe_load_all(out) if isinstance(d, dict) and d]
-                try:
+        if cluster is None and any(s.apply_output for s in steps):
+            raise MeshError(f"{self.name}: {next(s for s in steps if s.apply_output).show()} "
+                            f"needs a cluster to apply its output; pass cluster=...")
+        log = ApplyLog()
+        done: list[CliStep] = []
+        for st in steps:
+            try:
+                out = _run(st.argv, timeout_s=timeout_s)
+                if st.apply_output and cluster is not None:
+                    docs = [d for d in yaml.safe_load_all(out) if isinstance(d, dict) and d]
                     if delete:
                         cluster.delete_all(docs)
                     else:
-                        cluster.apply_all(docs)
-                except ClusterError as exc:
-                    raise MeshError(f"applying the output of {step.show()} failed (rolled "
-                                    f"back): {exc}") from exc
+                        cluster.apply_all(docs, log=log)    # a failing doc undoes its step
+            except (MeshError, ClusterError, yaml.YAMLError) as exc:
+                if delete:
+                    raise MeshError(f"{self.name} uninstall stopped at {st.show(delete=True)!r}: "
+                                    f"{exc}; run it again once the cause is fixed") from exc
+                raise MeshError(f"{self.name} install failed at {' '.join(st.argv)!r}: {exc}; "
+                                f"{self._roll_back(cluster, log, done, timeout_s)}") from exc
+            done.append(st)
         return shown
+
+    def _roll_back(self, cluster: Cluster | None, log: ApplyLog, done: Sequence[CliStep],
+                   timeout_s: float) -> str:
+        """Undo the completed install steps, newest first; says what was and was not undone."""
+        n = len(log)
+        left = cluster.undo(log) if cluster is not None else []
+        undone, stuck = [], []
+        for st in reversed(done):
+            if not st.undo:
+                continue
+            try:
+                _run(st.undo, timeout_s=timeout_s)
+                undone.append(" ".join(st.undo))
+            except MeshError as exc:
+                stuck.append(f"{' '.join(st.undo)!r} failed ({exc})")
+        parts = [f"rolled back {n - len(left)} object(s) meshlab had applied"]
+        parts += [f"ran {u!r}" for u in undone]
+        if left or stuck:
+            parts.append(f"NOT rolled back: {', '.join([*left, *stuck])}; remove by hand or "
+                         f"run `meshlab mesh uninstall {self.name}`")
+        return "; ".join(parts)
 
     def install(self, cluster: Cluster | None = None, *, dry_run: bool = False) -> list[str]:
         return self.run_steps(self.install_steps(), cluster=cluster, dry_run=dry_run)

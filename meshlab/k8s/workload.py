@@ -1,13 +1,12 @@
-"""The benchmark workload: the fortio server Deployment and Service from `templates/k8s`, the
-per-mesh annotations that keep port 8081 outside the sidecar, the client setting for each mode,
-and turning injection on for a namespace (label, rollout restart, verify every pod is meshed).
+"""The benchmark workload: the fortio server from `meshlab/k8s/templates`, the per-mesh port
+8081 opt-out, the client setting per mode, and injection plus rollout plus "every pod meshed".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from string import Template
 from typing import Any
 
@@ -19,7 +18,7 @@ from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.snapshot import pod_info
 from meshlab.k8s.topology import FORTIO_IMAGE, KubernetesTopology
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "k8s"
+TEMPLATES = "templates"          # package data of meshlab.k8s, found in a wheel too
 CAPTURED_PORT = 8080
 DIRECT_PORT = 8081
 MODES = ("none", "server-only", "client-only", "both")
@@ -68,12 +67,33 @@ class ServerSpec:
 
 
 def render_template(name: str, values: Mapping[str, object]) -> list[Manifest]:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    """The manifests of a packaged template (`server.yaml`, `load-job.yaml`) with `$name`
+    placeholders filled from `values`; MeshError for an unknown template or a missing value."""
+    try:
+        text = (resources.files("meshlab.k8s") / TEMPLATES / name).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        raise MeshError(f"Kubernetes template {name!r} is not in the meshlab package "
+                        f"(meshlab/k8s/{TEMPLATES}); available: {', '.join(template_names())}; "
+                        f"reinstall meshlab if one is missing") from exc
     try:
         rendered = Template(text).substitute({k: str(v) for k, v in values.items()})
     except KeyError as exc:
-        raise ValueError(f"template {name} needs a value for {exc.args[0]}") from None
-    return [d for d in yaml.safe_load_all(rendered) if d]
+        raise MeshError(f"Kubernetes template {name} needs a value for "
+                        f"${exc.args[0]}; pass it in values") from None
+    except ValueError as exc:     # a stray `$` in the template text
+        raise MeshError(f"Kubernetes template {name} is malformed: {exc}") from None
+    try:
+        docs = list(yaml.safe_load_all(rendered))
+    except yaml.YAMLError as exc:
+        raise MeshError(f"Kubernetes template {name} is not valid YAML once filled: "
+                        f"{exc}") from exc
+    return [d for d in docs if d]
+
+
+def template_names() -> list[str]:
+    """The packaged Kubernetes templates."""
+    root = resources.files("meshlab.k8s") / TEMPLATES
+    return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
 def server_manifests(spec: ServerSpec, *, mesh: str = "none") -> list[Manifest]:

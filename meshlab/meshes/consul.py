@@ -1,7 +1,5 @@
-"""Consul on Kubernetes: config-entry CRDs. ServiceDefaults (protocol, mTLS mode, rate limit;
-the client's upstream limits and passive health checks), ServiceRouter (retries, timeouts),
-ServiceResolver (load balancing), ServiceIntentions (allow the client under strict mTLS).
-Installed with `consul-k8s install`. Consul has no fault injection and no per-try timeout.
+"""Consul on Kubernetes: ServiceDefaults (mTLS, rate limit, upstream limits), ServiceRouter,
+ServiceResolver and ServiceIntentions config entries; installed with `consul-k8s install`.
 """
 
 from __future__ import annotations

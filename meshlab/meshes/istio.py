@@ -1,7 +1,5 @@
-"""Istio on Kubernetes: PeerAuthentication (mTLS), VirtualService (retries, timeouts, faults),
-DestinationRule (circuit breaking, outlier detection, load balancing, idle timeout) and an
-EnvoyFilter for local rate limiting (Istio has no first-class rate-limit resource); installed
-with `istioctl`.
+"""Istio on Kubernetes: PeerAuthentication, VirtualService, DestinationRule and an EnvoyFilter
+for local rate limits (Istio has no rate-limit resource); installed with `istioctl`.
 """
 
 from __future__ import annotations
@@ -56,7 +54,9 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
         argv = ["istioctl", "install", "-y", "--set", f"profile={self.profile}"]
         if self.revision:
             argv += ["--revision", self.revision]
-        return [step(*argv), step("istioctl", "verify-install")]
+        undo = ["istioctl", "uninstall", "-y",
+                *(["--revision", self.revision] if self.revision else ["--purge"])]
+        return [step(*argv, undo=undo), step("istioctl", "verify-install")]
 
     def uninstall_steps(self) -> list[CliStep]:
         return [step("istioctl", "uninstall", "--purge", "-y")]

@@ -1,9 +1,6 @@
-"""Linkerd on Kubernetes: Server + MeshTLSAuthentication + AuthorizationPolicy (strict mTLS),
-HTTPRoute with its retry and timeout annotations, failure accrual on the Service (outlier
-detection; no interval, no ejection cap) and HTTPLocalRateLimitPolicy; installed with `linkerd
-install` (output applied by meshlab). Linkerd has no fault injection, no connection limits and no
-choice of balancer: such policies are rejected, never dropped.
-"""
+"""Linkerd on Kubernetes: Server/MeshTLSAuthentication/AuthorizationPolicy, HTTPRoute with retry
+and timeout annotations, failure accrual, HTTPLocalRateLimitPolicy; `linkerd install` output
+applied by meshlab. No fault injection, connection limits or balancer choice: rejected."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Flows over the stand-in: injection + rollout + verify meshed, policy apply/remove, snapshot
-before/after diff, the fortio Job with merged results, Prometheus telemetry, config check."""
+before/after diff, the fortio Job with merged results, Prometheus telemetry, and the five
+configuration-check findings."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.errors import MeshError
-from meshlab.k8s.check import check_namespace
-from meshlab.k8s.load import LoadPlan, extract_fortio_json, run_fortio_job
+from meshlab.errors import ClusterError, MeshError, OutputParseError, RunnerError
+from meshlab.k8s.check import Severity, check_namespace
+from meshlab.k8s.load import LoadPlan, extract_fortio_json, merge_results, run_fortio_job
 from meshlab.k8s.mesh import MeshTarget, RenderContext
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import diff_snapshots, take_snapshot
@@ -30,8 +31,10 @@ def test_mesh_injection_policy_snapshot_and_check(api, cluster) -> None:
     with pytest.raises(MeshError, match="no istio sidecar"):
         verify_meshed(cluster, "bench", selector={"app": "server"},
                       sidecars=mesh.sidecar_containers, mesh="istio")
-    findings = {f.check for f in check_namespace(cluster, "bench")}
-    assert {"not_meshed", "injection_label", "mtls_not_strict"} <= findings
+    findings = {f.check: f for f in check_namespace(cluster, "bench")}
+    assert set(findings) == {"not_meshed", "injection_label", "mtls_not_strict"}
+    assert findings["not_meshed"].severity == Severity.ERROR
+    assert "istio-injection=enabled" in findings["injection_label"].message
     mesh.enable_injection(cluster, "bench")
     roll_workloads(cluster, "bench")
     verify_meshed(cluster, "bench", selector={"app": "server"},
@@ -92,10 +95,43 @@ def test_failed_job_and_garbage_logs(api, cluster) -> None:
     api.job_fails = True
     plan = LoadPlan(run_id="r2", namespace="bench", url="http://x:8080/", rate_rps=0,
                     connections=1, duration_s=1)
-    with pytest.raises(Exception, match="BackoffLimitExceeded"):
+    with pytest.raises(ClusterError, match="BackoffLimitExceeded") as err:
         run_fortio_job(cluster, plan, timeout_s=5)
-    with pytest.raises(Exception, match="no fortio JSON"):
+    assert err.value.reason == "BackoffLimitExceeded"
+    assert cluster.find("batch/v1", "Job", plan.job_name, namespace="bench") is None
+    assert cluster.pods(namespace="bench", selector={"job-name": plan.job_name}) == []
+    with pytest.raises(OutputParseError, match="no fortio JSON"):
         extract_fortio_json("error: connection refused\n{not json")
+    with pytest.raises(RunnerError, match="run r2: no fortio result to merge"):
+        merge_results([], run_id="r2")
+
+
+def _pod(name: str, *, containers: list[dict], init: list[dict] | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "bench", "labels": {"app": name}},
+            "spec": {"containers": containers, "initContainers": init or []},
+            "status": {"phase": "Running"}}
+
+
+def test_check_finds_proxies_without_limits_and_sidecars_after_the_app(api, cluster) -> None:
+    api.install_control_plane()
+    cluster.ensure_namespace("bench", labels={"istio-injection": "enabled"})
+    app = {"name": "app", "image": "fortio/fortio:1.75.3"}
+    limited = {"resources": {"limits": {"cpu": "1", "memory": "256Mi"}}}
+    # sidecar listed after the app and without limits: both findings
+    api.seed(_pod("late", containers=[app, {"name": "istio-proxy", "image": "proxyv2"}]))
+    # sidecar first, with limits: neither
+    api.seed(_pod("first", containers=[{"name": "istio-proxy", "image": "proxyv2", **limited},
+                                       app]))
+    # native sidecar (init container, restartPolicy Always) with limits: neither
+    api.seed(_pod("native", containers=[app], init=[
+        {"name": "istio-proxy", "image": "proxyv2", "restartPolicy": "Always", **limited}]))
+    found = {(f.subject, f.check): f for f in check_namespace(cluster, "bench")}
+    assert set(found) == {("pod/late", "proxy_limits"), ("pod/late", "sidecar_order"),
+                          ("namespace/bench", "mtls_not_strict")}
+    assert found["pod/late", "proxy_limits"].severity == Severity.WARNING
+    assert "istio-proxy has no resource limits" in found["pod/late", "proxy_limits"].message
+    assert "istio-proxy starts after app" in found["pod/late", "sidecar_order"].message
 
 
 def test_prometheus_telemetry_trims_and_converts(prometheus_url: str) -> None:

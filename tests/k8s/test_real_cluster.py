@@ -57,6 +57,8 @@ def test_apply_and_delete(real_cluster: Cluster, namespace: str) -> None:
           "metadata": {"name": "cfg", "namespace": namespace}, "data": {"a": "1"}}
     real_cluster.apply(cm)
     assert real_cluster.apply({**cm, "data": {"b": "2"}})["data"] == {"b": "2"}
+    assert real_cluster.delete("v1", "ConfigMap", "cfg", namespace=namespace, wait_s=30)
+    assert real_cluster.find("v1", "ConfigMap", "cfg", namespace=namespace) is None
 
 
 def test_deploy_check_and_snapshot(real_cluster: Cluster, namespace: str) -> None:
@@ -65,7 +67,13 @@ def test_deploy_check_and_snapshot(real_cluster: Cluster, namespace: str) -> Non
     before = take_snapshot(real_cluster, [namespace])
     assert before.nodes and [p.phase for p in before.pods] == ["Running"]
     assert diff_snapshots(before, take_snapshot(real_cluster, [namespace])) == []
-    check_namespace(real_cluster, namespace)          # runs; findings depend on the cluster
+    findings = check_namespace(real_cluster, namespace)
+    assert all(f.namespace == namespace for f in findings)
+    checks = {f.check for f in findings}
+    if _installed_mesh(real_cluster) == "none":
+        assert checks == set(), findings        # no mesh: nothing to inject, no sidecars
+    else:                                       # a mesh, but injection was never enabled here
+        assert {"injection_label", "not_meshed"} <= checks, findings
 
 
 def test_inject_and_policy(real_cluster: Cluster, namespace: str) -> None:

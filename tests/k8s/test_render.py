@@ -4,12 +4,15 @@ policy a mesh cannot express is rejected with a message naming mesh, policy and 
 
 from __future__ import annotations
 
+from importlib import resources
+
 import kubernetes_validate
 import pytest
 from crd_schema import CrdSet, cel_rules, fixture_crds
 
 from meshlab.errors import MeshError
 from meshlab.k8s.mesh import KubernetesMesh, RenderContext, go_duration
+from meshlab.k8s.workload import render_template, template_names
 from meshlab.meshes.consul import ConsulMesh
 from meshlab.meshes.istio import IstioMesh
 from meshlab.meshes.kuma import KumaMesh
@@ -154,3 +157,14 @@ def test_cel_rules_are_counted_not_evaluated(crds: CrdSet) -> None:
                                                (0.0001, "1ms")])
 def test_durations(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+def test_templates_are_package_data_and_errors_are_mesh_errors() -> None:
+    # read through importlib.resources from meshlab/k8s/templates, as an installed wheel does
+    assert template_names() == ["load-job.yaml", "server.yaml"]
+    assert (resources.files("meshlab.k8s") / "templates" / "server.yaml").is_file()
+    with pytest.raises(MeshError, match=r"template 'nope.yaml' is not in the meshlab package.*"
+                                        r"available: load-job.yaml, server.yaml"):
+        render_template("nope.yaml", {})
+    with pytest.raises(MeshError, match=r"server.yaml needs a value for \$\w+; pass it"):
+        render_template("server.yaml", {"namespace": "bench"})
