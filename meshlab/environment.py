@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 from meshlab.errors import ProfileError
 from meshlab.profile import Profile, RunSpec
-from meshlab.results import TelemetrySample
+from meshlab.results import RunResult, TelemetrySample
+from meshlab.runners.base import ProgressCallback
 
 
 @dataclass(slots=True)
@@ -38,12 +39,22 @@ class Deployment(abc.ABC):
         """Called right after load stops (stop sampling, check health)."""
         return DeploymentReport()
 
+    async def run_load(self, spec: RunSpec, *,
+                       progress: ProgressCallback | None = None) -> RunResult | None:
+        """Generate the load from inside the environment (say fortio Jobs in a cluster, whose
+        target URL is reachable only there) and return the merged result; None (the default)
+        means meshlab's own runner loads `target_url` from this machine."""
+        return None
+
 
 class Environment(abc.ABC):
     """Deploys workloads for runs. Reuse across runs is the environment's business: it may keep
     a topology up while consecutive specs need the same one."""
 
     name: ClassVar[str]
+    # True when deployments generate the load themselves (Deployment.run_load, e.g. fortio
+    # Jobs in a cluster): the local runner's availability and option checks then do not apply.
+    generates_load: ClassVar[bool] = False
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile

@@ -211,6 +211,7 @@ class KubernetesEnvironment(Environment):
     `meshlab.k8s.topology.KubernetesTopology`."""
 
     name = "kubernetes"
+    generates_load = True
 
     def __init__(self, profile: Profile, *, cluster: Cluster | None = None) -> None:
         super().__init__(profile)

@@ -1,0 +1,7 @@
+"""`python -m meshlab ...`: the same as the `meshlab` console script."""
+
+import sys
+
+from meshlab.cli import main
+
+sys.exit(main())

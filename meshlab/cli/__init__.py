@@ -1,0 +1,88 @@
+"""The `meshlab` command line, a thin client of the library: `main(argv) -> exit code`
+(0 ok, 1 a run or command failed, 2 usage or profile error, 130 interrupted by Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+# Each module exposes `register(subparsers)` and adds its sub-commands with
+# `parser.set_defaults(handler=fn)`, `fn(args: argparse.Namespace) -> int | None`. Handlers import
+# heavy modules (store, runners, pandas, plotly) only when they run, so `meshlab --help` is fast.
+_COMMAND_MODULES = [
+    "meshlab.cli.core",
+    "meshlab.cli.data",
+    "meshlab.cli.playground",
+    "meshlab.cli.report",
+    "meshlab.cli.k8s",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _available(module: str) -> bool:
+    # Modules written by other contributors may not exist yet: skip them, never break the CLI.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from meshlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="meshlab",
+        description="Measure what a service mesh costs and how it behaves.",
+        epilog="MESHLAB_STORE sets the default store path (data/meshlab.duckdb otherwise).")
+    parser.add_argument("--version", action="version", version=f"meshlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        if _available(name):
+            importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/profile error, 130 Ctrl-C)."""
+    from meshlab.errors import MeshlabError, MissingDependency, ProfileError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:             # --help, --version, or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler = getattr(args, "handler", None) or getattr(args, "func", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code = handler(args)
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MeshlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:               # `meshlab runs --json | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    return EXIT_OK if code is None else int(code)
+
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]

@@ -1,0 +1,157 @@
+"""Core commands: `run` a profile (storing each run), serve the `echo` workload, and
+`crosscheck` the load generators against each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from meshlab.cli._common import (
+    add_store_option,
+    console,
+    fmt_us,
+    load_profile_file,
+    print_json,
+    store_path,
+    table,
+)
+
+if TYPE_CHECKING:
+    from meshlab.experiment import ExperimentOutcome
+    from meshlab.results import RunResult
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "run", help="run a profile and store every run",
+        description="Run every run of PROFILE (a meshlab YAML, a Meshery JSON or an SMP YAML "
+                    "profile) and store each result as it ends. Ctrl-C stores the run in "
+                    "flight as aborted and exits 130.",
+        epilog="exit status: 0 every run completed, 1 a run failed or was aborted, 2 a profile "
+               "or usage error, 130 interrupted. With --json: one JSON object per run on stdout "
+               "(run_id, status, requested_rate_rps, achieved_rate_rps, requests, errors, "
+               "p50_us ... max_us, uncorrected_p99_us).")
+    p.add_argument("profile", metavar="PROFILE")
+    add_store_option(p)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per run (one per line) on stdout")
+    p.add_argument("--runner", metavar="NAME", help="use this runner instead of the profile's")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    p.add_argument("--stop-on-failure", action="store_true",
+                   help="stop at the first failed run (default: store it and go on)")
+    p.set_defaults(handler=cmd_run)
+
+    e = subparsers.add_parser("echo", help="serve the echo workload until interrupted",
+                              description="An HTTP/1.1 echo server steered by fortio's query "
+                                          "parameters (?delay=10ms:20&status=503:5&size=1024).")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=8080)
+    e.add_argument("--name", default="echo")
+    e.add_argument("--defaults", default="", metavar="QUERY",
+                   help="query applied when a request does not set it, e.g. status=503:50")
+    e.set_defaults(handler=cmd_echo)
+
+    c = subparsers.add_parser("crosscheck", help="run a profile with every available runner "
+                                                 "and compare what they measured")
+    c.add_argument("profile", metavar="PROFILE")
+    c.add_argument("--runners", metavar="NAMES",
+                   help="comma-separated runners (default: every registered runner; missing "
+                        "tools are reported as skipped)")
+    c.add_argument("--json", action="store_true", help="one JSON object per row")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    c.set_defaults(handler=cmd_crosscheck)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+def _json_line(result: RunResult) -> dict[str, Any]:
+    out = result.summary()
+    out["experiment_id"] = result.context.get("experiment_id")
+    out["profile"] = result.spec.get("profile")
+    out["mesh"] = result.spec.get("mesh")
+    out["repeat"] = result.spec.get("repeat")
+    out["error"] = result.error
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`--json` prints one JSON object per run as it ends (a contract scripts and CI rely on:
+    run_id, status, requested/achieved rate, requests, errors, corrected p50..max_us and
+    uncorrected_p99_us). Exit 0 when every run completed, 1 when a run failed or was aborted,
+    2 for a profile error (main), 130 on Ctrl-C once the run in flight is stored as aborted."""
+    from meshlab.experiment import ExperimentStatus, run_profile
+    from meshlab.progress import TerminalProgress
+    from meshlab.results import RunStatus
+
+    profile = load_profile_file(args.profile)
+    path = store_path(args)
+    progress = None if args.quiet else TerminalProgress()
+    outcome = run_profile(profile, store=path, progress=progress, runner_override=args.runner,
+                          on_result=(lambda r: print_json(_json_line(r))) if args.json else None,
+                          stop_on_failure=args.stop_on_failure)
+    if not args.json:
+        _print_outcome(outcome, path)
+    if outcome.status == ExperimentStatus.ABORTED:
+        print(f"interrupted: the run in flight is stored as aborted in {path}", file=sys.stderr)
+        return 130
+    bad = [r for r in outcome.results if r.status != RunStatus.COMPLETED]
+    for r in bad:
+        print(f"run {r.run_id} {r.status}: {r.error or ''}".rstrip(), file=sys.stderr)
+    return 1 if bad or outcome.status != ExperimentStatus.COMPLETED else 0
+
+
+def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
+    tab = table(f"{outcome.profile}: experiment {outcome.experiment_id} "
+                        f"({outcome.status})")
+    for col in ("run_id", "mesh", "rate", "conns", "status", "req/s", "requests", "errors",
+                "p50", "p90", "p99", "p99.9", "max"):
+        tab.add_column(col, justify="left" if col in ("run_id", "mesh", "status") else "right",
+                         no_wrap=True, min_width=22 if col == "run_id" else None)
+    for r in outcome.results:
+        s = r.summary()
+        rate = r.requested_rate_rps
+        tab.add_row(r.run_id, str(r.spec.get("mesh", "")), "max" if rate <= 0 else f"{rate:g}",
+                      str(s["connections"]), s["status"], f"{s['achieved_rate_rps']:,.0f}",
+                      f"{s['requests']:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
+                      fmt_us(s["p90_us"]), fmt_us(s["p99_us"]), fmt_us(s["p999_us"]),
+                      fmt_us(s["max_us"]))
+    out = console()
+    out.print(tab)
+    out.print(f"stored in {path}; see one run with: meshlab show RUN_ID --store {path}")
+
+
+# --- echo --------------------------------------------------------------------------------------
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    from meshlab.playground.echo import serve
+
+    try:
+        serve(args.host, args.port, name=args.name, defaults=args.defaults)
+    except ValueError as exc:               # a bad --defaults query
+        print(f"error: --defaults: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- crosscheck --------------------------------------------------------------------------------
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    """Exit 1 when a runner failed; a runner whose tool is missing is a skipped row."""
+    from meshlab.crosscheck import crosscheck, render_crosscheck
+
+    profile = load_profile_file(args.profile)
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()] if args.runners else None
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    df = crosscheck(profile, runners=runners, progress=progress)
+    if args.json:
+        for row in df.to_dict(orient="records"):
+            print_json(row)
+    else:
+        console().print(render_crosscheck(df))
+    return 1 if (df["status"] == "failed").any() else 0

@@ -1,0 +1,302 @@
+"""Commands over stored runs: `runs` (list), `show`, `compare`, `import` and `export`.
+
+With `--json` every command prints one JSON object per line (a run, a comparison row ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meshlab.cli._common import add_store_option, console, fmt_us, open_store, print_json, table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from meshlab.results import RunResult
+
+# column -> header of the `runs` table (the run id starts with its UTC start time)
+_LIST_COLUMNS = {"run_id": "run_id", "profile": "profile", "mesh": "mesh", "runner": "runner",
+                 "rate_rps": "rate", "connections": "conns", "status": "status",
+                 "achieved_rate_rps": "req/s", "requests": "requests", "errors": "errors",
+                 "p50_us": "p50", "p99_us": "p99", "p999_us": "p99.9"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("runs", help="list stored runs, newest first")
+    add_store_option(p)
+    p.add_argument("--profile", help="only runs of this profile")
+    p.add_argument("--mesh", help="only runs with this mesh / data plane")
+    p.add_argument("--experiment", metavar="EXPERIMENT_ID", help="only runs of this experiment")
+    p.add_argument("--status", choices=("completed", "aborted", "failed"))
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0=all)")
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
+    p.set_defaults(handler=cmd_runs)
+
+    s = subparsers.add_parser("show", help="one run: summary, percentiles, status codes, errors")
+    s.add_argument("run_id", metavar="RUN_ID")
+    add_store_option(s)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_show)
+
+    c = subparsers.add_parser(
+        "compare", help="pooled percentiles, rate and errors: baseline vs candidate",
+        description="Each side is comma-separated run ids, or a filter such as "
+                    "mesh=none,rate_rps=1000 (histograms pooled over the matching runs).")
+    c.add_argument("--baseline", required=True, metavar="RUN_IDS|FILTER")
+    c.add_argument("--candidate", required=True, metavar="RUN_IDS|FILTER")
+    add_store_option(c)
+    c.add_argument("--json", action="store_true", help="one JSON object per metric")
+    c.set_defaults(handler=cmd_compare)
+
+    i = subparsers.add_parser("import", help="store runs from a fortio, Nighthawk, Meshery or "
+                                             "SMP result document (the original is kept)")
+    i.add_argument("file", metavar="FILE", nargs="+",
+                   help="result files, directories (their *.json/*.yaml/*.yml) or quoted globs")
+    add_store_option(i)
+    i.add_argument("--json", action="store_true", help="one JSON summary per imported run")
+    i.set_defaults(handler=cmd_import)
+
+    e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV")
+    e.add_argument("run_id", metavar="RUN_ID")
+    e.add_argument("--format", required=True, choices=("fortio", "smp", "csv"))
+    e.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    add_store_option(e)
+    e.set_defaults(handler=cmd_export)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = open_store(args, read_only=True)
+    df = store.runs(profile=args.profile, mesh=args.mesh, experiment_id=args.experiment,
+                    status=args.status)
+    df = df.sort_values(["started_at", "run_id"], ascending=False)
+    if args.limit > 0:
+        df = df.head(args.limit)
+    if args.json:
+        for row in df.to_dict(orient="records"):
+            print_json({str(k): _json_field(str(k), v) for k, v in row.items()})
+        return 0
+    _print_frame(df, [c for c in _LIST_COLUMNS if c in df.columns],
+                 title=f"{len(df)} run(s) in {store.path}")
+    return 0
+
+
+def _json_field(key: str, value: Any) -> Any:
+    # Stored JSON text columns (spec, context, labels, host) come back as objects.
+    if key in ("spec", "context", "labels", "host") and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if key.endswith("_us"):
+        return fmt_us(value)
+    if key == "started_at":
+        return str(value)[:19]
+    if key == "rate_rps":
+        return "max" if float(value) <= 0 else f"{float(value):g}"
+    if isinstance(value, float):
+        return f"{value:,.0f}"
+    return str(value)
+
+
+def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
+    tab = table(title)
+    left = ("run_id", "profile", "mesh", "runner", "status", "started_at", "metric")
+    for col in columns:
+        tab.add_column(_LIST_COLUMNS.get(col, col), justify="left" if col in left else "right",
+                         no_wrap=True, min_width=22 if col == "run_id" else None)
+    for row in df[columns].itertuples(index=False):
+        tab.add_row(*(_cell(c, v) for c, v in zip(columns, row, strict=True)))
+    console().print(tab)
+
+
+# --- show --------------------------------------------------------------------------------------
+
+def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
+    doc = result.summary()
+    doc.update(
+        experiment_id=experiment_id,
+        started_at=result.started_at.isoformat(),
+        ended_at=result.ended_at.isoformat(),
+        error=result.error,
+        percentiles_us={
+            "corrected": {str(p): result.latency.percentile_us(p)
+                          for p in (50, 75, 90, 99, 99.9, 99.99)},
+            "uncorrected": {str(p): result.service_time.percentile_us(p)
+                            for p in (50, 75, 90, 99, 99.9, 99.99)},
+        },
+        spec=result.spec, context=result.context,
+        host=result.host.to_dict() if result.host else None,
+        runner_version=result.runner_version,
+    )
+    return doc
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args, read_only=True)
+    result = store.load(args.run_id)
+    doc = _show_doc(result, result.context.get("experiment_id"))
+    if args.json:
+        print_json(doc)
+        return 0
+    out = console()
+    out.print(f"[bold]run {result.run_id}[/bold]  {doc['status']}  runner {result.runner} "
+              f"{result.runner_version}".rstrip())
+    out.print(f"profile {result.spec.get('profile')}  mesh {result.spec.get('mesh')}  "
+              f"target {result.spec.get('target')}  {doc['started_at'][:19]} .. "
+              f"{doc['ended_at'][:19]}")
+    rate = result.requested_rate_rps
+    out.print(f"requested {'max' if rate <= 0 else f'{rate:g} req/s'}  achieved "
+              f"{result.achieved_rate_rps:,.1f} req/s  {result.requests:,} requests  "
+              f"{result.errors:,} errors ({result.error_rate:.2%})  "
+              f"{result.spec.get('connections')} connections  {result.duration_s:g} s")
+    if result.error:
+        out.print(f"[red]error:[/red] {result.error}")
+    pct = table("latency percentiles")
+    pct.add_column("percentile")
+    pct.add_column("corrected (from intended send)", justify="right")
+    pct.add_column("uncorrected (service time)", justify="right")
+    for p, v in doc["percentiles_us"]["corrected"].items():
+        pct.add_row(f"p{p}", fmt_us(v), fmt_us(doc["percentiles_us"]["uncorrected"][p]))
+    pct.add_row("max", fmt_us(result.latency.max_us), fmt_us(result.service_time.max_us))
+    out.print(pct)
+    for title, counts in (("status codes", doc["status_codes"]), ("errors", doc["error_kinds"])):
+        if counts:
+            t = table(title)
+            t.add_column("value")
+            t.add_column("count", justify="right")
+            for k, v in counts.items():
+                t.add_row(str(k), f"{v:,}")
+            out.print(t)
+    for w in result.warnings:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    out.print("spec:", json.dumps(result.spec, sort_keys=True))
+    out.print("context:", json.dumps(result.context, sort_keys=True, default=str))
+    return 0
+
+
+# --- compare -----------------------------------------------------------------------------------
+
+def parse_selection(text: str) -> list[str] | dict[str, Any]:
+    """`id1,id2` -> run ids; `mesh=none,rate_rps=1000` -> a filter (numbers become numbers)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        from meshlab.errors import ProfileError
+
+        raise ProfileError(f"selection {text!r} is empty; give run ids or key=value filters")
+    if not any("=" in p for p in parts):
+        return parts
+    out: dict[str, Any] = {}
+    for p in parts:
+        key, sep, value = p.partition("=")
+        if not sep:
+            from meshlab.errors import ProfileError
+
+            raise ProfileError(f"{p!r}: mix of run ids and filters; use key=value throughout")
+        v: Any = value
+        if key.strip() in ("rate_rps", "connections", "repeat"):
+            try:
+                v = int(value) if key.strip() == "connections" else float(value)
+            except ValueError:
+                v = value
+        out[key.strip()] = v
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    store = open_store(args, read_only=True)
+    df = store.compare(baseline=parse_selection(args.baseline),
+                       candidate=parse_selection(args.candidate))
+    if args.json:
+        for row in df.to_dict(orient="records"):
+            print_json(row)
+        return 0
+    tab = table(f"baseline {args.baseline}  vs  candidate {args.candidate}")
+    for col in ("metric", "baseline", "candidate", "delta", "delta %"):
+        tab.add_column(col, justify="left" if col == "metric" else "right")
+    for row in df.to_dict(orient="records"):
+        metric = str(row["metric"])
+        fmt = fmt_us if metric.endswith("_us") else _num
+        pct = row.get("delta_pct")
+        tab.add_row(metric, fmt(row["baseline"]), fmt(row["candidate"]), fmt(row["delta"]),
+                      "-" if pct is None or pct != pct else f"{pct:+.1f} %")
+    console().print(tab)
+    return 0
+
+
+def _num(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else f"{v:,.4g}"
+
+
+# --- import / export ---------------------------------------------------------------------------
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from meshlab.formats import import_results
+
+    paths = _result_paths(args.file)
+    results = [r for p in paths for r in import_results(p)]
+    store = open_store(args)
+    written = store.save_many(results)     # one connection, 200 runs per transaction
+    for r in results:
+        if args.json:
+            print_json(r.summary())
+        else:
+            print(f"imported {r.run_id} ({r.runner}, {r.requests:,} requests)")
+    if not args.json:
+        source = paths[0] if len(paths) == 1 else f"{len(paths)} files"
+        print(f"{len(results)} run(s) from {source} stored in {store.path} ({written} new)")
+    return 0
+
+
+def _result_paths(args: list[str]) -> list[Path]:
+    """FILE arguments as files: a directory gives its result files, a quoted glob its matches
+    (a name matching nothing is kept, so reading it reports the missing file)."""
+    import glob
+
+    from meshlab.errors import OutputParseError
+
+    out: list[Path] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in (".json", ".yaml", ".yml"))
+            if not found:
+                raise OutputParseError(f"{p}: no *.json, *.yaml or *.yml files in this directory")
+            out += found
+        elif not p.exists() and any(c in arg for c in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+            out += [m for m in matches if m.is_file()] or [p]
+        else:
+            out.append(p)
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from meshlab.formats import export_run
+
+    store = open_store(args, read_only=True)
+    result = store.load(args.run_id)
+    text = export_run(result, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.format} of run {args.run_id} to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0

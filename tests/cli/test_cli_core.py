@@ -1,0 +1,312 @@
+"""The `meshlab` command line as a real subprocess against the echo server and a DuckDB file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshlab.store import Store
+
+SCRIPT = Path(sys.executable).parent / "meshlab"
+SECRET = "Bearer cli-s3cr3t-value"
+COOKIE = "sessionid-cli-s3cr3t"
+JSON_KEYS = {"run_id", "status", "requested_rate_rps", "achieved_rate_rps", "requests", "errors",
+             "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "uncorrected_p99_us"}
+
+
+def meshlab(*args: str, env: dict[str, str] | None = None,
+            timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    argv = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "meshlab"]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout_s,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def write_profile(path: Path, target: str, *, name: str = "cli", rates: str = "[200, 300]",
+                  duration_s: float = 0.5, extra: str = "") -> Path:
+    path.write_text(f"""\
+name: {name}
+target: {target}
+loads: {{rate_rps: {rates}, connections: 2, duration_s: {duration_s}, warmup_s: 0}}
+request:
+  headers: {{Authorization: "{SECRET}", X-Trace: visible}}
+  cookies: {{session: "{COOKIE}"}}
+{extra}""", encoding="utf-8")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The same CLI in-process (read-side commands: no need to pay an interpreter start)."""
+    from meshlab.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def stored(echo_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], subprocess.CompletedProcess[str]]:  # noqa: E501
+    """One `meshlab run --json` of two runs, shared by the read-side tests."""
+    tmp = tmp_path_factory.mktemp("cli")
+    db = tmp / "m.duckdb"
+    prof = write_profile(tmp / "p.yaml", echo_url + "?status=503:10")
+    proc = meshlab("run", str(prof), "--store", str(db), "--json")
+    return db, json_lines(proc.stdout), proc
+
+
+def test_run_json_contract(stored: tuple[Path, list[dict[str, Any]],
+                                         subprocess.CompletedProcess[str]]) -> None:
+    db, lines, proc = stored
+    assert proc.returncode == 0, proc.stderr
+    assert len(lines) == 2
+    for line in lines:
+        assert set(line) >= JSON_KEYS
+        assert line["status"] == "completed" and line["requests"] > 0
+        assert line["p50_us"] <= line["p90_us"] <= line["p99_us"] <= line["p999_us"]
+        assert line["p999_us"] <= line["max_us"]
+        assert 0 < line["errors"] < line["requests"]    # ~10 % 503s are counted, not raised
+    assert [x["requested_rate_rps"] for x in lines] == [200.0, 300.0]
+    assert sorted(Store(db).runs()["run_id"]) == sorted(x["run_id"] for x in lines)
+
+
+def test_secrets_never_stored_or_printed(
+        stored: tuple[Path, list[dict[str, Any]], subprocess.CompletedProcess[str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db, lines, proc = stored
+    outputs = [proc.stdout, proc.stderr]
+    for args in (["runs", "--json"], ["runs"], ["show", lines[0]["run_id"], "--json"],
+                 ["show", lines[0]["run_id"]]):
+        code, out, err = cli(capsys, *args, "--store", str(db))
+        assert code == 0, err
+        outputs += [out, err]
+    text = "\n".join(outputs)
+    assert "visible" in text                            # ordinary headers are echoed
+    assert SECRET not in text and "cli-s3cr3t" not in text
+    store = Store(db, read_only=True)
+    stored_text = " ".join([*store.runs()["spec"], *store.runs()["context"],
+                            *store.experiments()["profile"]])
+    assert "<redacted>" in stored_text and "visible" in stored_text
+    assert "cli-s3cr3t" not in stored_text
+    assert b"cli-s3cr3t" not in db.read_bytes()
+
+
+def test_runs_show_compare(
+        stored: tuple[Path, list[dict[str, Any]], subprocess.CompletedProcess[str]],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    db, lines, _ = stored
+    ids = [x["run_id"] for x in lines]
+    store = ("--store", str(db))
+    runs = json_lines(cli(capsys, "runs", *store, "--json", "--limit", "1")[1])
+    assert len(runs) == 1 and runs[0]["run_id"] in ids
+    assert isinstance(runs[0]["spec"], dict)
+    assert json_lines(cli(capsys, "runs", *store, "--json", "--mesh", "istio")[1]) == []
+    monkeypatch.setenv("MESHLAB_STORE", str(db))
+    listed = json_lines(cli(capsys, "runs", "--json")[1])
+    assert sorted(r["run_id"] for r in listed) == sorted(ids)
+
+    doc = json.loads(cli(capsys, "show", ids[0], *store, "--json")[1])
+    assert doc["run_id"] == ids[0] and doc["status_codes"].keys() == {"200", "503"}
+    assert doc["percentiles_us"]["corrected"]["99"] >= doc["percentiles_us"]["corrected"]["50"]
+    assert doc["context"]["experiment_id"] == lines[0]["experiment_id"]
+    text = cli(capsys, "show", ids[0], *store)[1]
+    assert "status codes" in text and "503" in text and "corrected" in text
+
+    code, out, err = cli(capsys, "compare", "--baseline", ids[0], "--candidate",
+                         "mesh=none,rate_rps=300", *store, "--json")
+    assert code == 0, err
+    rows = {r["metric"]: r for r in json_lines(out)}
+    assert {"p50_us", "p99_us", "achieved_rate_rps", "error_rate"} <= set(rows)
+    code, out, _ = cli(capsys, "compare", "--baseline", ids[0], "--candidate", ids[1], *store)
+    assert code == 0 and "p99_us" in out
+
+    missing = meshlab("show", "no-such-run", *store)     # a real process: no traceback
+    assert missing.returncode == 1 and "no-such-run" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_bad_profile_lists_every_problem(tmp_path: Path) -> None:
+    prof = tmp_path / "bad.yaml"
+    prof.write_text("name: bad\ntarget: ftp://nowhere\nrunner: warp\n"
+                    "loads: {rate_rps: [-5], connections: 0}\nextra_key: 1\n")
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    for path in ("target", "runner", "loads.rate_rps", "loads.connections", "extra_key"):
+        assert f"{path}:" in proc.stderr, proc.stderr
+    assert "5 problems" in proc.stderr
+    assert not (tmp_path / "m.duckdb").exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert meshlab().returncode == 2
+    assert meshlab("run").returncode == 2
+    assert meshlab("run", str(tmp_path / "absent.yaml")).returncode == 2
+    proc = subprocess.run([sys.executable, "-m", "meshlab", "--version"], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.startswith("meshlab ")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_target_down_is_a_completed_run_of_connect_errors(tmp_path: Path) -> None:
+    prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
+                         rates="[100]", duration_s=0.5)
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["status"] == "completed"
+    assert line["requests"] > 0 and line["errors"] == line["requests"]
+    assert set(line["error_kinds"]) == {"connect_refused"}
+
+
+def test_sigint_stores_an_aborted_run(echo_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "m.duckdb"
+    prof = write_profile(tmp_path / "long.yaml", echo_url, rates="[100, 200]", duration_s=30)
+    argv = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "meshlab"]
+    proc = subprocess.Popen([*argv, "run", str(prof), "--store", str(db), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait until the run measures: the store then holds a running experiment.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if db.exists() and not Store(db, read_only=True).experiments().empty:
+                break
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    (line,) = json_lines(out)
+    assert line["status"] == "aborted" and line["requests"] > 0
+    store = Store(db, read_only=True)
+    assert list(store.runs()["status"]) == ["aborted"]
+    assert list(store.experiments()["status"]) == ["aborted"]
+    assert "stored as aborted" in err
+
+
+def test_echo_command_serves_until_interrupted() -> None:
+    argv = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "meshlab"]
+    proc = subprocess.Popen([*argv, "echo", "--port", "0", "--name", "cli-echo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1].strip().strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /?status=418 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = s.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 418")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_meshery_profile_runs_with_a_runner_override(echo_url: str, tmp_path: Path) -> None:
+    doc = {"name": "meshery soak", "loadGenerators": ["fortio"], "endpoints": [echo_url],
+           "serviceMesh": "", "concurrentRequest": 2, "qps": 100, "duration": "1s",
+           "requestHeaders": json.dumps({"Authorization": SECRET, "X-Trace": "visible"})}
+    prof = tmp_path / "meshery.json"
+    prof.write_text(json.dumps(doc))
+    db = tmp_path / "m.duckdb"
+    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--runner", "native")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["status"] == "completed" and line["runner"] == "native"
+    assert line["requested_rate_rps"] == 100.0 and line["requests"] > 0
+    assert SECRET not in proc.stdout + proc.stderr
+    assert SECRET not in " ".join(Store(db, read_only=True).runs()["spec"])
+
+
+def test_export_then_import(
+        stored: tuple[Path, list[dict[str, Any]], subprocess.CompletedProcess[str]],
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, lines, _ = stored
+    run_id = lines[0]["run_id"]
+    out = tmp_path / "fortio.json"
+    code, _, err = cli(capsys, "export", run_id, "--format", "fortio", "--out", str(out),
+                       "--store", str(db))
+    assert code == 0, err
+    assert json.loads(out.read_text())["DurationHistogram"]["Count"] == lines[0]["requests"]
+    other = tmp_path / "imported.duckdb"
+    code, text, err = cli(capsys, "import", str(out), "--store", str(other), "--json")
+    assert code == 0, err
+    (line,) = json_lines(text)
+    assert line["requests"] == lines[0]["requests"]
+    runs = Store(other, read_only=True).runs()
+    assert list(runs["requests"]) == [lines[0]["requests"]]
+    code, text, _ = cli(capsys, "export", run_id, "--format", "csv", "--store", str(db))
+    assert code == 0 and text.startswith("run_id,") and run_id in text
+    bad = tmp_path / "garbage.json"
+    bad.write_text('{"hello": "world"}')
+    code, _, err = cli(capsys, "import", str(bad), "--store", str(other))
+    assert code == 1 and "not a recognised result document" in err
+
+
+def test_crosscheck_reports_missing_tools_as_skipped(echo_url: str, tmp_path: Path) -> None:
+    prof = write_profile(tmp_path / "cc.yaml", echo_url, rates="[0]", duration_s=0.5)
+    proc = meshlab("crosscheck", str(prof), "--runners", "native,fortio", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["runner"]: r for r in json_lines(proc.stdout)}
+    assert rows["native"]["status"] == "completed" and rows["native"]["requests"] > 0
+    if not __import__("shutil").which("fortio"):
+        assert rows["fortio"]["status"] == "skipped"
+
+
+def test_json_lines_reach_redirected_stdout_while_progress_draws_on_a_terminal(
+        echo_url: str, tmp_path: Path) -> None:
+    """`meshlab run --json > runs.jsonl` in a terminal: rich draws on the tty (stderr) and must
+    not swallow stdout."""
+    import pty
+    import threading
+
+    prof = write_profile(tmp_path / "p.yaml", echo_url, rates="[100]", duration_s=0.5)
+    master, slave = pty.openpty()
+    drawn = bytearray()
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 4096):
+                drawn.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    argv = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "meshlab"]
+    try:
+        proc = subprocess.run([*argv, "run", str(prof), "--store", str(tmp_path / "m.duckdb"),
+                               "--json"], stdout=subprocess.PIPE, stderr=slave, text=True,
+                              timeout=60)
+    finally:
+        os.close(slave)
+        reader.join(5)
+        os.close(master)
+    assert proc.returncode == 0
+    (line,) = json_lines(proc.stdout)
+    assert line["status"] == "completed"
+    assert b"run 1" in drawn                   # the progress display went to the terminal

@@ -1,0 +1,120 @@
+"""Profile validation (one ProfileError listing every problem), expansion order and redaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from meshlab.errors import ProfileError
+from meshlab.profile import REDACTED, Profile, RunSpec, is_secret_name, redact_mapping
+
+BASE = {"name": "p", "target": "http://127.0.0.1:8080/"}
+
+
+def test_every_problem_in_one_error() -> None:
+    bad = {"name": "", "target": "ftp://x", "runner": "warp", "repeats": 0, "typo_key": 1,
+           "loads": {"rate_rps": [100, -5], "connections": [0], "duration_s": -1},
+           "request": {"method": "BREW", "timeout_s": 0}}
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict(bad, source="bad.yaml")
+    problems = info.value.problems
+    paths = {p.split(":", 1)[0] for p in problems}
+    assert {"name", "target", "runner", "repeats", "typo_key", "loads.rate_rps",
+            "loads.connections", "loads.duration_s", "request.method",
+            "request.timeout_s"} <= paths
+    assert "typo_key: unknown key; remove it or check its spelling" in problems
+    assert any("rate -5" in p for p in problems)
+    text = str(info.value)
+    assert text.startswith(f"{len(problems)} problems in bad.yaml:")
+    assert all(f"  - {p}" in text for p in problems)
+
+
+@pytest.mark.parametrize(("doc", "fragment"), [
+    ({"name": "p"}, "target: required; add it"),
+    ({**BASE, "target": "http://127.0.0.1:99999/"}, "invalid port"),
+    ({**BASE, "modes": ["client-only"]}, "need environment: local or kubernetes"),
+    ({**BASE, "request": {"body": "x", "payload_size_bytes": 10}}, "either body or"),
+    ({**BASE, "request": {"headers": {"bad header": "x"}}}, "not a valid HTTP token"),
+    ({**BASE, "policies": [{"name": "a"}, {"name": "a"}]}, "repeated: a"),
+])
+def test_single_problems(doc: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict(doc)
+    assert any(fragment in p for p in info.value.problems), info.value.problems
+
+
+def test_yaml_errors_are_profile_errors(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("name: p\ntarget: [unclosed\n")
+    with pytest.raises(ProfileError, match=r"\(yaml\): line"):
+        Profile.load(f)
+    with pytest.raises(ProfileError, match="cannot read"):
+        Profile.load(tmp_path / "absent.yaml")
+    with pytest.raises(ProfileError, match="expected a mapping"):
+        Profile.from_yaml("- a\n- b\n")
+
+
+def test_scalars_become_lists_and_defaults_apply() -> None:
+    p = Profile.from_dict({**BASE, "meshes": "envoy", "loads": {"rate_rps": 50,
+                                                                 "connections": 4}})
+    assert p.meshes == ["envoy"] and p.loads.rate_rps == [50.0] and p.loads.connections == [4]
+    assert p.runner == "native" and p.environment == "direct" and p.repeats == 1
+
+
+def test_expand_order_repeats_outermost() -> None:
+    p = Profile.from_dict({**BASE, "repeats": 2, "meshes": ["none", "envoy"],
+                           "loads": {"rate_rps": [100, 200], "connections": [1, 8]}})
+    specs = list(p.expand())
+    assert len(specs) == p.run_count() == 16
+    assert [s.index for s in specs] == list(range(16))
+    keys = [(s.repeat, s.mesh, s.rate_rps, s.connections) for s in specs]
+    expected = [(r, m, rate, c) for r in (0, 1) for m in ("none", "envoy")
+                for rate in (100.0, 200.0) for c in (1, 8)]
+    assert keys == expected
+    assert all(s.dim("environment") == "direct" and s.dim("policy") == "none" for s in specs)
+    assert all(s.target == BASE["target"] and s.profile == "p" for s in specs)
+
+
+def test_expand_modes_and_policies() -> None:
+    p = Profile.from_dict({**BASE, "environment": "local", "modes": ["both", "client-only"],
+                           "policies": [{"name": "retry"}, {"name": "plain"}]})
+    dims = [(s.dim("mode"), s.dim("policy")) for s in p.expand()]
+    assert dims == [("both", "retry"), ("both", "plain"), ("client-only", "retry"),
+                    ("client-only", "plain")]
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("Authorization", True), ("Cookie", True), ("X-Auth-Token", True), ("X-Api-Key", True),
+    ("api_key", True), ("Proxy-Authorization", True), ("key", True), ("Set-Cookie", True),
+    ("X-Request-Id", False), ("Content-Type", False), ("Accept", False), ("User-Agent", False),
+])
+def test_secret_names(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+    assert (redact_mapping({name: "v"})[name] == REDACTED) is secret
+
+
+def test_redaction_wherever_a_spec_is_echoed() -> None:
+    p = Profile.from_dict({**BASE, "request": {
+        "headers": {"Authorization": "Bearer tok-123", "X-Api-Key": "key-456", "X-Ok": "fine"},
+        "cookies": {"session": "cookie-789"}}})
+    secrets = ("tok-123", "key-456", "cookie-789")
+    profile_text = json.dumps(p.to_dict())
+    (spec,) = list(p.expand())
+    spec_text = json.dumps(spec.to_dict())
+    for text in (profile_text, spec_text):
+        assert not any(s in text for s in secrets)
+        assert "fine" in text and REDACTED in text
+    # the runner still gets the real values
+    headers = dict(spec.headers)
+    assert headers["Authorization"] == "Bearer tok-123"
+    assert headers["Cookie"] == "session=cookie-789"
+    assert "tok-123" in json.dumps(spec.to_dict(redact=False))
+    assert p.to_dict(redact=False)["request"]["cookies"] == {"session": "cookie-789"}
+
+
+def test_runspec_defaults() -> None:
+    s = RunSpec(target="http://127.0.0.1:1/")
+    assert not s.open_loop and s.to_dict()["headers"] == {}
+    assert RunSpec(target="http://x/", rate_rps=10).open_loop
