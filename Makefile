@@ -48,8 +48,10 @@ lint: python-deps
 demo: install
 	@mkdir -p data/reports
 	$(BIN)/meshlab run data/profiles/quickstart.yaml --store $(STORE)
-	$(BIN)/meshlab report --store $(STORE) --baseline mesh=none --candidate 'mesh!=none' \
-	  --out data/reports/quickstart.html --no-fail
+	@echo
+	$(BIN)/meshlab compare --store $(STORE) --by mesh --baseline mesh=none --experiment latest
+	$(BIN)/meshlab report --store $(STORE) --baseline mesh=none,experiment=latest \
+	  --candidate 'mesh!=none,experiment=latest' --out data/reports/quickstart.html --no-fail
 	@echo; echo "results: $(STORE)"; echo "report:  data/reports/quickstart.html"
 
 test: install lint

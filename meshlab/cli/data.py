@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from meshlab.results import RunResult
+    from meshlab.store import Store
 
 # column -> header of the `runs` table (the run id starts with its UTC start time)
 _LIST_COLUMNS = {"run_id": "run_id", "profile": "profile", "mesh": "mesh", "runner": "runner",
@@ -46,9 +47,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c = subparsers.add_parser(
         "compare", help="pooled percentiles, rate and errors: baseline vs candidate",
         description="Each side is comma-separated run ids, or a filter such as "
-                    "mesh=none,rate_rps=1000 (histograms pooled over the matching runs).")
+                    "mesh=none,rate_rps=1000 (histograms pooled over the matching runs). "
+                    "With --by COLUMN, one row per value of COLUMN (e.g. every mesh), each "
+                    "against the baseline value: meshlab compare --by mesh --baseline mesh=none "
+                    "--experiment latest")
     c.add_argument("--baseline", required=True, metavar="RUN_IDS|FILTER")
-    c.add_argument("--candidate", required=True, metavar="RUN_IDS|FILTER")
+    c.add_argument("--candidate", metavar="RUN_IDS|FILTER",
+                   help="required unless --by is given")
+    c.add_argument("--by", metavar="COLUMN",
+                   help="group runs by this runs column (mesh, mode, policy, rate_rps ...)")
+    c.add_argument("--experiment", metavar="ID|latest",
+                   help="with --by: only runs of this experiment ('latest' = newest)")
     add_store_option(c)
     c.add_argument("--json", action="store_true", help="one JSON object per metric")
     c.set_defaults(handler=cmd_compare)
@@ -217,6 +226,13 @@ def parse_selection(text: str) -> list[str] | dict[str, Any]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     store = open_store(args, read_only=True)
+    if args.by:
+        return _compare_by(store, args)
+    if not args.candidate:
+        from meshlab.errors import ProfileError
+
+        raise ProfileError("--candidate: required without --by; give run ids or a filter "
+                           "such as mesh=envoy, or use --by mesh")
     df = store.compare(baseline=parse_selection(args.baseline),
                        candidate=parse_selection(args.candidate))
     if args.json:
@@ -234,6 +250,72 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       "-" if pct is None or pct != pct else f"{pct:+.1f} %")
     console().print(tab)
     return 0
+
+
+def _compare_by(store: Store, args: argparse.Namespace) -> int:
+    """One row per value of `args.by`, pooled over repeats, with deltas against the baseline
+    value (`--baseline mesh=none`): what each mesh adds over no mesh, in one table."""
+    from meshlab.errors import ProfileError
+
+    by = args.by
+    base = parse_selection(args.baseline)
+    if not isinstance(base, dict) or set(base) != {by}:
+        raise ProfileError(f"--baseline: with --by {by} give one {by}=VALUE filter, "
+                           f"e.g. --baseline {by}=none")
+    filters: dict[str, Any] = {}
+    if args.candidate:
+        cand = parse_selection(args.candidate)
+        if not isinstance(cand, dict):
+            raise ProfileError("--candidate: with --by give key=value filters, not run ids")
+        filters.update(cand)
+    if args.experiment:
+        filters["experiment_id"] = _experiment_id(store, args.experiment)
+    df = store.pooled_percentiles(group_by=(by,), **filters)
+    base_rows = df[df[by].astype(str) == str(base[by])]
+    if base_rows.empty:
+        raise ProfileError(f"--baseline: no runs with {by}={base[by]} among the selected runs "
+                           f"({len(df)} groups: {', '.join(map(str, df[by]))})")
+    b = base_rows.iloc[0]
+    rows = [b.to_dict()] + [r.to_dict() for _, r in df.iterrows() if str(r[by]) != str(base[by])]
+    if args.json:
+        for row in rows:
+            row["delta_p50_us"] = float(row["p50_us"]) - float(b["p50_us"])
+            row["delta_p99_us"] = float(row["p99_us"]) - float(b["p99_us"])
+            print_json(row)
+        return 0
+    where = f" (experiment {filters['experiment_id']})" if "experiment_id" in filters else ""
+    tab = table(f"each {by} against {by}={base[by]}, histograms pooled over repeats{where}")
+    for col in (by, "runs", "req/s", "p50", "p90", "p99", "p99.9", "+p50", "+p99", "errors"):
+        tab.add_column(col, justify="left" if col == by else "right")
+    for row in rows:
+        is_base = row is rows[0]
+        tab.add_row(str(row[by]), str(row["runs"]), _num(row["achieved_rate_rps"]),
+                    fmt_us(row["p50_us"]), fmt_us(row["p90_us"]), fmt_us(row["p99_us"]),
+                    fmt_us(row["p999_us"]),
+                    "baseline" if is_base else _signed_us(row["p50_us"] - b["p50_us"]),
+                    "" if is_base else _signed_us(row["p99_us"] - b["p99_us"]),
+                    f"{100 * float(row['error_rate']):.2f} %")
+    console().print(tab)
+    return 0
+
+
+def _experiment_id(store: Store, which: str) -> str:
+    from meshlab.errors import ProfileError
+
+    exps = store.experiments()
+    if exps.empty:
+        raise ProfileError(f"--experiment: {store.path} holds no experiments yet; run a profile")
+    if which == "latest":
+        return str(exps.iloc[-1]["experiment_id"])
+    if which not in set(exps["experiment_id"]):
+        raise ProfileError(f"--experiment: {which!r} not found; list them with "
+                           f"`meshlab runs --json` or Store.experiments()")
+    return which
+
+
+def _signed_us(delta: Any) -> str:
+    text = fmt_us(abs(float(delta)))
+    return text if text == "-" else ("+" if float(delta) >= 0 else "-") + text
 
 
 def _num(value: Any) -> str:

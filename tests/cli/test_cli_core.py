@@ -310,3 +310,28 @@ def test_json_lines_reach_redirected_stdout_while_progress_draws_on_a_terminal(
     (line,) = json_lines(proc.stdout)
     assert line["status"] == "completed"
     assert b"run 1" in drawn                   # the progress display went to the terminal
+
+
+def test_compare_by_mesh_puts_every_mesh_against_the_baseline(
+        echo_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Two "meshes" on the direct environment are labels only: the candidate's requests carry a
+    # 3 ms delay, so its pooled p50 must exceed the baseline's by roughly that much.
+    store = tmp_path / "by.duckdb"
+    for mesh, query in (("none", ""), ("slow", "?delay=3ms")):
+        profile = write_profile(tmp_path / f"{mesh}.yaml", echo_url + query, name="by",
+                                rates="[100]", extra=f"meshes: [{mesh}]\nrepeats: 2\n")
+        assert meshlab("run", str(profile), "--store", str(store), "--quiet").returncode == 0
+    code, out, _ = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
+                       "--baseline", "mesh=none", "--json")
+    assert code == 0
+    rows = {r["mesh"]: r for r in json_lines(out)}
+    assert set(rows) == {"none", "slow"}
+    assert rows["none"]["runs"] == 2 and rows["slow"]["runs"] == 2
+    assert rows["none"]["delta_p50_us"] == 0
+    assert 2_000 < rows["slow"]["delta_p50_us"] < 30_000
+    # --experiment latest keeps only the second profile's runs: no baseline among them
+    code, _, err = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
+                       "--baseline", "mesh=none", "--experiment", "latest")
+    assert code == 2 and "no runs with mesh=none" in err
+    code, _, err = cli(capsys, "compare", "--store", str(store), "--baseline", "mesh=none")
+    assert code == 2 and "--candidate" in err
