@@ -20,9 +20,11 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshlab.playground.plan import proxies_on_path
 from meshlab.playground.playground import Playground
 from meshlab.playground.telemetry import Target, TelemetrySampler, proxy_costs
 from meshlab.profile import RunSpec
@@ -42,7 +44,7 @@ class Outcome:
     hist: Histogram
     up_s: float
     down_s: float
-    costs: dict[str, float]
+    costs: dict[str, float | None]
     errors: int
     dead: list[str]
     sampling_pct: float
@@ -70,10 +72,16 @@ def _one(mesh: str, mode: str, *, rate: float, duration_s: float, connections: i
         t1 = time.perf_counter()
         pg.stop()
         down_s = time.perf_counter() - t1
-    costs = proxy_costs(samples, achieved_rate_rps=result.achieved_rate_rps)
+    costs = proxy_costs(samples, result.achieved_rate_rps,
+                        proxies_on_path=len(proxies_on_path(pg.plan)))
     own = [s.value for s in samples if s.source == "meshlab:telemetry"]
     return Outcome(result.latency, up_s, down_s, costs, result.errors, dead,
                    own[-1] if own else float("nan"), pg.data_plane_version, pg.data_plane_source)
+
+
+def _median(values: Iterable[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else float("nan")
 
 
 def main() -> None:
@@ -96,22 +104,24 @@ def main() -> None:
     b50, b99 = base.percentile_us(50), base.percentile_us(99)
     print(f"open loop {args.rate:,.0f} req/s, {args.connections} connections, {rounds} x "
           f"{dur:.0f} s; baseline none p50 {b50:,.0f} us, p99 {b99:,.0f} us")
-    print("vCPU/1k: all proxies of the topology together, per 1,000 req/s; MB: mean RSS per "
-          "proxy")
+    print("vCPU/1k: all proxies together per 1,000 req/s; /proxy: that over the proxies a "
+          "request passes (Istio's figure); MB: mean RSS per proxy")
     print(f"{'data plane':<16}{'mode':<21}{'+p50 us':>9}{'+p99 us':>10}{'proxies':>8}"
-          f"{'vCPU/1k':>9}{'MB/proxy':>9}{'up s':>7}{'down s':>7}{'errors':>7}")
+          f"{'vCPU/1k':>9}{'/proxy':>8}{'MB/proxy':>9}{'up s':>7}{'down s':>7}{'errors':>7}")
     for (mesh, mode), rs in runs.items():
         h = Histogram.merged(r.hist for r in rs)
-        vcpu = statistics.median(r.costs["proxy_vcpu_per_1k_rps"] for r in rs)
-        mb = statistics.median(r.costs["proxy_mb_mean"] for r in rs)
+        vcpu = _median(r.costs["proxy_vcpu_per_1k_rps_total"] for r in rs)
+        per = _median(r.costs["proxy_vcpu_per_1k_rps_per_sidecar"] for r in rs)
+        mb = _median(r.costs["proxy_mb_per_sidecar"] for r in rs)
         up = statistics.median(r.up_s for r in rs)
         down = statistics.median(r.down_s for r in rs)
         errs = sum(r.errors for r in rs)
         extra50 = h.percentile_us(50) - b50
         extra99 = h.percentile_us(99) - b99
         dead = sorted({d for r in rs for d in r.dead})
-        n = int(rs[0].costs["proxies"])
-        print(f"{mesh:<16}{mode:<21}{extra50:>9,.0f}{extra99:>10,.0f}{n:>8}{vcpu:>9.3f}{mb:>9.1f}"
+        n = int(rs[0].costs["proxies"] or 0)
+        print(f"{mesh:<16}{mode:<21}{extra50:>9,.0f}{extra99:>10,.0f}{n:>8}{vcpu:>9.3f}"
+              f"{per:>8.3f}{mb:>9.1f}"
               f"{up:>7.2f}{down:>7.2f}{errs:>7}" + (f"  DEAD: {dead}" if dead else ""))
     envoy = runs.get(("envoy", "both"), [])
     if envoy:

@@ -84,6 +84,8 @@ def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: D
     if run_spec.target != spec.target:
         context["profile_target"] = spec.target
     result.context = context
+    if deployment is not None:
+        context.update(deployment.derive(result))     # needs telemetry + the achieved rate
     result.warnings = [scrub(w, spec) for w in result.warnings]
     if result.error:
         result.error = scrub(result.error, spec)

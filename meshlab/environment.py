@@ -39,6 +39,11 @@ class Deployment(abc.ABC):
         """Called right after load stops (stop sampling, check health)."""
         return DeploymentReport()
 
+    def derive(self, result: RunResult) -> dict[str, Any]:
+        """Figures that need the finished run (its telemetry and achieved rate), merged into
+        the stored context: e.g. sidecar vCPU per 1,000 req/s. Default: none."""
+        return {}
+
     async def run_load(self, spec: RunSpec, *,
                        progress: ProgressCallback | None = None) -> RunResult | None:
         """Generate the load from inside the environment (say fortio Jobs in a cluster, whose

@@ -6,14 +6,27 @@ Pure pydantic (L1); the playground compiles it to processes and proxy configurat
 from __future__ import annotations
 
 import enum
-from typing import Literal
+import re
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from meshlab.policy import MtlsMode, TrafficPolicy
 
-_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+KUBERNETES_MESHES = ("consul", "istio", "kuma", "linkerd")
+
+
+def _dns_label(value: str) -> str:
+    # a fix, not a regex: pydantic's pattern message would show the expression itself
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{value!r}: use lowercase letters, digits and '-' (starting and "
+                         f"ending with a letter or digit), e.g. 'backend-2'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_dns_label)]
 
 
 class _Model(BaseModel):
@@ -60,13 +73,13 @@ class Workload(_Model):
 class Service(_Model):
     """A service: `replicas` copies of the echo workload; `calls` makes it relay to a next hop."""
 
-    name: str = Field(min_length=1, max_length=40, pattern=_NAME)
+    name: Name = Field(min_length=1, max_length=40)
     replicas: int = Field(default=1, ge=1, le=16)
     workload: Workload = Field(default_factory=Workload)
     replica_workloads: dict[int, Workload] = Field(default_factory=dict, description=(
         "per-replica overrides by 0-based index, e.g. {1: {status: '503:50'}}"))
     calls: str | None = Field(default=None, description="the next hop (a service name)")
-    node: str | None = Field(default=None, pattern=_NAME, description=(
+    node: Name | None = Field(default=None, description=(
         "node-proxy mode: the node this service runs on (default: its own node)"))
 
     def workload_for(self, replica: int) -> Workload:
@@ -125,7 +138,7 @@ class Topology(_Model):
         default_factory=lambda: [Service(name="backend")], min_length=1)
     entry: str | None = Field(default=None, description="the service the client calls "
                                                          "(default: the first)")
-    client: str = Field(default="client", pattern=_NAME, description="the client's name")
+    client: Name = Field(default="client", description="the client's name")
     data_plane: DataPlane = Field(default_factory=DataPlane)
     policy: TrafficPolicy | None = Field(default=None, description=(
         "the run's policy (a profile's policies dimension sets it)"))
@@ -144,9 +157,10 @@ class Topology(_Model):
             raise ValueError(f"client name {self.client!r} is also a service name")
         if self.entry is not None and self.entry not in names:
             raise ValueError(f"entry: no service named {self.entry!r}")
-        for s in self.services:
+        for i, s in enumerate(self.services):
             if s.calls is not None and s.calls not in names:
-                raise ValueError(f"services.{s.name}.calls: no service named {s.calls!r}")
+                raise ValueError(f"services[{i}].calls: no service named {s.calls!r}; choose "
+                                 f"one of {', '.join(names)}")
         # a chain must end: follow calls from every service
         for s in self.services:
             seen = {s.name}
@@ -218,6 +232,10 @@ def parse_mesh(text: str, *, mode: str = "both") -> DataPlane:
     Raises ValueError with the accepted grammar when the text does not parse."""
     kind_text, *opts = text.strip().lower().split("+")
     kinds = [str(k) for k in DataPlaneKind]
+    if kind_text in KUBERNETES_MESHES:
+        raise ValueError(f"mesh {text!r} runs on Kubernetes: use environment: kubernetes for "
+                         f"it; environment: local runs the playground data planes "
+                         f"{', '.join(kinds)}")
     if kind_text not in kinds:
         raise ValueError(f"mesh {text!r}: unknown data plane {kind_text!r}; write "
                          f"<{'|'.join(kinds)}>[+mtls|+mtls-permissive|+h2|+waypoint]")

@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from meshlab.environment import Deployment, DeploymentReport, Environment
 from meshlab.errors import ProfileError
+from meshlab.playground.plan import proxies_on_path
 from meshlab.playground.playground import Playground, check_topology, resolve_topology
 from meshlab.playground.telemetry import Target, TelemetrySampler, proxy_costs
 from meshlab.profile import Profile, RunSpec
-from meshlab.results import TelemetrySample
+from meshlab.results import RunResult
 from meshlab.topology import Topology
 
 
@@ -32,6 +33,17 @@ class LocalDeployment(Deployment):
         self.target_url = playground.url.rstrip("/") + path
         self.context = {**playground.context(), "reused": reused}
         self._sampler: TelemetrySampler | None = None
+        self._proxies: list[str] = []
+        self._on_path = 0
+
+    def derive(self, result: RunResult) -> dict[str, Any]:
+        """Istio's published figures (sidecar vCPU per 1,000 req/s, MB per sidecar) from the
+        run's proxy telemetry and the rate the client achieved."""
+        if not self._proxies:
+            return {}
+        costs = proxy_costs(result.telemetry, result.achieved_rate_rps,
+                            proxies_on_path=self._on_path, sources=self._proxies)
+        return {k: None if v is None else round(v, 4) for k, v in costs.items()}
 
     async def begin(self) -> None:
         pg = self.playground
@@ -51,33 +63,15 @@ class LocalDeployment(Deployment):
             p = pg.process(name)
             warnings.append(f"{p.role} {p.kind}:{name} died during the run (exit code "
                             f"{p.returncode}); its log ends with: {p.log_tail(300)}")
-        proxies = [f"{p.kind}:{p.name}" for p in pg.proxy_processes()]
-        rate = _entry_rate_rps(pg, samples)
-        costs = proxy_costs(samples, achieved_rate_rps=rate or 0.0, sources=proxies)
-        context: dict[str, Any] = {"dead_processes": pg.dead()}
-        if proxies:
-            context.update({
-                "proxy_vcpu": round(costs["proxy_vcpu"], 4),
-                "proxy_mb_mean": round(costs["proxy_mb_mean"], 2),
-                "proxy_vcpu_per_1k_rps": round(costs["proxy_vcpu_per_1k_rps"], 4)
-                if rate else None})
+        self._proxies = [f"{p.kind}:{p.name}" for p in pg.proxy_processes()]
+        self._on_path = len(proxies_on_path(pg.plan))
+        context: dict[str, Any] = {"dead_processes": pg.dead(),
+                                   "proxy_sources": self._proxies,
+                                   "proxies_on_path": self._on_path}
         own = [s.value for s in samples if s.source == "meshlab:telemetry"]
         if own:
             context["telemetry_cpu_percent"] = round(own[-1], 3)
         return DeploymentReport(telemetry=samples, warnings=warnings, context=context)
-
-
-def _entry_rate_rps(pg: Playground, samples: list[TelemetrySample]) -> float | None:
-    """Requests per second through the entry proxy over the sampled window (Envoy counters)."""
-    entry = [p for p in pg.proxy_processes() if pg.plan.entry_port in p.ports.values()]
-    if not entry or entry[0].kind != "envoy":
-        return None
-    source = f"envoy:{entry[0].name}"
-    points = [(s.t_s, s.value) for s in samples
-              if s.source == source and s.metric == "envoy.downstream_rq_total"]
-    if len(points) < 2 or points[-1][0] <= points[0][0]:
-        return None
-    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
 class LocalEnvironment(Environment):

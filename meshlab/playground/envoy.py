@@ -15,19 +15,44 @@ from pathlib import Path
 from typing import Any
 
 from meshlab.errors import MissingDependency
+from meshlab.playground._support import FieldSupport, common_values
 from meshlab.playground.certs import TRUST_DOMAIN, CertFiles, dns_name, spiffe_id
 from meshlab.playground.plan import Listener, ProxySpec, Upstream
 from meshlab.policy import MtlsMode, TrafficPolicy
 
-SUPPORTED = frozenset({
-    "mtls", "retries", "timeout", "circuit_breaker", "outlier_detection", "fault.delay",
-    "fault.abort", "rate_limit", "load_balancing.round_robin", "load_balancing.least_request",
-    "load_balancing.random"})
-"""Policy features (TrafficPolicy.features() names) an Envoy HTTP proxy expresses."""
+_STATUS_CODES = frozenset([*range(400, 418), 421, 422, 423, 424, 426, 428, 429, 431,
+                           *range(500, 509), 510, 511])
+"""4xx/5xx codes Envoy's StatusCode enum names (what local_ratelimit `status` accepts)."""
 
-SUPPORTED_L4 = frozenset({"mtls", "circuit_breaker", "load_balancing.round_robin",
-                          "load_balancing.least_request", "load_balancing.random"})
-"""What an Envoy TCP proxy (the node proxy without a waypoint) expresses."""
+
+def _values(policy: TrafficPolicy) -> list[tuple[str, str]]:
+    out = common_values(policy)
+    rl = policy.rate_limit
+    if rl is not None and rl.http_status not in _STATUS_CODES:
+        out.append(("rate_limit.http_status", f"{rl.http_status}: Envoy's local rate limit "
+                    f"answers only with a code its StatusCode enum names, e.g. 429 or 503"))
+    return out
+
+
+FIELDS = FieldSupport(
+    "envoy", rendered=frozenset({"name", "service", "mtls", "retries", "timeout",
+                                 "circuit_breaker", "fault", "rate_limit", "load_balancing"}),
+    values=_values)
+"""Every policy field an Envoy HTTP proxy renders (route, HCM, cluster, HTTP filters)."""
+
+_L4_FIX = "an L4 node proxy sees connections, not HTTP requests; use mode node-proxy+waypoint"
+FIELDS_L4 = FieldSupport(
+    "envoy", rendered=frozenset({"name", "service", "mtls", "circuit_breaker.max_connections",
+                                 "load_balancing"}),
+    rejected={"retries": _L4_FIX, "timeout": _L4_FIX, "fault": _L4_FIX, "rate_limit": _L4_FIX,
+              "circuit_breaker": "an HTTP limit; a tcp_proxy honours only max_connections; "
+                                 "use mode node-proxy+waypoint",
+              "circuit_breaker.outlier_detection": _L4_FIX},
+    values=common_values)
+"""What an Envoy TCP proxy (the node proxy without a waypoint) renders."""
+
+SUPPORTED = FIELDS.features()
+SUPPORTED_L4 = FIELDS_L4.features()
 
 _LB = {"round_robin": "ROUND_ROBIN", "least_request": "LEAST_REQUEST", "random": "RANDOM"}
 _T = "type.googleapis.com/envoy."
@@ -279,7 +304,8 @@ def compile_proxy(proxy: ProxySpec) -> dict[str, Any]:
         listeners.append(_listener(lst, cname))
         clusters.append(_cluster(cname, lst.upstream, lst.policy))
     return {
-        "node": {"id": proxy.name, "cluster": proxy.role},
+        "node": {"id": proxy.name, "cluster": proxy.role, "metadata": {"meshlab_policies": {
+            lst.name: lst.policy.name for lst in proxy.listeners if lst.policy is not None}}},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1",
                                                  "port_value": proxy.admin_port}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},

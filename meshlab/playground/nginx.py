@@ -1,6 +1,6 @@
 """nginx as a playground data plane: a plan's proxy compiled to an nginx.conf (keep-alive upstream
-pools, retries by `proxy_next_upstream`, `limit_req`, aborts by `split_clients`). Rejected: fault
-delay, circuit breaking, outlier detection, permissive mTLS (one port cannot take both)."""
+pools, retries by `proxy_next_upstream`, `limit_req`, aborts by `split_clients`). Rejected (see
+FIELDS): fault delay, circuit breaking, outlier detection, retry backoff, permissive mTLS."""
 
 from __future__ import annotations
 
@@ -12,21 +12,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshlab.errors import MissingDependency
+from meshlab.playground._support import FieldSupport, common_values, status_codes, whole_rate
 from meshlab.playground.certs import dns_name
 from meshlab.playground.plan import Listener, ProxySpec
 from meshlab.policy import MtlsMode, TrafficPolicy
 
-SUPPORTED = frozenset({"mtls", "retries", "timeout", "rate_limit", "fault.abort",
-                       "load_balancing.round_robin", "load_balancing.least_request",
-                       "load_balancing.random"})
 MTLS_MODES = frozenset({MtlsMode.OFF, MtlsMode.STRICT})
-
 _LB = {"round_robin": "", "least_request": "least_conn;", "random": "random;"}
 _RETRY_ON = {"5xx": ["http_500", "http_502", "http_503", "http_504"],
              "gateway-error": ["http_502", "http_503", "http_504"],
              "reset": ["error"], "connect-failure": ["error", "timeout"],
-             "retriable-4xx": ["http_429"], "refused-stream": ["error"]}
-_NGINX_CODES = {403, 404, 429, 500, 502, 503, 504}
+             "refused-stream": ["error"]}     # retriable-4xx (409) is rejected by FIELDS
+_NGINX_CODES = frozenset({403, 404, 429, 500, 502, 503, 504})
+"""The only status codes `proxy_next_upstream` can retry on (http_403 ... http_504)."""
+
+
+def _values(policy: TrafficPolicy) -> list[tuple[str, str]]:
+    out = common_values(policy) + status_codes(policy, _NGINX_CODES, "nginx")
+    r = policy.retries
+    if r is not None and "retriable-4xx" in r.retry_on:
+        out.append(("retries.retry_on", "retriable-4xx means 409 (as in Envoy); nginx retries "
+                    "only on 403, 404, 429 and 5xx: use retriable-status-codes"))
+    if policy.mtls == MtlsMode.PERMISSIVE:
+        out.append(("mtls", "permissive: one nginx port cannot take both TLS and plaintext; "
+                    "use strict or envoy"))
+    if policy.rate_limit is not None and _rate(policy.rate_limit.requests_per_s) is None:
+        out.append(("rate_limit.requests_per_s", f"{policy.rate_limit.requests_per_s:g}: nginx "
+                    f"limits in whole requests per second or per minute"))
+    ab = policy.fault.abort if policy.fault else None
+    if ab is not None and round(ab.percent, 2) != ab.percent:
+        out.append(("fault.abort.percent", f"{ab.percent:g}: nginx's split_clients takes at "
+                    f"most two decimals"))
+    return out
+
+
+_ENVOY_ONLY = "use envoy"
+FIELDS = FieldSupport(
+    "nginx", rendered=frozenset({"name", "service", "mtls", "retries", "timeout", "rate_limit",
+                                 "fault.abort", "load_balancing"}),
+    rejected={
+        "retries.backoff_base_s": "nginx moves to the next upstream at once, with no backoff; "
+                                  "remove it or use envoy",
+        "circuit_breaker": "nginx OSS has no pending-request queue or concurrent-request limit "
+                           "that overflows with 503; use envoy or haproxy",
+        "circuit_breaker.outlier_detection": "nginx's max_fails/fail_timeout is not "
+                                             f"consecutive-5xx ejection; {_ENVOY_ONLY}",
+        "fault.delay": f"nginx cannot delay a request; {_ENVOY_ONLY}"},
+    values=_values)
+"""What nginx renders of each TrafficPolicy field, and what it rejects with the reason."""
+SUPPORTED = FIELDS.features()
+
+
+def _rate(requests_per_s: float) -> str | None:
+    """`N r/s` or `N r/m` (nginx's only units), or None when neither is within 1 %."""
+    whole = whole_rate(requests_per_s)
+    if whole is None:
+        return None
+    n, window_s = whole
+    if window_s == 1:
+        return f"{n}r/s"
+    n = round(requests_per_s * 60)
+    return f"{n}r/m" if abs(n / 60 - requests_per_s) <= 0.01 * requests_per_s else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +106,9 @@ def _next_upstream(policy: TrafficPolicy | None) -> tuple[list[str], int]:
     conds: list[str] = []
     for on in r.retry_on:
         if on == "retriable-status-codes":
-            conds += [f"http_{c}" for c in r.retriable_status_codes if c in _NGINX_CODES]
+            conds += [f"http_{c}" for c in r.retriable_status_codes]
         else:
-            conds += _RETRY_ON[on]
+            conds += _RETRY_ON.get(on, [])
     conds = [*sorted(set(conds)), "non_idempotent"]
     return conds, r.attempts + 1
 
@@ -72,7 +118,8 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     up = lst.upstream
     uname = f"u{index}"
     conds, tries = _next_upstream(pol)
-    lines = [f"  upstream {uname} {{"]
+    lines = [f"  # policy {pol.name!r} on {lst.name}" if pol else f"  # {lst.name}",
+             f"  upstream {uname} {{"]
     lb = pol.load_balancing.algorithm if pol and pol.load_balancing else "round_robin"
     if _LB[lb]:
         lines.append(f"    {_LB[lb]}")
@@ -82,11 +129,14 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     copies = -(-tries // len(up.endpoints))
     for _ in range(copies):
         lines += [f"    server {ep.host}:{ep.port} max_fails=0;" for ep in up.endpoints]
-    lines += ["    keepalive 64;", "    keepalive_requests 100000;", "  }"]
+    lines += ["    keepalive 64;", "    keepalive_requests 100000;"]
+    idle_s = pol.timeout.idle_timeout_s if pol and pol.timeout else None
+    if idle_s:
+        lines.append(f"    keepalive_timeout {_s(idle_s)};")      # idle upstream connections
+    lines.append("  }")
     if pol and pol.rate_limit:
         rl = pol.rate_limit
-        rate = f"{round(rl.requests_per_s)}r/s" if rl.requests_per_s >= 1 and \
-            float(rl.requests_per_s).is_integer() else f"{max(1, round(rl.requests_per_s * 60))}r/m"
+        rate = _rate(rl.requests_per_s)
         lines.append(f"  limit_req_zone $server_port zone=rl{index}:1m rate={rate};")
     if pol and pol.fault and pol.fault.abort:
         pct = f"{pol.fault.abort.percent:g}"
@@ -94,6 +144,8 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
                   "    * 0;", "  }"]
     listen = f"{lst.port} ssl" if lst.tls and lst.mtls == MtlsMode.STRICT else str(lst.port)
     lines += ["  server {", f"    listen 127.0.0.1:{listen};"]
+    if idle_s:
+        lines.append(f"    keepalive_timeout {_s(idle_s)};")      # idle client connections
     if lst.tls and lst.mtls == MtlsMode.STRICT:
         lines += [f"    ssl_certificate {lst.tls.cert};",
                   f"    ssl_certificate_key {lst.tls.key};",

@@ -255,3 +255,26 @@ def _plan_node_proxy(topology: Topology, plan: Plan, app_ports: dict[tuple[str, 
                                           admin_port=port(), listeners=(lst,),
                                           concurrency=dp.concurrency))
     return plan
+
+
+def proxies_on_path(plan: Plan) -> list[str]:
+    """The proxy processes one request passes through, entry first (each counted once: a
+    sidecar carrying a hop's inbound and the next hop's outbound is one proxy). Replicas are
+    interchangeable, so the walk follows the first endpoint of every upstream."""
+    by_port = {lst.port: (proxy, lst) for proxy in plan.proxies for lst in proxy.listeners}
+    apps = {app.port: app for app in plan.apps}
+    seen: list[str] = []
+    port: int | None = plan.entry_port
+    for _ in range(4 * (len(by_port) + len(apps)) + 1):      # a plan is acyclic; be safe
+        if port is None:
+            break
+        if port in by_port:
+            proxy, lst = by_port[port]
+            if proxy.name not in seen:
+                seen.append(proxy.name)
+            port = lst.upstream.endpoints[0].port
+        elif port in apps:
+            port = apps[port].forward_port
+        else:
+            break
+    return seen

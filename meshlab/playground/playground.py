@@ -17,10 +17,11 @@ from typing import Any
 
 from meshlab.errors import MeshError, PlaygroundError, ProfileError
 from meshlab.playground import process as _proc
+from meshlab.playground._support import FieldSupport, describe_problems, used_fields
 from meshlab.playground.certs import CertFiles, CertificateAuthority
 from meshlab.playground.plan import Plan, ProxySpec, build_plan
 from meshlab.playground.ports import free_ports
-from meshlab.policy import TrafficPolicy
+from meshlab.policy import MtlsMode, TrafficPolicy
 from meshlab.topology import DataPlane, DataPlaneKind, Mode, Topology, parse_mesh
 
 
@@ -31,11 +32,21 @@ def data_plane_module(kind: DataPlaneKind) -> ModuleType:
     return importlib.import_module(f"meshlab.playground.{kind}")
 
 
-def supported_features(kind: DataPlaneKind, *, l4: bool = False) -> frozenset[str]:
+def field_support(kind: DataPlaneKind, *, l4: bool = False) -> FieldSupport | None:
+    """The field-level support table of a data plane (None for `none`: nothing is rendered)."""
     if kind == DataPlaneKind.NONE:
-        return frozenset()
+        return None
     mod = data_plane_module(kind)
-    return frozenset(getattr(mod, "SUPPORTED_L4" if l4 else "SUPPORTED"))
+    support = getattr(mod, "FIELDS_L4" if l4 else "FIELDS", None)
+    if not isinstance(support, FieldSupport):
+        raise MeshError(f"data plane {kind} has no {'L4 ' if l4 else ''}policy field table")
+    return support
+
+
+def supported_features(kind: DataPlaneKind, *, l4: bool = False) -> frozenset[str]:
+    """Coarse feature names (MeshInfo.supported) the data plane renders; checks are per field."""
+    support = field_support(kind, l4=l4)
+    return support.features() if support is not None else frozenset()
 
 
 def resolve_topology(topology: Topology | dict[str, Any] | None = None, *,
@@ -54,7 +65,8 @@ def resolve_topology(topology: Topology | dict[str, Any] | None = None, *,
         try:
             topo = Topology.model_validate(topology)
         except ValidationError as exc:
-            raise ProfileError([f"topology.{p}" for p in validation_problems(exc)]) from None
+            raise ProfileError([f"topology{_path(p)}" for p in validation_problems(exc)]) \
+                from None
     dp = topo.data_plane
     if mesh is not None or mode is not None:
         try:
@@ -64,68 +76,91 @@ def resolve_topology(topology: Topology | dict[str, Any] | None = None, *,
                                str(exc)) from None
         dp = dp.model_copy(update={"concurrency": topo.data_plane.concurrency})
     pol = policy if policy is not None else topo.policy
-    if pol is not None and pol.mtls is not None and dp.kind != DataPlaneKind.NONE:
+    # a policy for one service cannot switch the whole data plane: check_topology rejects it
+    if pol is not None and pol.mtls is not None and pol.service is None and \
+            dp.kind != DataPlaneKind.NONE:
         dp = dp.model_copy(update={"mtls": pol.mtls})
     return topo.with_data_plane(dp, pol)
 
 
+def _path(problem: str) -> str:
+    """`services[0].name: ...` -> `.services[0].name: ...`; `(root): services[0].calls: ...`
+    (a check across fields, which pydantic places at the root) -> `.services[0].calls: ...`."""
+    if problem.startswith("(root): "):
+        rest = problem[len("(root): "):]
+        head, sep, _ = rest.partition(": ")
+        return f".{rest}" if sep and " " not in head else f": {rest}"
+    return f".{problem}"
+
+
 def check_topology(topology: Topology) -> Plan:
     """Lay the topology out without starting anything; raise MeshError when its data plane
-    cannot express its policy (naming the data plane, the policy and the features)."""
+    cannot express its policy (naming the data plane, the policy and the fields)."""
     counter = iter(range(20_000, 65_000))
     fake = Path("/nonexistent")
 
     def certs(identity: str) -> CertFiles:
         return CertFiles(identity, fake, fake, fake, fake)
 
+    for pol in topology.all_policies():
+        _check_mtls_scope(topology, pol)
     plan = build_plan(topology, port=lambda: next(counter), certs=certs)
+    for pol in topology.all_policies():
+        _check_one_policy(topology, plan, pol)
     dp = topology.data_plane
     if dp.kind != DataPlaneKind.NONE and plan.proxies:
         modes = getattr(data_plane_module(dp.kind), "MTLS_MODES", None)
         if modes is not None and dp.mtls not in modes:
             raise MeshError(f"data plane {dp.kind} cannot express mtls {dp.mtls}: it supports "
                             f"{', '.join(sorted(str(m) for m in modes))}")
-    _check_policy(topology, plan)
     return plan
 
 
-def _check_policy(topology: Topology, plan: Plan) -> None:
-    for pol in topology.all_policies():
-        _check_one_policy(topology, plan, pol)
+def _check_mtls_scope(topology: Topology, pol: TrafficPolicy) -> None:
+    dp = topology.data_plane
+    if pol.mtls is None:
+        return
+    standing = pol is not topology.policy
+    if standing or pol.service is not None:
+        raise MeshError(
+            f"data plane {dp.kind} cannot express policy {pol.name!r}: mtls for service "
+            f"{pol.service!r} only (the playground sets mTLS for the whole data plane); move "
+            f"mtls to the run's policy without `service`, or use a mesh string like "
+            f"{dp.kind if dp.kind != DataPlaneKind.NONE else 'envoy'}+mtls")
+    if dp.kind == DataPlaneKind.NONE and pol.mtls != MtlsMode.OFF:
+        raise MeshError(f"data plane none cannot express policy {pol.name!r}: mtls "
+                        f"{pol.mtls} (there is no proxy to carry it); use envoy, nginx or "
+                        f"haproxy")
 
 
 def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy) -> None:
     dp = topology.data_plane
-    if not pol.features():
-        return
+    used = [f for f in used_fields(pol) if f not in ("name", "service", "mtls")]
     if dp.kind == DataPlaneKind.NONE:
-        if [f for f in pol.features() if f != "mtls"]:
-            raise MeshError(f"data plane none cannot express policy {pol.name!r} "
-                            f"({', '.join(pol.features())}): there is no proxy to apply it; "
-                            f"use envoy, nginx or haproxy")
+        if used:
+            raise MeshError(f"data plane none cannot express policy {pol.name!r}: "
+                            f"{', '.join(used)} (there is no proxy to apply it); use envoy, "
+                            f"nginx or haproxy")
         return
     if pol.load_balancing is not None and dp.mode == Mode.SERVER_ONLY:
         raise MeshError(f"data plane {dp.kind} in mode server-only cannot express policy "
-                        f"{pol.name!r} (load_balancing): no client-side proxy chooses replicas; "
-                        f"use mode both, client-only or ingress")
-    placed = False
-    for proxy in plan.proxies:
-        for lst in proxy.listeners:
-            if lst.policy is not pol:
-                continue
-            placed = True
-            supported = supported_features(dp.kind, l4=lst.l4)
-            missing = [f for f in lst.policy.unsupported(supported) if f != "mtls"]
-            if missing:
-                where = " (an L4 node proxy; add a waypoint for HTTP policies)" if lst.l4 else ""
-                raise MeshError(
-                    f"data plane {dp.kind}{where} cannot express policy {pol.name!r}: "
-                    f"{', '.join(missing)} not supported; it supports "
-                    f"{', '.join(sorted(supported)) or 'nothing'}")
-    if "mtls" in pol.features() and "mtls" not in supported_features(dp.kind):
-        raise MeshError(f"data plane {dp.kind} cannot express policy {pol.name!r}: mtls "
-                        f"not supported")
-    if not placed and [f for f in pol.features() if f != "mtls"]:
+                        f"{pol.name!r}: load_balancing.algorithm (no client-side proxy chooses "
+                        f"replicas); use mode both, client-only or ingress")
+    # the proxy flavours (HTTP, L4) holding the policy; mTLS is carried by every proxy
+    flavours = {lst.l4 for proxy in plan.proxies for lst in proxy.listeners
+                if lst.policy is pol}
+    placed = bool(flavours)
+    if pol.mtls is not None:
+        flavours.add(False)
+    for l4 in sorted(flavours):
+        support = field_support(dp.kind, l4=l4)
+        assert support is not None
+        problems = support.problems(pol)
+        if problems:
+            where = " (an L4 node proxy)" if l4 else ""
+            raise MeshError(f"data plane {dp.kind}{where} cannot express policy {pol.name!r}: "
+                            f"{describe_problems(problems)}")
+    if not placed and used:
         raise MeshError(f"policy {pol.name!r} targets service {pol.service!r}, which no "
                         f"{dp.kind} proxy in mode {dp.mode} sits in front of")
 
@@ -177,7 +212,9 @@ class Playground:
         for p in self.processes:
             if p.name == name:
                 return p
-        raise KeyError(f"no process named {name!r}; have {[p.name for p in self.processes]}")
+        have = ", ".join(p.name for p in self.processes) or "none (not started)"
+        raise PlaygroundError(f"playground {self.name}: no process named {name!r}; it has "
+                              f"{have}")
 
     def proxy_processes(self) -> list[_proc.ManagedProcess]:
         return [p for p in self.processes if p.role != "app"]

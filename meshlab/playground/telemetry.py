@@ -187,15 +187,23 @@ class TelemetrySampler:
                                     for m, v in sorted(stats.items()))
 
 
-def proxy_costs(samples: Iterable[TelemetrySample], *, achieved_rate_rps: float,
-                sources: Iterable[str] | None = None) -> dict[str, float]:
-    """Istio's published figures from a run's samples: total proxy vCPU, vCPU per 1,000 req/s,
-    and mean MB (RSS) per proxy. `sources` restricts to some proxies (default: all but
-    meshlab's own)."""
+def proxy_costs(telemetry: Iterable[TelemetrySample], achieved_rate_rps: float, *,
+                proxies_on_path: int, sources: Iterable[str] | None = None,
+                ) -> dict[str, float | None]:
+    """Istio's published figures from a run's samples and its achieved rate (pure: call it
+    wherever the rate is known). `proxies_on_path`: proxies one request passes through (a
+    playground run records it in its context); `sources` restricts to some proxies (default:
+    every source but meshlab's own).
+
+    - proxy_vcpu_total: mean vCPU of all proxies together
+    - proxy_vcpu_per_1k_rps_total: that per 1,000 req/s of achieved rate
+    - proxy_vcpu_per_1k_rps_per_sidecar: divided by proxies_on_path, Istio's per-proxy figure
+    - proxy_mb_per_sidecar: mean RSS per proxy, in MB (1e6 bytes)
+    Rate-based figures are None when the rate or the proxies on the path are 0."""
     wanted = set(sources) if sources is not None else None
     cpu: dict[str, list[float]] = defaultdict(list)
     rss: dict[str, list[float]] = defaultdict(list)
-    for s in samples:
+    for s in telemetry:
         if s.source.startswith("meshlab:") or (wanted is not None and s.source not in wanted):
             continue
         if s.metric == "cpu_percent":
@@ -204,10 +212,13 @@ def proxy_costs(samples: Iterable[TelemetrySample], *, achieved_rate_rps: float,
             rss[s.source].append(s.value)
     vcpu = sum(sum(v) / len(v) for v in cpu.values()) / 100.0
     mb = [sum(v) / len(v) / 1e6 for v in rss.values()]
+    per_1k = vcpu / (achieved_rate_rps / 1000.0) if achieved_rate_rps > 0 and cpu else None
     return {
         "proxies": float(len(rss)),
-        "proxy_vcpu": vcpu,
-        "proxy_vcpu_per_1k_rps": vcpu / (achieved_rate_rps / 1000.0)
-        if achieved_rate_rps > 0 else float("nan"),
-        "proxy_mb_mean": sum(mb) / len(mb) if mb else float("nan"),
+        "proxies_on_path": float(proxies_on_path),
+        "proxy_vcpu_total": vcpu,
+        "proxy_vcpu_per_1k_rps_total": per_1k,
+        "proxy_vcpu_per_1k_rps_per_sidecar": per_1k / proxies_on_path
+        if per_1k is not None and proxies_on_path > 0 else None,
+        "proxy_mb_per_sidecar": sum(mb) / len(mb) if mb else None,
     }

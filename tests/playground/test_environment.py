@@ -57,8 +57,8 @@ def test_deploy_reuse_restart_and_telemetry():
         assert ("envoy:client-sidecar", "cpu_percent") in metrics
         assert ("envoy:backend-0-sidecar", "rss_bytes") in metrics
         assert ("envoy:client-sidecar", "envoy.downstream_rq_total") in metrics
-        assert report.context["proxy_mb_mean"] > 1
-        assert report.context["proxy_vcpu_per_1k_rps"] is not None
+        assert report.context["proxies_on_path"] == 2      # client + one backend sidecar
+        assert "envoy:client-sidecar" in report.context["proxy_sources"]   # costs: derive()
         assert report.context["telemetry_cpu_percent"] < 50   # checked properly in bench
         return pids
 
@@ -113,3 +113,46 @@ def test_profile_runs_end_to_end_into_the_store(tmp_path: Path):
     assert ctx["data_plane_version"] and ctx["policy"]["retries"]["attempts"] == 2
     tel = store.telemetry([envoy["run_id"]])
     assert {"cpu_percent", "rss_bytes", "envoy.upstream_rq_total"} <= set(tel["metric"])
+    for _, run in runs.iterrows():       # Istio's figures, for Envoy and haproxy alike
+        c = json.loads(run["context"])
+        assert c["proxy_vcpu_per_1k_rps_total"] > 0 and c["proxy_mb_per_sidecar"] > 1
+        assert c["proxy_vcpu_per_1k_rps_per_sidecar"] == pytest.approx(
+            c["proxy_vcpu_per_1k_rps_total"] / c["proxies_on_path"], abs=2e-4)
+
+
+@pytest.mark.parametrize("mesh", ["nginx", "haproxy"])
+def test_sidecar_cost_for_nginx_and_haproxy(mesh):
+    """No Envoy counters: the deployment records the proxies on the path and their CPU/RSS;
+    derive() turns them into Istio's figures with the run's achieved rate."""
+    from datetime import UTC, datetime
+
+    from meshlab.results import Histogram, RunResult, RunStatus
+
+    profile = _profile(meshes=[mesh], policies=[])
+    env = LocalEnvironment(profile)
+
+    async def main() -> tuple[dict[str, object], dict[str, object]]:
+        async with env:
+            dep = await env.deploy(next(profile.expand()))
+            await dep.begin()
+            t0 = asyncio.get_running_loop().time()
+            rs = await asyncio.to_thread(fetch, dep.target_url, 1500, concurrency=8)
+            await asyncio.sleep(max(0.0, 2.1 - (asyncio.get_running_loop().time() - t0)))
+            rate = len(rs) / (asyncio.get_running_loop().time() - t0)
+            report = await dep.end()
+            assert codes(rs) == {200: 1500}
+            now = datetime.now(UTC)
+            result = RunResult(
+                run_id="r", spec={}, status=RunStatus.COMPLETED, started_at=now, ended_at=now,
+                duration_s=1.0, requested_rate_rps=0.0, achieved_rate_rps=rate, requests=1500,
+                errors=0, status_codes={200: 1500}, error_kinds={}, latency=Histogram(),
+                service_time=Histogram(), telemetry=list(report.telemetry))
+            return report.context, dep.derive(result)
+
+    ctx, costs = asyncio.run(main())
+    assert ctx["proxies_on_path"] == 2 and ctx["proxy_sources"] == [
+        f"{mesh}:client-sidecar", f"{mesh}:backend-0-sidecar", f"{mesh}:backend-1-sidecar"]
+    assert costs["proxy_mb_per_sidecar"] > 1
+    total, per = costs["proxy_vcpu_per_1k_rps_total"], costs["proxy_vcpu_per_1k_rps_per_sidecar"]
+    # both figures are rounded to 4 places
+    assert total is not None and total > 0 and per == pytest.approx(total / 2, abs=2e-4)

@@ -118,17 +118,14 @@ def test_no_orphans_when_the_owner_dies(state_dir, sig):
             proc.kill_record(record)
 
 
-def test_startup_and_teardown_are_quick(state_dir):
-    t0 = time.perf_counter()
+def test_startup_and_teardown_leave_nothing(state_dir):
+    # speed (3 s up, 2 s gone) is a target bench/playground_overhead.py checks, not a test
     pg = Playground(mesh="envoy+mtls", state_dir=state_dir).start()
-    up_s = time.perf_counter() - t0
     pids = [p.pid for p in pg.processes]
-    t1 = time.perf_counter()
+    assert pg.startup_s > 0 and pg.context()["startup_s"] == round(pg.startup_s, 3)
     pg.stop()
-    down_s = time.perf_counter() - t1
     assert_gone(pids)
-    # targets are 3 s / 2 s on a quiet machine; tests share 2 cores with others
-    assert up_s < 15 and down_s < 5
+    assert not pg.workdir.exists() and not pg.pidfile.exists()
     pg.stop()   # idempotent
 
 

@@ -43,11 +43,15 @@ def test_proxy_costs():
         ("envoy:a", "cpu_percent", 10.0), ("envoy:a", "rss_bytes", 50e6),
         ("envoy:b", "cpu_percent", 30.0), ("envoy:b", "rss_bytes", 70e6),
         ("app:x", "cpu_percent", 90.0), ("meshlab:telemetry", "cpu_percent", 1.0))]
-    costs = proxy_costs(samples, achieved_rate_rps=2000, sources=["envoy:a", "envoy:b"])
-    assert costs["proxy_vcpu"] == pytest.approx(0.4)
-    assert costs["proxy_vcpu_per_1k_rps"] == pytest.approx(0.2)
-    assert costs["proxy_mb_mean"] == pytest.approx(60.0)
-    assert costs["proxies"] == 2
+    costs = proxy_costs(samples, 2000, proxies_on_path=2, sources=["envoy:a", "envoy:b"])
+    assert costs["proxy_vcpu_total"] == pytest.approx(0.4)
+    assert costs["proxy_vcpu_per_1k_rps_total"] == pytest.approx(0.2)
+    assert costs["proxy_vcpu_per_1k_rps_per_sidecar"] == pytest.approx(0.1)
+    assert costs["proxy_mb_per_sidecar"] == pytest.approx(60.0)
+    assert costs["proxies"] == 2 and costs["proxies_on_path"] == 2
+    unknown = proxy_costs(samples, 0.0, proxies_on_path=2)
+    assert unknown["proxy_vcpu_per_1k_rps_total"] is None
+    assert unknown["proxy_vcpu_per_1k_rps_per_sidecar"] is None
 
 
 def test_sampler_on_a_live_sidecar_is_cheap(started, state_dir):

@@ -33,7 +33,8 @@ def test_parse_mesh(text, mode, kind, mtls, h2, waypoint):
 
 
 @pytest.mark.parametrize(("text", "mode", "match"), [
-    ("istio", "both", "unknown data plane 'istio'"),
+    ("istio", "both", "use environment: kubernetes"),
+    ("traefik", "both", "unknown data plane 'traefik'"),
     ("envoy+tls", "both", "unknown option 'tls'"),
     ("nginx+h2", "both", "only implemented for envoy"),
     ("none+mtls", "both", "carries no mTLS"),
@@ -125,4 +126,41 @@ def test_support_tables_use_policy_feature_names():
     for mod in (envoy, nginx, haproxy):
         assert set(mod.SUPPORTED) <= names
     assert names == envoy.SUPPORTED
+    assert "circuit_breaker" not in nginx.SUPPORTED and "fault.delay" not in haproxy.SUPPORTED
+    l4 = {"mtls", "circuit_breaker", "load_balancing.round_robin",
+          "load_balancing.least_request", "load_balancing.random"}
+    assert l4 == envoy.SUPPORTED_L4
     assert DataPlaneKind.NONE == "none" and Mode.NODE_PROXY == "node-proxy"
+
+
+@pytest.mark.parametrize(("topology", "problem"), [
+    ({"services": [{"name": "Back_end"}]},
+     "topology.services[0].name: 'Back_end': use lowercase letters, digits and '-'"),
+    ({"services": [{"name": "a", "calls": "b"}]},
+     "topology.services[0].calls: no service named 'b'; choose one of a"),
+    ({"services": [{"name": "a", "node": "Node 1"}]}, "topology.services[0].node: 'Node 1': use"),
+    ({"client": "a", "services": [{"name": "a"}]},
+     "topology: client name 'a' is also a service name"),
+])
+def test_topology_errors_say_the_path_and_the_fix(topology, problem):
+    with pytest.raises(ProfileError) as err:
+        resolve_topology(topology)
+    assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+    assert not any("pattern" in p or "(root)" in p for p in err.value.problems)
+
+
+def test_a_kubernetes_mesh_in_a_local_profile_suggests_kubernetes():
+    from meshlab.playground.environment import LocalEnvironment
+
+    prof = Profile.from_dict({"name": "p", "target": "http://x/", "environment": "local",
+                              "meshes": ["linkerd"]})
+    with pytest.raises(ProfileError, match="use environment: kubernetes"):
+        LocalEnvironment(prof).check(next(prof.expand()))
+
+
+def test_unknown_process_is_a_playground_error(tmp_path):
+    from meshlab.errors import PlaygroundError
+    from meshlab.playground.playground import Playground
+
+    with pytest.raises(PlaygroundError, match="no process named 'nope'"):
+        Playground(state_dir=tmp_path).process("nope")
