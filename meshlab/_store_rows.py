@@ -81,7 +81,7 @@ def run_row(result: RunResult, *, experiment_id: str | None,
             experiment_labels: Mapping[str, str]) -> dict[str, Any]:
     """The `runs` row of a result (column name -> value)."""
     spec = result.spec
-    lat, svc = result.latency, result.service_time
+    lat = result.latency
     spec_labels = spec.get("labels")
     labels = {**experiment_labels, **(dict(spec_labels) if isinstance(spec_labels, Mapping)
                                       else {})}
@@ -111,16 +111,18 @@ def run_row(result: RunResult, *, experiment_id: str | None,
         "errors": int(result.errors),
         "error_rate": float(result.error_rate),
         "bytes_received": int(result.bytes_received),
-        "p50_us": _nan_none(lat.percentile_us(50)),
-        "p90_us": _nan_none(lat.percentile_us(90)),
-        "p99_us": _nan_none(lat.percentile_us(99)),
-        "p999_us": _nan_none(lat.percentile_us(99.9)),
+        # the run's own percentiles: fortio/Nighthawk imports keep the tool's reported values
+        # (RunResult.headline_percentile_us); run_buckets keeps the histogram for pooling
+        "p50_us": _nan_none(result.headline_percentile_us(50)),
+        "p90_us": _nan_none(result.headline_percentile_us(90)),
+        "p99_us": _nan_none(result.headline_percentile_us(99)),
+        "p999_us": _nan_none(result.headline_percentile_us(99.9)),
         "min_us": _nan_none(lat.min_us),
         "max_us": _nan_none(lat.max_us),
         "mean_us": _nan_none(lat.mean_us),
         "stdev_us": _nan_none(lat.stdev_us),
-        "uncorrected_p50_us": _nan_none(svc.percentile_us(50)),
-        "uncorrected_p99_us": _nan_none(svc.percentile_us(99)),
+        "uncorrected_p50_us": _nan_none(result.headline_percentile_us(50, kind="service_time")),
+        "uncorrected_p99_us": _nan_none(result.headline_percentile_us(99, kind="service_time")),
         "hostname": result.host.hostname if result.host else None,
         "error": result.error,
         "warnings": dumps(list(result.warnings)),

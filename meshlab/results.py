@@ -302,6 +302,11 @@ class HostSnapshot:
 
 
 SUMMARY_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9)
+# context keys of a run whose tool reported its own percentiles (fortio's interpolation inside
+# its buckets, which a log-linear histogram cannot reproduce): {"50": us, ...} and the
+# histogram count they describe (a merged or re-recorded histogram no longer matches it).
+HEADLINE_PERCENTILES_KEY = "headline_percentiles_us"
+HEADLINE_COUNT_KEY = "headline_percentiles_count"
 
 
 @dataclass(slots=True)
@@ -343,8 +348,26 @@ class RunResult:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    def headline_percentile_us(self, p: float, *, kind: str = "latency") -> float:
+        """This run's p-th percentile as its tool reported it: `context[HEADLINE_PERCENTILES_KEY]`
+        when the run carries one for `p` (fortio and Nighthawk imports: fortio's own
+        interpolated value) and it still describes the histogram, else the histogram's
+        percentile. `service_time` uses it only when it is the same histogram as `latency`.
+        Merged and pooled percentiles always come from the histograms."""
+        if kind not in ("latency", "service_time"):
+            raise ValueError(f"kind must be 'latency' or 'service_time', got {kind!r}")
+        h = self.latency if kind == "latency" else self.service_time
+        table = self.context.get(HEADLINE_PERCENTILES_KEY)
+        if (isinstance(table, Mapping) and self.context.get(HEADLINE_COUNT_KEY) == h.total
+                and (kind == "latency" or self.service_time == self.latency)):
+            v = table.get(f"{p:g}")
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                return float(v)
+        return h.percentile_us(p)
+
     def summary(self) -> dict[str, Any]:
-        """The flat summary `meshlab run --json` prints (percentiles from the corrected data)."""
+        """The flat summary `meshlab run --json` prints (percentiles from the corrected data;
+        see `headline_percentile_us`)."""
         lat = self.latency
         return {
             "run_id": self.run_id,
@@ -357,14 +380,14 @@ class RunResult:
             "requests": self.requests,
             "errors": self.errors,
             "error_rate": round(self.error_rate, 6),
-            "p50_us": _num(lat.percentile_us(50)),
-            "p90_us": _num(lat.percentile_us(90)),
-            "p99_us": _num(lat.percentile_us(99)),
-            "p999_us": _num(lat.percentile_us(99.9)),
+            "p50_us": _num(self.headline_percentile_us(50)),
+            "p90_us": _num(self.headline_percentile_us(90)),
+            "p99_us": _num(self.headline_percentile_us(99)),
+            "p999_us": _num(self.headline_percentile_us(99.9)),
             "max_us": _num(lat.max_us),
             "mean_us": _num(lat.mean_us),
-            "uncorrected_p50_us": _num(self.service_time.percentile_us(50)),
-            "uncorrected_p99_us": _num(self.service_time.percentile_us(99)),
+            "uncorrected_p50_us": _num(self.headline_percentile_us(50, kind="service_time")),
+            "uncorrected_p99_us": _num(self.headline_percentile_us(99, kind="service_time")),
             "status_codes": {str(k): v for k, v in sorted(self.status_codes.items())},
             "error_kinds": dict(sorted(self.error_kinds.items())),
             "warnings": list(self.warnings),

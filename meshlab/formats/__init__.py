@@ -1,10 +1,6 @@
 """Other tools' documents in and out: import fortio / Nighthawk / Meshery / SMP results and
-Meshery / SMP profiles; export runs as fortio JSON, SMP results, CSV and Parquet tables.
-
-Every import keeps the original document in `RunResult.raw` and names its format in
-`context["format"]`; every unreadable document raises `OutputParseError` (profiles:
-`ProfileError`) naming what is wrong and where.
-"""
+profiles (the original kept in `RunResult.raw`; unreadable input raises OutputParseError), and
+export runs as fortio JSON, SMP results, CSV and Parquet tables."""
 
 from __future__ import annotations
 
@@ -88,13 +84,22 @@ def detect_format(doc: object) -> str:
 
 def import_results(source: str | os.PathLike[str] | bytes, *,
                    fmt: str | None = None) -> list[RunResult]:
-    """Normalized runs from a result file (path) or its bytes; `fmt` skips detection."""
+    """Normalized runs from a result file (path) or its bytes; `fmt` skips detection (an
+    unknown `fmt` raises ProfileError, an unreadable document OutputParseError).
+
+    Percentiles: a fortio, Nighthawk or SMP run keeps the values its tool reported (fortio's
+    interpolation inside its buckets) in `context["headline_percentiles_us"]`; they are the
+    run's own p50/p90/p99/p99.9 (`RunResult.headline_percentile_us`, the store's `runs`
+    columns) exactly. The histogram spreads each fortio bucket uniformly, as fortio's rule
+    assumes, so merged and pooled percentiles (`Store.pooled_percentiles`, `compare`) come
+    from it and agree with fortio's only to within one fortio bucket."""
     data, name = _read(source)
     doc = parse_bytes(data, source=name)
     fmt = fmt or detect_format(doc)
     if fmt not in _IMPORTERS:
-        raise ValueError(f"cannot import {fmt!r}; importable formats: "
-                         f"{', '.join(sorted(_IMPORTERS))}")
+        raise ProfileError(f"fmt: cannot import {fmt!r}; use one of "
+                           f"{', '.join(sorted(_IMPORTERS))}, or fmt=None to detect it",
+                           source=name)
     try:
         return _IMPORTERS[fmt](doc, digest(data))
     except OutputParseError as exc:
@@ -121,8 +126,8 @@ def export_run(result: RunResult, fmt: str) -> str:
         return runs_csv([result])
     if fmt == "csv-buckets":
         return buckets_csv([result])
-    raise ValueError(f"cannot export one run as {fmt!r}; use fortio, smp, meshlab, csv or "
-                     "csv-buckets (parquet: export_runs)")
+    raise ProfileError(f"fmt: cannot export one run as {fmt!r}; use fortio, smp, meshlab, csv "
+                       "or csv-buckets (for parquet: export_runs)")
 
 
 def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[str]
@@ -130,8 +135,8 @@ def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[
     """Write the runs table to `path` and the buckets table beside it (`<stem>_buckets<ext>`)
     as "csv" or "parquet"; returns the two paths."""
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"export_runs writes csv or parquet, not {fmt!r}; use export_run for "
-                         "one document per run")
+        raise ProfileError(f"fmt: export_runs writes csv or parquet, not {fmt!r}; use "
+                           "export_run for one document per run (fortio, smp, meshlab)")
     return write_tables(list(results), fmt, Path(path))
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from meshlab.errors import ProfileError
 from meshlab.formats._doc import (
     as_map,
     count,
@@ -30,9 +32,10 @@ from meshlab.formats.fortio_histogram import (
     parse_histogram_data,
     percentile_key,
     reported_percentiles_us,
+    set_headline_percentiles,
 )
 from meshlab.profile import RunSpec
-from meshlab.results import ErrorKind, RunResult, RunStatus
+from meshlab.results import ErrorKind, Histogram, RunResult, RunStatus
 from meshlab.units import NS_PER_S
 
 _GRPC_OK = {"1", "SERVING"}           # health ServingStatus SERVING (fortio 0.9 wrote the int)
@@ -135,6 +138,7 @@ def run_from_fortio(
     if nighthawk:
         ctx["status_codes_grouped_by_class"] = True
     edh = histogram_data_of(d, "ErrorsDurationHistogram", path)
+    set_headline_percentiles(ctx, hd, latency, rule="fortio")
     if edh is not None:
         ctx["errors_duration"] = {"count": edh.count, "avg_us": edh.avg * 1e6,
                                   "max_us": edh.max * 1e6}
@@ -259,7 +263,7 @@ def fortio_json(
     `service_time`), one Data entry per non-empty meshlab bucket, with the percentiles meshlab
     computes. `Sizes` is approximate: meshlab keeps only the total bytes received."""
     if kind not in ("latency", "service_time"):
-        raise ValueError(f"kind must be 'latency' or 'service_time', got {kind!r}")
+        raise ProfileError(f"kind: must be 'latency' or 'service_time', got {kind!r}")
     hist = result.latency if kind == "latency" else result.service_time
     spec = result.spec
     exactly = spec.get("max_requests") or 0
@@ -283,8 +287,7 @@ def fortio_json(
         "ActualDuration": duration_ns,
         "NumThreads": int(spec.get("connections") or 0),
         "Version": result.runner_version or f"meshlab-{_meshlab_version()}",
-        "DurationHistogram": FortioHistogramData.from_histogram(
-            hist, percentiles=percentiles).to_json(),
+        "DurationHistogram": _histogram_data(result, hist, kind, percentiles).to_json(),
     }
     if result.errors == 0:
         out["ErrorsDurationHistogram"] = FortioHistogramData.from_histogram(
@@ -307,6 +310,17 @@ def fortio_json(
         "AbortOn": 0,
     })
     return out
+
+
+def _histogram_data(result: RunResult, hist: Histogram, kind: str,
+                    percentiles: Sequence[float]) -> FortioHistogramData:
+    """One Data entry per non-empty meshlab bucket; Percentiles are the run's own
+    (`headline_percentile_us`), so an imported fortio run exports fortio's values again."""
+    hd = FortioHistogramData.from_histogram(hist, percentiles=percentiles)
+    if not hd.percentiles:
+        return hd
+    return dataclasses.replace(hd, percentiles=tuple(
+        (p, result.headline_percentile_us(p, kind=kind) / 1e6) for p, _ in hd.percentiles))
 
 
 def _labels(result: RunResult) -> str:

@@ -14,7 +14,10 @@ import numpy as np
 from meshlab.formats._doc import as_map, count, fail, num, opt_list
 from meshlab.results import (
     BUCKET_COUNT,
+    HEADLINE_COUNT_KEY,
+    HEADLINE_PERCENTILES_KEY,
     MAX_TRACKABLE_NS,
+    SUMMARY_PERCENTILES,
     Histogram,
     bucket_bounds_ns,
     bucket_index_ns,
@@ -172,6 +175,23 @@ def percentile_key(p: float) -> str:
 
 def reported_percentiles_us(hd: FortioHistogramData) -> dict[str, float]:
     return {percentile_key(p): v * 1e6 for p, v in hd.percentiles}
+
+
+def set_headline_percentiles(ctx: dict[str, Any], hd: FortioHistogramData, latency: Histogram,
+                             *, rule: str, reported: Mapping[str, float] | None = None) -> None:
+    """Record in a run's context the percentiles its tool gives (`RunResult.
+    headline_percentile_us`, hence the store's p50_us.. columns): each reported value as
+    reported, the other summary percentiles by fortio's rule on `hd`'s buckets. The histogram
+    cannot hold them exactly (its rule is the midpoint of the bucket at rank ceil(p*N): with 4
+    values p90, p99 and p99.9 are one value, fortio interpolates three), so merged and pooled
+    percentiles, which come from the histograms, are within a fortio bucket of these."""
+    if hd.count <= 0 or not hd.data or latency.total == 0:
+        return
+    table = {percentile_key(p): hd.calc_percentile(p) * 1e6 for p in SUMMARY_PERCENTILES}
+    table.update(reported_percentiles_us(hd) if reported is None else reported)
+    ctx["percentile_rule"] = rule
+    ctx[HEADLINE_PERCENTILES_KEY] = dict(sorted(table.items(), key=lambda kv: float(kv[0])))
+    ctx[HEADLINE_COUNT_KEY] = latency.total
 
 
 def _spread(counts: np.ndarray[Any, Any], s_ns: float, e_ns: float, c: int) -> None:

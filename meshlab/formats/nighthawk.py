@@ -10,7 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from meshlab.formats._doc import as_list, as_map, count, fail, go_duration_s, num, text, timestamp
-from meshlab.formats.fortio_histogram import FortioBucket, FortioHistogramData, percentile_key
+from meshlab.formats.fortio_histogram import (
+    FortioBucket,
+    FortioHistogramData,
+    percentile_key,
+    set_headline_percentiles,
+)
 from meshlab.profile import RunSpec
 from meshlab.results import ErrorKind, RunResult, RunStatus
 
@@ -103,6 +108,7 @@ def run_from_nighthawk(doc: object, *, run_id_for: Callable[[datetime], str],
                                 enumerate(as_list(opts.get("labels") or [], "options.labels"))
                                 if isinstance(v, str)))
     latency = hd.to_histogram()
+    set_headline_percentiles(ctx, hd, latency, rule="nighthawk")
     return RunResult(
         run_id=run_id_for(started), spec=spec.to_dict(), status=RunStatus.COMPLETED,
         started_at=started, ended_at=started + timedelta(seconds=duration_s), duration_s=duration_s,

@@ -1,9 +1,5 @@
-"""Profiles from other tools: Meshery performance profiles (camelCase API JSON and the older
-snake_case shape), and SMP / Meshery `PerformanceTestConfig` documents, mapped onto `Profile`.
-
-Several endpoints (or clients): `profiles_from_doc` yields one profile per endpoint; the
-single-profile entry point takes the first and says so in the description and labels.
-"""
+"""Meshery performance profiles (camelCase or older snake_case) and SMP / Meshery
+`PerformanceTestConfig` documents as `Profile`s: one per endpoint (and client)."""
 
 from __future__ import annotations
 

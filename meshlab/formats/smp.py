@@ -11,7 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from meshlab.formats._doc import as_map, count, fail, num, rfc3339, snake_keys, timestamp
-from meshlab.formats.fortio_histogram import FortioBucket, FortioHistogramData, percentile_key
+from meshlab.formats.fortio_histogram import (
+    FortioBucket,
+    FortioHistogramData,
+    percentile_key,
+    set_headline_percentiles,
+)
 from meshlab.profile import RunSpec
 from meshlab.results import Histogram, RunResult, RunStatus
 
@@ -58,7 +63,7 @@ def run_from_smp(doc: object, *, run_id_for: Callable[[datetime], str]) -> RunRe
     avg_ms = num(lat["average"], "latencies_ms.average", minimum=0) if lat.get(
         "average") is not None else None
     requests = round(qps * duration_s)
-    hist = _rebuild(reported, avg_ms, requests, warnings)
+    hist, hd = _rebuild(reported, avg_ms, requests, warnings)
     target = d.get("endpoint_url", client.get("endpoint_url", ""))
     mesh = labels.get("mesh") or labels.get("service_mesh") or "none"
     spec = RunSpec(target=target if isinstance(target, str) else "", rate_rps=0.0,
@@ -68,6 +73,8 @@ def run_from_smp(doc: object, *, run_id_for: Callable[[datetime], str]) -> RunRe
                            "histogram_reconstructed": True, "latency_corrected": False}
     if avg_ms is not None:
         ctx["reported_mean_us"] = avg_ms * 1e3
+    if hd is not None:
+        set_headline_percentiles(ctx, hd, hist, rule="smp", reported=reported)
     smp = {k: d[k] for k in ("smp_version", "id", "exp_uuid", "test_id", "mesh_config_id",
                              "env_id", "details_uri") if isinstance(d.get(k), str | int | float)}
     if smp:
@@ -85,7 +92,7 @@ def run_from_smp(doc: object, *, run_id_for: Callable[[datetime], str]) -> RunRe
 
 
 def _rebuild(reported_us: Mapping[str, float], avg_ms: float | None, n: int,
-             warnings: list[str]) -> Histogram:
+             warnings: list[str]) -> tuple[Histogram, FortioHistogramData | None]:
     points = [(float(p), v / 1e6) for p, v in ((0.0, reported_us.get("0")),
                                                (50.0, reported_us.get("50")),
                                                (90.0, reported_us.get("90")),
@@ -93,11 +100,11 @@ def _rebuild(reported_us: Mapping[str, float], avg_ms: float | None, n: int,
                                                (100.0, reported_us.get("100"))) if v is not None]
     if n <= 0 or len(points) < 2:
         warnings.append("too little data to rebuild a histogram; it is left empty")
-        return Histogram()
+        return Histogram(), None
     if any(b[1] < a[1] for a, b in itertools.pairwise(points)):
         warnings.append("latencies_ms are not increasing (min <= p50 <= p90 <= p99 <= max); "
                         "the histogram is left empty")
-        return Histogram()
+        return Histogram(), None
     buckets, done = [], 0
     if points[0][0] > 0:
         points.insert(0, (0.0, points[0][1]))
@@ -113,7 +120,7 @@ def _rebuild(reported_us: Mapping[str, float], avg_ms: float | None, n: int,
     h = hd.to_histogram()
     # no stddev in SMP: estimate the sum of squares from bucket midpoints, keep the exact sum
     return Histogram.from_buckets(h.nonzero_buckets(), min_ns=h.min_ns, max_ns=h.max_ns,
-                                  sum_ns=h.sum_ns if avg_ms is not None else None)
+                                  sum_ns=h.sum_ns if avg_ms is not None else None), hd
 
 
 def _json_safe(v: Any) -> Any:
@@ -157,8 +164,10 @@ def smp_result(result: RunResult, *, smp_version: str = SMP_VERSION) -> dict[str
         "start_time": rfc3339(result.started_at),
         "end_time": rfc3339(result.ended_at),
         "latencies_ms": {
-            "min": ms(lat.min_us), "average": ms(lat.mean_us), "p50": ms(lat.percentile_us(50)),
-            "p90": ms(lat.percentile_us(90)), "p99": ms(lat.percentile_us(99)),
+            "min": ms(lat.min_us), "average": ms(lat.mean_us),
+            "p50": ms(result.headline_percentile_us(50)),
+            "p90": ms(result.headline_percentile_us(90)),
+            "p99": ms(result.headline_percentile_us(99)),
             "max": ms(lat.max_us),
         },
         "actual_qps": float(result.achieved_rate_rps),

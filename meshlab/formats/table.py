@@ -31,11 +31,12 @@ def _num(x: float) -> float | None:
 
 
 def run_row(r: RunResult) -> dict[str, Any]:
-    """One row: dimensions from the spec (and context), counts, and meshlab's percentiles."""
+    """One row: dimensions from the spec (and context), counts, and the run's percentiles
+    (`RunResult.headline_percentile_us`: fortio's own values for fortio imports)."""
     spec, ctx = r.spec, r.context
     dims = {**(spec.get("dims") or {}), **{k: ctx[k] for k in ("environment", "mode", "policy",
                                                                "data_plane") if k in ctx}}
-    lat, svc = r.latency, r.service_time
+    lat = r.latency
     return {
         "run_id": r.run_id,
         "profile": spec.get("profile"),
@@ -56,14 +57,14 @@ def run_row(r: RunResult) -> dict[str, Any]:
         "requests": r.requests,
         "errors": r.errors,
         "error_rate": r.error_rate,
-        "p50_us": _num(lat.percentile_us(50)),
-        "p90_us": _num(lat.percentile_us(90)),
-        "p99_us": _num(lat.percentile_us(99)),
-        "p999_us": _num(lat.percentile_us(99.9)),
+        "p50_us": _num(r.headline_percentile_us(50)),
+        "p90_us": _num(r.headline_percentile_us(90)),
+        "p99_us": _num(r.headline_percentile_us(99)),
+        "p999_us": _num(r.headline_percentile_us(99.9)),
         "max_us": _num(lat.max_us),
         "mean_us": _num(lat.mean_us),
-        "uncorrected_p50_us": _num(svc.percentile_us(50)),
-        "uncorrected_p99_us": _num(svc.percentile_us(99)),
+        "uncorrected_p50_us": _num(r.headline_percentile_us(50, kind="service_time")),
+        "uncorrected_p99_us": _num(r.headline_percentile_us(99, kind="service_time")),
         "format": ctx.get("format", "meshlab"),
         "labels": json.dumps(spec.get("labels") or {}, sort_keys=True),
         "spec": json.dumps(spec, sort_keys=True, default=str),

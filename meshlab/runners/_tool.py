@@ -98,6 +98,25 @@ def whole_seconds_problem(spec: RunSpec, tool: str) -> str | None:
     return None
 
 
+def whole_timeout_problem(spec: RunSpec, tool: str) -> str | None:
+    """wrk's --timeout, hey's -t and ab's -s take whole seconds (hey: 0 means none)."""
+    if spec.timeout_s < 1 or spec.timeout_s != math.floor(spec.timeout_s):
+        return (f"request.timeout_s: {tool} takes a whole number of seconds, got "
+                f"{spec.timeout_s:g}; use {max(1, math.ceil(spec.timeout_s))} or "
+                f"{NATIVE_ALTERNATIVE}")
+    return None
+
+
+def spread_problem(spec: RunSpec, tool: str) -> str | None:
+    """`spread_connections: false` (send on whichever connection is free) is an open-loop
+    option; a tool pacing each connection at rate/connections cannot honour it."""
+    if spec.rate_rps > 0 and not spec.spread_connections:
+        return (f"loads.spread_connections: {tool} paces each connection at rate/connections "
+                f"and cannot send on whichever connection is free; set spread_connections: "
+                f"true or use {NATIVE_ALTERNATIVE}")
+    return None
+
+
 # --- running a tool ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from meshlab.runners._tool import (
     header_value,
     split_output,
     whole_seconds_problem,
+    whole_timeout_problem,
 )
 
 PERCENT_FILE = "percentiles.csv"
@@ -72,9 +73,8 @@ class AbRunner(ToolRunner):
             out.append(f"loads.rate_rps: ab cannot run open loop at a fixed rate "
                        f"({spec.rate_rps:g} req/s); use rate_rps: 0 for closed loop or "
                        f"{NATIVE_ALTERNATIVE}")
-        problem = whole_seconds_problem(spec, "ab")
-        if problem:
-            out.append(problem)
+        out += [p for p in (whole_seconds_problem(spec, "ab"),
+                            whole_timeout_problem(spec, "ab")) if p]
         if spec.body and spec.method not in ("POST", "PUT"):
             out.append(f"request.body: ab sends a body with POST or PUT only, not "
                        f"{spec.method}; change request.method or use {NATIVE_ALTERNATIVE}")
@@ -94,7 +94,7 @@ class AbRunner(ToolRunner):
     def build_argv(self, spec: RunSpec) -> list[str]:
         argv = ["ab", "-q", "-k", "-r", "-l",
                 "-t", str(math.ceil(spec.duration_s)), "-n", str(self.planned_requests(spec)),
-                "-c", str(spec.connections), "-s", str(max(1, math.ceil(spec.timeout_s))),
+                "-c", str(spec.connections), "-s", str(math.ceil(spec.timeout_s)),
                 "-e", PERCENT_FILE, "-g", GNUPLOT_FILE]
         if spec.method == "HEAD":
             argv.append("-i")

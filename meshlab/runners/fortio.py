@@ -11,7 +11,7 @@ from typing import ClassVar
 from meshlab.errors import OutputParseError
 from meshlab.profile import RunSpec
 from meshlab.results import RunResult
-from meshlab.runners._tool import BODY_FILE, ToolRunner, header_args
+from meshlab.runners._tool import BODY_FILE, ToolRunner, header_args, spread_problem
 
 RESOLUTION_S = 0.00001      # -r: 10 us lowest buckets (fortio's default 1 ms hides loopback)
 
@@ -24,17 +24,23 @@ class FortioRunner(ToolRunner):
     """`fortio load -json - -qps R -c C (-t Ds | -n N) -timeout Ts -r 0.00001 ... URL`.
 
     fortio is not packaged for Debian or PyPI; `is_available()` is false until a release binary
-    is on PATH. Its own per-connection warm-up call is excluded from its statistics.
+    is on PATH. Its own per-connection warm-up call is excluded from its statistics. It always
+    paces each connection at rate/connections, so `spread_connections: false` is rejected at a
+    rate (in closed loop the option means nothing to any runner).
     """
 
     name: ClassVar[str] = "fortio"
     binary: ClassVar[str] = "fortio"
 
     def problems(self, spec: RunSpec) -> list[str]:
+        out = []
         if spec.max_requests is not None and spec.max_requests < spec.connections:
-            return [f"loads.max_requests: fortio needs max_requests >= connections "
-                    f"({spec.max_requests} < {spec.connections})"]
-        return []
+            out.append(f"loads.max_requests: fortio needs max_requests >= connections "
+                       f"({spec.max_requests} < {spec.connections})")
+        problem = spread_problem(spec, "fortio")
+        if problem:
+            out.append(problem)
+        return out
 
     def build_argv(self, spec: RunSpec) -> list[str]:
         argv = ["fortio", "load", "-json", "-", "-qps", f"{spec.rate_rps:g}",

@@ -1,5 +1,5 @@
 """hey as a runner: `-o csv` gives one record per response (0.1 ms resolution), from which the
-histogram, status counts and a per-second series are exact. A rate is a per-worker limit.
+histogram, status counts and a per-second series are exact. Closed loop only (see `HeyRunner`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from meshlab.errors import OutputParseError
 from meshlab.profile import RunSpec
 from meshlab.results import RunResult
 from meshlab.runners._spectrum import from_rounded, per_second
-from meshlab.runners._tool import BODY_FILE, ToolRunner, base_result, header_args
+from meshlab.runners._tool import (
+    BODY_FILE,
+    NATIVE_ALTERNATIVE,
+    ToolRunner,
+    base_result,
+    header_args,
+    spread_problem,
+    whole_timeout_problem,
+)
 
 CSV_HEADER = ("response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,"
               "status-code,offset")
@@ -31,13 +39,36 @@ CSV_WARNING = ("hey's CSV lists completed responses only: connection errors and 
 
 
 class HeyRunner(ToolRunner):
-    """`hey -c C (-z Ds | -n N) [-q R/C] -t T -m METHOD -H ... [-D body] -o csv URL`."""
+    """`hey -c C (-z Ds | -n N) [-q R/C] -t T -m METHOD -H ... [-D body] -o csv URL`.
+
+    hey has no open loop: its `-q` makes each worker wait 1/q between its own sends, a closed
+    loop that waits out slow responses. So a spec's `rate_rps > 0` is rejected, unless the
+    caller opts in with `limit_rate=True` (crosscheck and the bench do, to show the
+    difference): then the rate is split into a per-worker `-q` and the result says so in its
+    first warning. `spread_connections` has no meaning for hey (every worker has its own
+    connection and its own pace); false is rejected with a rate.
+    """
 
     name: ClassVar[str] = "hey"
     binary: ClassVar[str] = "hey"
 
+    def __init__(self, *, limit_rate: bool = False) -> None:
+        self.limit_rate = limit_rate
+
     def problems(self, spec: RunSpec) -> list[str]:
         out = []
+        if spec.rate_rps > 0 and not self.limit_rate:
+            out.append(f"loads.rate_rps: hey cannot run open loop at a fixed rate "
+                       f"({spec.rate_rps:g} req/s): its -q only slows each worker of a closed "
+                       f"loop, which waits out slow responses; use rate_rps: 0 for closed loop "
+                       f"or {NATIVE_ALTERNATIVE}")
+        elif self.limit_rate:
+            problem = spread_problem(spec, "hey")
+            if problem:
+                out.append(problem)
+        problem = whole_timeout_problem(spec, "hey")
+        if problem:
+            out.append(problem)
         if spec.method not in _METHODS:
             out.append(f"request.method: hey cannot send {spec.method}")
         if spec.max_requests is not None and spec.max_requests < spec.connections:
@@ -54,7 +85,7 @@ class HeyRunner(ToolRunner):
             argv += ["-z", f"{spec.duration_s:g}s"]
         if spec.rate_rps > 0:
             argv += ["-q", f"{spec.rate_rps / spec.connections:.6g}"]
-        argv += ["-t", str(max(1, math.ceil(spec.timeout_s))), "-m", spec.method,
+        argv += ["-t", str(math.ceil(spec.timeout_s)), "-m", spec.method,
                  *header_args(spec)]
         if spec.body:
             argv += ["-D", BODY_FILE]

@@ -21,6 +21,7 @@ from meshlab.runners._tool import (
     base_result,
     header_args,
     whole_seconds_problem,
+    whole_timeout_problem,
 )
 
 MARKER = "@@meshlab-wrk-json@@ "
@@ -61,9 +62,8 @@ class WrkRunner(ToolRunner):
         if spec.method == "HEAD":
             out.append('request.method: wrk waits for a body after a HEAD response and records '
                        f'nothing; use GET, runner="hey", runner="ab" or {NATIVE_ALTERNATIVE}')
-        problem = whole_seconds_problem(spec, "wrk")
-        if problem:
-            out.append(problem)
+        out += [p for p in (whole_seconds_problem(spec, "wrk"),
+                            whole_timeout_problem(spec, "wrk")) if p]
         return out
 
     def build_argv(self, spec: RunSpec) -> list[str]:
@@ -71,7 +71,7 @@ class WrkRunner(ToolRunner):
         return [
             "wrk", "-t", str(threads), "-c", str(spec.connections),
             "-d", f"{math.ceil(spec.duration_s)}s",
-            "--timeout", f"{max(1, math.ceil(spec.timeout_s))}s",
+            "--timeout", f"{math.ceil(spec.timeout_s)}s",
             "-s", script_path(), *header_args(spec), spec.target,
             "--", spec.method, BODY_FILE if spec.body else "",
             "1" if self.count_statuses else "0",
@@ -118,9 +118,6 @@ class WrkRunner(ToolRunner):
         else:
             raise OutputParseError("wrk.latency.buckets: expected [[us, count], ...] or null",
                                    excerpt=repr(buckets)[:300])
-        if spec.timeout_s != math.ceil(spec.timeout_s) or spec.timeout_s < 1:
-            warnings.append(f"request.timeout_s: wrk takes whole seconds; it used "
-                            f"{max(1, math.ceil(spec.timeout_s))} s for {spec.timeout_s:g} s")
         if e["timeout"]:
             warnings.append("wrk counts a timeout each time it finds a request older than the "
                             "timeout (checked every 2 s) and records no latency above it")

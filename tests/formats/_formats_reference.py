@@ -3,7 +3,10 @@ they are missing, because these tests must not skip."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 # The clone sits at X/ and the golden inputs at X/../shared (here /work/main and /work/shared).
 SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared").resolve()
@@ -26,6 +29,21 @@ def _check_reference() -> None:
         raise RuntimeError(
             f"golden reference files missing under {REFERENCE} (expected the shared/ checkout "
             f"next to the repository; missing: {[str(p) for p in missing] or 'fortio/*.json'})")
+
+
+def fortio_docs(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every fortio-shaped result object inside a golden file."""
+    doc = json.loads(path.read_text())
+    if path.name.startswith("iter8"):
+        for url, inner in doc.items():
+            yield url, inner
+            yield url + "#ConnectionStats", {"DurationHistogram": inner["ConnectionStats"]}
+    elif path == MESHERY_RESULTS:
+        for i, entry in enumerate(doc):
+            for j, rr in enumerate(entry["runner_results"]):
+                yield f"[{i}].runner_results[{j}]", rr
+    else:
+        yield path.name, doc
 
 
 _check_reference()

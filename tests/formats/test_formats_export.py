@@ -16,6 +16,7 @@ import pytest
 import yaml
 from _formats_reference import ALL_RESULT_FILES, FORTIO_FILES, MESHERY_RESULTS, SMP_PROTO
 
+from meshlab.errors import ProfileError
 from meshlab.formats import FORMATS, export_run, export_runs, import_results
 from meshlab.formats._doc import go_duration_s, go_duration_text
 from meshlab.formats.fortio import fortio_json
@@ -184,10 +185,14 @@ def test_export_runs_tables(tmp_path: Path, fmt: str) -> None:
 
 
 def test_unknown_export_format() -> None:
-    with pytest.raises(ValueError, match="cannot export"):
+    with pytest.raises(ProfileError, match="fmt: cannot export one run as 'xml'; use fortio"):
         export_run(_run(), "xml")
-    with pytest.raises(ValueError, match="csv or parquet"):
+    with pytest.raises(ProfileError, match="csv or parquet, not 'fortio'; use export_run"):
         export_runs([_run()], "fortio", "x.json")
+    with pytest.raises(ProfileError, match=r"fmt: cannot import 'xml'; use one of .*fmt=None"):
+        import_results(b"{}", fmt="xml")
+    with pytest.raises(ProfileError, match="kind: must be"):
+        fortio_json(_run(), kind="total")
     assert {n for n, f in FORMATS.items() if f.can_export} == {
         "fortio", "smp", "meshlab", "csv", "csv-buckets", "parquet"}
 

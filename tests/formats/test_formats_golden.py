@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from _formats_reference import (
     NIGHTHAWK_NATIVE,
     REFERENCE,
     SMP_RESULT,
+    fortio_docs,
 )
 
 from meshlab.formats import detect_format, fortio_histogram_data, import_results
@@ -44,23 +45,8 @@ def test_every_reference_result_file_has_an_expectation() -> None:
     assert {p.name for p in ALL_RESULT_FILES} == set(EXPECTED)
 
 
-def _fortio_docs(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every fortio-shaped result object inside a golden file."""
-    doc = json.loads(path.read_text())
-    if path.name.startswith("iter8"):
-        for url, inner in doc.items():
-            yield url, inner
-            yield url + "#ConnectionStats", {"DurationHistogram": inner["ConnectionStats"]}
-    elif path == MESHERY_RESULTS:
-        for i, entry in enumerate(doc):
-            for j, rr in enumerate(entry["runner_results"]):
-                yield f"[{i}].runner_results[{j}]", rr
-    else:
-        yield path.name, doc
-
-
 FORTIO_DOCS = [(f"{p.name}:{k}", d) for p in [*FORTIO_FILES, MESHERY_RESULTS]
-               for k, d in _fortio_docs(p)]
+               for k, d in fortio_docs(p)]
 
 
 @pytest.mark.parametrize("path", ALL_RESULT_FILES, ids=lambda p: p.name)
@@ -116,7 +102,7 @@ def test_meshlab_percentiles_fall_in_the_fortio_bucket_reported(path: Path) -> N
     """The spread histogram agrees with fortio up to the resolution of fortio's own buckets:
     meshlab's percentile lies in the fortio bucket (or its neighbour, at a rank boundary) that
     holds the reported value, widened by one meshlab bucket (1/64 octave)."""
-    docs = [d for name, d in _fortio_docs(path) if not name.endswith("#ConnectionStats")]
+    docs = [d for name, d in fortio_docs(path) if not name.endswith("#ConnectionStats")]
     for r, doc in zip(import_results(path), docs, strict=True):
         hd = fortio_histogram_data(doc)
         reported = r.context["reported_percentiles_us"]

@@ -59,6 +59,8 @@ def test_argv_keepalive_time_before_count_and_post_body() -> None:
     ({"duration_s": 0.5}, "loads.duration_s"),
     ({"method": "PATCH", "body": b"x"}, "request.body"),
     ({"max_requests": 2}, "loads.max_requests"),
+    ({"timeout_s": 0.5}, "request.timeout_s"),
+    ({"timeout_s": 3.2}, "request.timeout_s"),
 ])
 def test_check_rejects_what_ab_cannot_honour(kw: dict[str, object], path: str) -> None:
     with pytest.raises(ProfileError) as info:

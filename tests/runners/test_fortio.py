@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshlab.errors import OutputParseError, ToolNotFound
+from meshlab.errors import OutputParseError, ProfileError, ToolNotFound
 from meshlab.profile import RunSpec
 from meshlab.runners.fortio import FortioRunner
 
@@ -38,6 +38,15 @@ def test_argv_rate_duration_count_method_and_body() -> None:
     put = FortioRunner().build_argv(spec(method="PUT", body=b"x"))
     assert put[put.index("-payload-file") + 1] == "body.bin" and put[put.index("-X") + 1] == "PUT"
     assert "-X" not in FortioRunner().build_argv(spec(method="POST", body=b"x"))
+
+
+def test_check_rejects_unspread_connections_at_a_rate() -> None:
+    with pytest.raises(ProfileError) as info:
+        FortioRunner().check(spec(rate_rps=100.0, spread_connections=False))
+    assert info.value.problems[0].startswith("loads.spread_connections:")
+    assert 'runner="native"' in str(info.value)
+    FortioRunner().check(spec(spread_connections=False))           # closed loop: no meaning
+    FortioRunner().check(spec(rate_rps=100.0, timeout_s=0.25))     # Go durations: fractions ok
 
 
 @pytest.mark.parametrize(("name", "requests", "timed", "codes"), [

@@ -38,11 +38,13 @@ def assert_sane(r: RunResult) -> None:
 
 
 def test_argv_duration_rate_and_body() -> None:
-    argv = HeyRunner().build_argv(spec(rate_rps=200.0, method="PUT", body=b"x",
-                                       headers=(("X-A", "1"),), timeout_s=0.5))
+    limited = HeyRunner(limit_rate=True)
+    s = spec(rate_rps=200.0, method="PUT", body=b"x", headers=(("X-A", "1"),), timeout_s=2.0)
+    limited.check(s)
+    argv = limited.build_argv(s)
     assert argv[:5] == ["hey", "-c", "4", "-z", "1s"]
     assert argv[argv.index("-q") + 1] == "50"            # per worker: 200 / 4
-    assert argv[argv.index("-t") + 1] == "1" and argv[argv.index("-m") + 1] == "PUT"
+    assert argv[argv.index("-t") + 1] == "2" and argv[argv.index("-m") + 1] == "PUT"
     assert argv[argv.index("-D") + 1] == "body.bin" and "X-A: 1" in argv
     assert argv[-3:] == ["-o", "csv", "http://127.0.0.1:8080/"]
     n_argv = HeyRunner().build_argv(spec(max_requests=100))
@@ -51,10 +53,26 @@ def test_argv_duration_rate_and_body() -> None:
     assert HeyRunner().stop_after_s(spec()) is None
 
 
-def test_check_rejects_fewer_requests_than_workers() -> None:
-    with pytest.raises(ProfileError, match=r"loads.max_requests: hey needs"):
-        HeyRunner().check(spec(max_requests=2, connections=4))
-    HeyRunner().check(spec(rate_rps=100.0))               # accepted, flagged in warnings
+@pytest.mark.parametrize(("runner", "kw", "path", "hint"), [
+    (HeyRunner(), {"rate_rps": 100.0}, "loads.rate_rps", 'runner="native"'),
+    (HeyRunner(), {"timeout_s": 0.5}, "request.timeout_s", "use 1 or"),
+    (HeyRunner(), {"timeout_s": 2.5}, "request.timeout_s", "whole number of seconds"),
+    (HeyRunner(limit_rate=True), {"rate_rps": 100.0, "spread_connections": False},
+     "loads.spread_connections", "spread_connections: true"),
+    (HeyRunner(), {"max_requests": 2, "connections": 4}, "loads.max_requests", "hey needs"),
+    (HeyRunner(), {"method": "TRACE"}, "request.method", "TRACE"),
+])
+def test_check_rejects_what_hey_cannot_honour(runner: HeyRunner, kw: dict[str, object],
+                                              path: str, hint: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        runner.check(spec(**kw))
+    assert info.value.problems[0].startswith(path + ":")
+    assert hint in str(info.value)
+
+
+def test_rate_is_accepted_only_when_the_caller_opts_into_the_limiter() -> None:
+    HeyRunner(limit_rate=True).check(spec(rate_rps=100.0))
+    HeyRunner().check(spec(spread_connections=False))     # closed loop: nothing to spread
 
 
 def test_golden_status_mix_is_exact() -> None:
@@ -128,7 +146,8 @@ def test_real_max_requests_and_post(echo_url: str) -> None:
 
 
 def test_real_rate_limit_holds_roughly_and_is_flagged(echo_url: str) -> None:
-    r = run(spec(target=echo_url, connections=2, rate_rps=200.0, duration_s=1.0))
+    s = spec(target=echo_url, connections=2, rate_rps=200.0, duration_s=1.0)
+    r = asyncio.run(HeyRunner(limit_rate=True).run(s))
     assert r.requested_rate_rps == 200.0
     assert 0.5 * 200 < r.achieved_rate_rps < 1.3 * 200
     assert "rate-limited closed loop" in r.warnings[0]

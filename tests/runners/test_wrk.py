@@ -40,7 +40,7 @@ def assert_sane(r: RunResult) -> None:
 
 
 def test_argv_is_pure_and_complete() -> None:
-    s = spec(method="POST", body=b"x", headers=(("X-A", "1"),), duration_s=2.0, timeout_s=1.5)
+    s = spec(method="POST", body=b"x", headers=(("X-A", "1"),), duration_s=2.0, timeout_s=2.0)
     argv = WrkRunner(threads=2).build_argv(s)
     assert argv == WrkRunner(threads=2).build_argv(s)
     assert argv[:9] == ["wrk", "-t", "2", "-c", "4", "-d", "2s", "--timeout", "2s"]
@@ -55,6 +55,9 @@ def test_argv_is_pure_and_complete() -> None:
     ({"max_requests": 100}, "loads.max_requests", 'runner="hey"'),
     ({"duration_s": 1.5}, "loads.duration_s", "whole seconds"),
     ({"method": "HEAD"}, "request.method", 'runner="ab"'),
+    ({"timeout_s": 1.5}, "request.timeout_s", "use 2 or"),
+    ({"timeout_s": 0.2}, "request.timeout_s", 'whole number of seconds, got 0.2; use 1 or '
+                                              'runner="native"'),
 ])
 def test_check_rejects_what_wrk_cannot_honour(kw: dict[str, object], path: str,
                                               hint: str) -> None:
@@ -165,3 +168,19 @@ def test_real_cancellation_returns_partial_aborted_result(echo_url: str) -> None
     r = asyncio.run(main())
     assert r.status == RunStatus.ABORTED
     assert r.requests > 0 and r.duration_s < 5
+
+
+def test_real_p50_of_native_and_wrk_are_of_the_same_magnitude(echo_url: str) -> None:
+    """A unit slip (ms for us, a 10x in binning) shows as a gross ratio; the 10 % target is
+    checked by bench/runners.py on a quiet machine, not here (2 busy cores)."""
+    from meshlab.runners.native import NativeRunner
+
+    s = spec(target=echo_url, connections=2, duration_s=1.0)
+    ratios: list[float] = []
+    # a unit bug is wrong in every round; a neighbour's test burst spoils one: a second round
+    # is run only when the first is off
+    while len(ratios) < 2 and not any(0.5 <= r <= 1.5 for r in ratios):
+        wrk_p50 = run(s).latency.percentile_us(50)
+        native_p50 = asyncio.run(NativeRunner().run(s)).latency.percentile_us(50)
+        ratios.append(native_p50 / wrk_p50)
+    assert any(0.5 <= r <= 1.5 for r in ratios), ratios
