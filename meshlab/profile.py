@@ -44,6 +44,36 @@ def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if is_secret_name(k) else v) for k, v in values.items()}
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+_HEADER_LINE = re.compile(r"^\s*(?P<name>[!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*:\s*(?P<value>.+)$")
+
+
+def redact_document(value: Any) -> Any:
+    """A deep copy of a JSON-like document with credentials replaced by `<redacted>`: values
+    under secret-bearing keys (Authorization, UserCredentials, api_key ...), `Name: value`
+    header strings with a secret name, and `user:password@` in URLs. For imported documents
+    (fortio, Meshery ...) that are stored as they came."""
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            secret = isinstance(k, str) and is_secret_name(k)
+            if secret and isinstance(v, str) and v:
+                out[k] = REDACTED
+            elif secret and isinstance(v, list | tuple) and v:
+                out[k] = [REDACTED for _ in v]
+            else:
+                out[k] = redact_document(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_document(v) for v in value]
+    if isinstance(value, str):
+        m = _HEADER_LINE.match(value)
+        if m and is_secret_name(m.group("name")) and len(value) < 8192:
+            return f"{m.group('name')}: {REDACTED}"
+        return _URL_USERINFO.sub(lambda u: f"{u.group('scheme')}{REDACTED}@", value)
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 

@@ -23,7 +23,7 @@ from meshlab.formats.nighthawk import is_nighthawk, run_from_nighthawk
 from meshlab.formats.profile_import import profile_from_doc, profile_kind, profiles_from_doc
 from meshlab.formats.smp import is_smp_result, run_from_smp, smp_result
 from meshlab.formats.table import buckets_csv, runs_csv, write_tables
-from meshlab.profile import Profile
+from meshlab.profile import Profile, redact_document
 from meshlab.results import RunResult
 
 
@@ -101,7 +101,7 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
                            f"{', '.join(sorted(_IMPORTERS))}, or fmt=None to detect it",
                            source=name)
     try:
-        return _IMPORTERS[fmt](doc, digest(data))
+        results = _IMPORTERS[fmt](doc, digest(data))
     except OutputParseError as exc:
         if name != "document" and not str(exc).startswith(name):
             exc.args = (f"{name}: {exc.args[0] if exc.args else exc}",)
@@ -111,6 +111,10 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
         # the last line of defence: the field checks should have caught this with a path
         raise OutputParseError(f"{name}: malformed {fmt} document ({type(exc).__name__}: {exc})",
                                excerpt=_excerpt(doc)) from exc
+    for r in results:   # the raw document and the spec echo the request: keep no credential
+        r.raw = redact_document(r.raw) if r.raw is not None else None
+        r.spec = redact_document(r.spec)
+    return results
 
 
 def export_run(result: RunResult, fmt: str) -> str:
