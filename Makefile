@@ -55,6 +55,8 @@ demo: install
 	@echo; echo "results: $(STORE)"; echo "report:  data/reports/quickstart.html"
 
 test: install lint
+	@dupes=$$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d); \
+	  if [ -n "$$dupes" ]; then echo "test files share a basename (pytest cannot collect both): $$dupes"; exit 1; fi
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
