@@ -266,21 +266,29 @@ class Profile(_Model):
     # expansion --------------------------------------------------------------------------
     def expand(self) -> Iterator[RunSpec]:
         """Concrete runs: repeats outermost, so every configuration is measured once before any
-        is measured twice (slow drift of a noisy machine then spreads over all of them)."""
+        is measured twice (slow drift of a noisy machine then spreads over all of them). Mesh
+        `none` (the baseline) runs without policy; other meshes run once per policy."""
         index = 0
-        policies: list[TrafficPolicy | None] = list(self.policies) or [None]
         for repeat in range(self.repeats):
             for mesh in self.meshes:
                 for mode in self.modes:
-                    for policy in policies:
+                    for policy in self._policies_for(mesh):
                         for rate in self.loads.rate_rps:
                             for conns in self.loads.connections:
                                 yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
                                 index += 1
 
     def run_count(self) -> int:
-        return (self.repeats * len(self.meshes) * len(self.modes) * max(len(self.policies), 1)
-                * len(self.loads.rate_rps) * len(self.loads.connections))
+        per_mesh = sum(len(self._policies_for(m)) for m in self.meshes)
+        return (self.repeats * per_mesh * len(self.modes) * len(self.loads.rate_rps)
+                * len(self.loads.connections))
+
+    def _policies_for(self, mesh: str) -> list[TrafficPolicy | None]:
+        """`none` is the baseline: no proxy can apply a policy there, so it runs once per load
+        point without one, next to each mesh's runs with every policy."""
+        if mesh == "none" or not self.policies:
+            return [None]
+        return list(self.policies)
 
     def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int, mode: str,
               policy: TrafficPolicy | None) -> RunSpec:

@@ -78,11 +78,24 @@ def test_expand_order_repeats_outermost() -> None:
 
 
 def test_expand_modes_and_policies() -> None:
-    p = Profile.from_dict({**BASE, "environment": "local", "modes": ["both", "client-only"],
+    p = Profile.from_dict({**BASE, "environment": "local", "meshes": ["envoy"],
+                           "modes": ["both", "client-only"],
                            "policies": [{"name": "retry"}, {"name": "plain"}]})
     dims = [(s.dim("mode"), s.dim("policy")) for s in p.expand()]
     assert dims == [("both", "retry"), ("both", "plain"), ("client-only", "retry"),
                     ("client-only", "plain")]
+
+
+def test_the_none_baseline_runs_once_per_load_point_without_policy() -> None:
+    # No proxy can apply a policy on mesh `none`: it is measured once, next to every policy
+    # of the meshes under test, instead of making the whole profile invalid.
+    p = Profile.from_dict({**BASE, "environment": "local", "meshes": ["none", "envoy"],
+                           "repeats": 1, "loads": {"rate_rps": [100], "connections": [1]},
+                           "policies": [{"name": "retry"}, {"name": "plain"}]})
+    runs = [(s.mesh, s.dim("policy"), s.policy is None) for s in p.expand()]
+    assert runs == [("none", "none", True), ("envoy", "retry", False),
+                    ("envoy", "plain", False)]
+    assert p.run_count() == 3
 
 
 @pytest.mark.parametrize(("name", "secret"), [

@@ -79,11 +79,11 @@ def test_none_then_istio_with_policy_end_to_end(api: ApiStandIn, kubeconfig: Pat
     jobs = _watch_jobs(api)
     env = environment_for(_profile(kubeconfig, prometheus_url=prometheus_url))
     assert isinstance(env, KubernetesEnvironment)
-    baseline, istio = list(env.profile.expand())
+    baseline, istio = list(env.profile.expand())    # the `none` baseline runs without policy
+    assert baseline.mesh == "none" and baseline.policy is None
+    assert baseline.dim("policy") == "none" and istio.policy is not None
     with pytest.raises(MeshError, match="mesh none cannot express policy 'resilient'"):
-        env.check(baseline)                  # no mesh, nothing to carry retries or mTLS
-    baseline = replace(baseline, policy=None,
-                       dims=tuple((k, "none" if k == "policy" else v) for k, v in baseline.dims))
+        env.check(replace(baseline, policy=istio.policy))   # no mesh to carry retries or mTLS
     progress: list[Progress] = []
 
     async def flow() -> tuple[RunResult, RunResult, list[str]]:
