@@ -1,0 +1,348 @@
+"""Plotly figures over the store's DataFrames: `fn(df, *, ...) -> go.Figure`, no I/O.
+
+Every mesh keeps one colour across figures; every axis title carries its unit. Figures pool
+and aggregate with numpy before plotting, so 1,000 runs still draw a handful of traces.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from meshlab.analysis._counts import MIDS_US, count_matrix
+
+_FIXED = {"none": "#4d4d4d", "baseline": "#4d4d4d", "direct": "#4d4d4d", "envoy": "#1f77b4",
+          "istio": "#466bb0", "linkerd": "#2ca02c", "consul": "#d62728", "kuma": "#9467bd",
+          "cilium": "#e6a800", "nginx": "#17becf", "haproxy": "#8c564b",
+          "candidate": "#d62728"}
+_PALETTE = ["#ff7f0e", "#e377c2", "#bcbd22", "#7f7f7f", "#8c564b", "#17becf", "#9467bd",
+            "#2ca02c", "#1f77b4", "#d62728"]
+_TICKS = [1, 2, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+_TICK_TEXT = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+LAYOUT = {"template": "plotly_white", "height": 420,
+          "legend": {"orientation": "h", "y": -0.2}, "margin": {"t": 60, "l": 70, "r": 30}}
+
+
+def mesh_color(name: object) -> str:
+    """The colour of a mesh (or any group label): fixed for known meshes, stable otherwise."""
+    key = str(name).lower()
+    for prefix, colour in _FIXED.items():
+        if key == prefix or key.startswith(prefix + "-") or key.startswith(prefix + "+"):
+            return colour
+    return _PALETTE[zlib.crc32(key.encode()) % len(_PALETTE)]
+
+
+def group_colors(labels: Sequence[object]) -> dict[str, str]:
+    """Distinct colours for the groups of one figure: each keeps `mesh_color` unless another
+    group already has that colour (`envoy` and `envoy+mtls`, or two labels whose hashes
+    collide); exact mesh names claim their colour first."""
+    keys = [str(x) for x in dict.fromkeys(labels)]
+    out: dict[str, str] = {}
+    for key in sorted(keys, key=lambda k: k.lower() not in _FIXED):
+        want = mesh_color(key)
+        if want in out.values():
+            free = [c for c in _PALETTE if c not in out.values()]
+            want = free[0] if free else want
+        out[key] = want
+    return out
+
+
+def _group_of(runs: pd.DataFrame | None, group_by: str | Sequence[str]) -> dict[str, str]:
+    if runs is None or runs.empty:
+        return {}
+    cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    label = runs[cols].astype(str).agg(" ".join, axis=1)
+    return dict(zip(runs["run_id"].astype(str), label, strict=True))
+
+
+def _groups(buckets: pd.DataFrame, runs: pd.DataFrame | None, group_by: str | Sequence[str],
+            groups: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    if groups is not None:
+        return {str(k): list(v) for k, v in groups.items()}
+    ids = list(dict.fromkeys(buckets["run_id"].astype(str))) if not buckets.empty else []
+    label = _group_of(runs, group_by)
+    out: dict[str, list[str]] = {}
+    for rid in ids:
+        out.setdefault(label.get(rid, rid), []).append(rid)
+    return out
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure(layout={**LAYOUT, "title": title})
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return fig
+
+
+def _spectrum_xy(counts: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    total = counts.sum()
+    max_x = max(float(total), 2.0)
+    x = np.unique(np.logspace(0, math.log10(max_x), points))
+    q = 1.0 - 1.0 / x
+    rank = np.maximum(np.ceil(q * total), 1)
+    idx = np.searchsorted(np.cumsum(counts), rank, side="left")
+    return x, MIDS_US[np.minimum(idx, len(MIDS_US) - 1)]
+
+
+def percentile_spectrum(
+    buckets: pd.DataFrame,
+    *,
+    runs: pd.DataFrame | None = None,
+    group_by: str | Sequence[str] = "mesh",
+    groups: Mapping[str, Sequence[str]] | None = None,
+    kind: str = "latency",
+    log_y: bool = False,
+    title: str = "Latency by percentile",
+) -> go.Figure:
+    """HDR-style percentile spectrum: latency against percentile on a 1/(1-p) log axis, one
+    line per group, histograms pooled across the group's runs. `groups` maps a label to run
+    ids explicitly; otherwise runs are grouped by the `group_by` columns of `runs`."""
+    if buckets.empty:
+        return _empty(title, "no runs selected")
+    fig = go.Figure(layout={**LAYOUT, "title": title})
+    grouped = _groups(buckets, runs, group_by, groups)
+    colours = group_colors(list(grouped))
+    for label, ids in grouped.items():
+        counts = count_matrix(buckets, ids, kind=kind).sum(axis=0)
+        if not counts.sum():
+            continue
+        x, y = _spectrum_xy(counts)
+        pct = (1.0 - 1.0 / x) * 100.0
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines", name=f"{label} ({len(ids)} runs)",
+            line={"color": colours[label], "shape": "hv"}, customdata=pct,
+            hovertemplate="p%{customdata:.4f}: %{y:.0f} us<extra>" + label + "</extra>"))
+    fig.update_xaxes(type="log", tickvals=_TICKS, ticktext=_TICK_TEXT,
+                     title="percentile (log scale of 1/(1-p))")
+    fig.update_yaxes(title=f"{kind.replace('_', ' ')} (us)", type="log" if log_y else "linear")
+    return fig
+
+
+def ab_overlay(buckets: pd.DataFrame, *, baseline: Sequence[str], candidate: Sequence[str],
+               kind: str = "latency", title: str = "A/B: baseline vs candidate") -> go.Figure:
+    """Percentile spectra of a baseline and a candidate run group on one chart."""
+    return percentile_spectrum(buckets, groups={"baseline": baseline, "candidate": candidate},
+                               kind=kind, title=title)
+
+
+def corrected_vs_uncorrected(buckets: pd.DataFrame, *, run_ids: Sequence[str],
+                             title: str = "Coordinated omission") -> go.Figure:
+    """Spectrum of latency from the intended send (corrected) against service time from the
+    actual send (what a closed-loop tool reports) for the same runs."""
+    fig = percentile_spectrum(buckets, groups={"corrected latency": run_ids}, title=title)
+    svc = percentile_spectrum(buckets, groups={"service time (uncorrected)": run_ids},
+                              kind="service_time")
+    for tr in svc.data:
+        tr.line.color = "#ff7f0e"
+        tr.line.dash = "dash"
+        fig.add_trace(tr)
+    fig.update_yaxes(title="latency (us)")
+    return fig
+
+
+def histogram_cdf(buckets: pd.DataFrame, *, runs: pd.DataFrame | None = None,
+                  group_by: str | Sequence[str] = "mesh",
+                  groups: Mapping[str, Sequence[str]] | None = None, kind: str = "latency",
+                  title: str = "Latency histogram and CDF") -> go.Figure:
+    """Share of requests per histogram bucket (bars) with the cumulative share (line, right)."""
+    if buckets.empty:
+        return _empty(title, "no runs selected")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.update_layout(**LAYOUT, title=title, barmode="overlay")
+    grouped = _groups(buckets, runs, group_by, groups)
+    colours = group_colors(list(grouped))
+    for label, ids in grouped.items():
+        counts = count_matrix(buckets, ids, kind=kind).sum(axis=0)
+        total = counts.sum()
+        if not total:
+            continue
+        nz = np.flatnonzero(counts)
+        share = counts[nz] / total * 100.0
+        colour = colours[label]
+        fig.add_trace(go.Bar(x=MIDS_US[nz], y=share, name=f"{label} share",
+                             marker_color=colour, opacity=0.5), secondary_y=False)
+        fig.add_trace(go.Scatter(x=MIDS_US[nz], y=np.cumsum(share), name=f"{label} CDF",
+                                 line={"color": colour}), secondary_y=True)
+    fig.update_xaxes(title=f"{kind.replace('_', ' ')} (us)", type="log")
+    fig.update_yaxes(title="requests per bucket (%)", secondary_y=False)
+    fig.update_yaxes(title="cumulative requests (%)", range=[0, 100.5], dtick=25,
+                     showgrid=False, secondary_y=True)
+    return fig
+
+
+def _mean_sd(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    g = df.groupby(keys, dropna=False)[value]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out.sort_values(keys)
+
+
+def _versus(runs: pd.DataFrame, *, x: str, y: str, color: str, title: str, x_title: str,
+            y_title: str) -> go.Figure:
+    if runs.empty or y not in runs.columns:
+        return _empty(title, "no runs selected")
+    df = runs[[color, x, y]].dropna(subset=[x])
+    agg = _mean_sd(df, [color, x], y)
+    fig = go.Figure(layout={**LAYOUT, "title": title})
+    colours = group_colors(sorted(agg[color].astype(str).unique()))
+    for label, g in agg.groupby(color, dropna=False, sort=True):
+        fig.add_trace(go.Scatter(
+            x=g[x], y=g["mean"], mode="lines+markers", name=str(label),
+            error_y={"type": "data", "array": g["std"], "visible": True},
+            line={"color": colours[str(label)]}, customdata=g["count"],
+            hovertemplate="%{x}: %{y:.1f} (n=%{customdata})<extra>" + str(label) + "</extra>"))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return fig
+
+
+def latency_vs_rate(runs: pd.DataFrame, *, percentile: str = "p99_us", color: str = "mesh",
+                    x: str = "rate_rps") -> go.Figure:
+    """A per-run percentile against the requested rate; mean +- sd over repeats per mesh."""
+    return _versus(runs, x=x, y=percentile, color=color,
+                   title=f"{percentile.removesuffix('_us')} latency vs rate",
+                   x_title="requested rate (req/s)" if x == "rate_rps" else f"{x}",
+                   y_title=f"{percentile.removesuffix('_us')} latency (us)")
+
+
+def latency_vs_connections(runs: pd.DataFrame, *, percentile: str = "p99_us",
+                           color: str = "mesh") -> go.Figure:
+    """A per-run percentile against the number of connections, per mesh."""
+    return _versus(runs, x="connections", y=percentile, color=color,
+                   title=f"{percentile.removesuffix('_us')} latency vs connections",
+                   x_title="connections (count)",
+                   y_title=f"{percentile.removesuffix('_us')} latency (us)")
+
+
+_RESOURCE_UNITS = {"cpu_percent": "CPU (% of one core)", "rss_bytes": "memory (MiB)"}
+
+
+def resource_vs_rate(runs: pd.DataFrame, telemetry: pd.DataFrame, *,
+                     metric: str = "cpu_percent", color: str = "mesh") -> go.Figure:
+    """Mean proxy CPU (or memory) per run, summed over proxies, against the requested rate."""
+    from meshlab.analysis.overhead import resource_per_run
+
+    title = f"{_RESOURCE_UNITS.get(metric, metric)} vs rate"
+    if runs.empty or telemetry.empty:
+        return _empty(title, "no telemetry recorded for these runs")
+    per_run = resource_per_run(telemetry, metric).rename("value")
+    if metric == "rss_bytes":
+        per_run = per_run / (1024 * 1024)
+    df = runs.merge(per_run, left_on="run_id", right_index=True)
+    return _versus(df, x="rate_rps", y="value", color=color, title=title,
+                   x_title="requested rate (req/s)", y_title=_RESOURCE_UNITS.get(metric, metric))
+
+
+def timeline(timeseries: pd.DataFrame, *, runs: pd.DataFrame | None = None,
+             metric: str = "p99_us", color: str = "mesh",
+             title: str | None = None) -> go.Figure:
+    """Per-second values of every run (one line per run, coloured by group)."""
+    units = {"p50_us": "p50 latency (us)", "p99_us": "p99 latency (us)",
+             "requests": "requests per second (req/s)", "errors": "errors per second (1/s)"}
+    title = title or f"{units.get(metric, metric)} per second"
+    if timeseries.empty:
+        return _empty(title, "no per-second data yet")
+    label = _group_of(runs, color)
+    fig = go.Figure(layout={**LAYOUT, "title": title})
+    ts = timeseries.sort_values(["run_id", "second"])
+    ts = ts.assign(group=ts["run_id"].astype(str).map(lambda r: label.get(r, r)))
+    colours = group_colors(sorted(ts["group"].astype(str).unique()))
+    for group, g in ts.groupby("group", sort=True):
+        # one trace per group with gaps between runs keeps 1,000 runs at a few traces
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for _, r in g.groupby("run_id", sort=False):
+            xs.extend([*r["second"].tolist(), None])
+            ys.extend([*r[metric].tolist(), None])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(group),
+                                 line={"color": colours[str(group)]}, connectgaps=False))
+    fig.update_xaxes(title="time since measuring started (s)")
+    fig.update_yaxes(title=units.get(metric, metric))
+    return fig
+
+
+def overhead_bars(table: pd.DataFrame, *, metrics: Sequence[str] = ("p50_us", "p90_us",
+                  "p99_us", "p999_us"), relative: bool = True,
+                  title: str = "Overhead vs baseline") -> go.Figure:
+    """Bars of each metric's change with its bootstrap interval as error bars. Accepts an
+    `overhead()` table or an `overhead_by()` table (one bar group per candidate/config)."""
+    if table.empty:
+        return _empty(title, "nothing to compare")
+    df = table[table["metric"].isin(list(metrics))].copy()
+    val, lo, hi = (("delta_pct", "ci_low_pct", "ci_high_pct") if relative
+                   else ("delta", "ci_low", "ci_high"))
+    extra = [c for c in df.columns if c in ("candidate_group", "rate_rps", "connections")]
+    df["series"] = (df[extra].astype(str).agg(" ".join, axis=1) if extra else "candidate")
+    fig = go.Figure(layout={**LAYOUT, "title": title, "barmode": "group"})
+    colours = group_colors(list(df["candidate_group"].astype(str)) if "candidate_group" in df
+                           else ["candidate"])
+    for series, g in df.groupby("series", sort=False):
+        first = str(g["candidate_group"].iloc[0]) if "candidate_group" in g else "candidate"
+        fig.add_trace(go.Bar(
+            x=g["metric"].str.removesuffix("_us"), y=g[val], name=str(series),
+            marker_color=colours[first],
+            error_y={"type": "data", "symmetric": False, "array": g[hi] - g[val],
+                     "arrayminus": g[val] - g[lo]}))
+    fig.update_xaxes(title="metric (percentile of latency)")
+    fig.update_yaxes(title="change vs baseline (%)" if relative else "change vs baseline (us)")
+    return fig
+
+
+def _code_color(code: int) -> str:
+    if code < 300:
+        return "#2ca02c"
+    if code < 500:
+        return "#ff7f0e" if code != 429 else "#e6a800"
+    return {503: "#d62728", 504: "#9467bd", 502: "#8c564b"}.get(code, "#e377c2")
+
+
+def status_mix(shares: pd.DataFrame, *, by: str = "policy",
+               title: str = "Responses by HTTP status") -> go.Figure:
+    """Stacked bars: each status code's share of a group's responses (a `status_shares()`
+    table), with the counts in the hover text."""
+    if shares.empty:
+        return _empty(title, "no responses recorded")
+    fig = go.Figure(layout={**LAYOUT, "title": title, "barmode": "stack"})
+    groups = [str(g) for g in dict.fromkeys(shares[by])]
+    for code, g in shares.groupby("code", sort=True):
+        c = int(str(code))
+        fig.add_trace(go.Bar(
+            x=g[by].astype(str), y=g["share"] * 100.0, name=str(c), customdata=g["count"],
+            marker_color=_code_color(c), text=(g["share"] * 100.0).round(1).astype(str) + "%",
+            hovertemplate="%{x}: %{y:.2f}% (%{customdata} responses)<extra>" + str(c)
+            + "</extra>"))
+    fig.update_xaxes(title=by, categoryorder="array", categoryarray=groups)
+    fig.update_yaxes(title="share of responses (%)", range=[0, 100.5])
+    return fig
+
+
+def counter_bars(table: pd.DataFrame, *, by: str = "policy", series: str = "metric",
+                 value: str = "value", labels: Mapping[str, str] | None = None,
+                 title: str = "Proxy counters", y_title: str = "count during the run") -> go.Figure:
+    """Grouped bars of a `counters_by()` table: one bar group per `by` value, one bar per
+    `series` value (each metric, or each source with `value="share"`). `labels` renames
+    series in the legend (`{"envoy.upstream_rq_retry": "retries"}`) and orders them."""
+    if table.empty:
+        return _empty(title, "no proxy counters recorded for these runs")
+    names = dict(labels or {})
+    fig = go.Figure(layout={**LAYOUT, "title": title, "barmode": "group"})
+    scale = 100.0 if value == "share" else 1.0
+    keys = list(dict.fromkeys(table[series].astype(str)))
+    keys.sort(key=lambda k: list(names).index(k) if k in names else len(names))
+    groups = [str(g) for g in dict.fromkeys(table[by])]
+    for i, key in enumerate(keys):
+        g = table[table[series].astype(str) == key]
+        label = names.get(key, key)
+        fig.add_trace(go.Bar(x=g[by].astype(str), y=g[value] * scale, name=label,
+                             marker_color=_PALETTE[i % len(_PALETTE)],
+                             text=(g[value] * scale).round(1),
+                             hovertemplate="%{x}: %{y:.1f}<extra>" + label + "</extra>"))
+    fig.update_xaxes(categoryorder="array", categoryarray=groups)
+    fig.update_xaxes(title=by)
+    fig.update_yaxes(title=y_title)
+    return fig

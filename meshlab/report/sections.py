@@ -1,0 +1,217 @@
+"""What the report notebook's cells call: one prepared comparison and one function per section.
+
+Bad input (no store, an empty store, unknown run ids, a group matching no runs) becomes
+`ReportContext.problem`, and every section then shows that message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from meshlab.analysis import (
+    Frames,
+    RegressionVerdict,
+    Threshold,
+    Verdict,
+    context_diff,
+    load_frames,
+    missing_runs,
+    overhead,
+    parse_thresholds,
+    regression_verdict,
+    select_runs,
+)
+from meshlab.analysis.selection import Selector
+from meshlab.errors import MeshlabError
+
+
+@dataclass(slots=True)
+class ReportContext:
+    """A prepared comparison: frames, the two run groups, overhead table and verdict."""
+
+    store_path: str
+    baseline: list[str] = field(default_factory=list)
+    candidate: list[str] = field(default_factory=list)
+    frames: Frames = field(default_factory=Frames.empty, repr=False)
+    thresholds: tuple[Threshold, ...] = ()
+    overhead: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    verdict: RegressionVerdict | None = None
+    problem: str | None = None
+    title: str = "meshlab report"
+
+
+def _describe(sel: Selector) -> str:
+    if isinstance(sel, str):
+        return sel
+    if isinstance(sel, Mapping):
+        return ",".join(f"{k}={v}" for k, v in sel.items())
+    return ",".join(sel)
+
+
+def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
+                   ) -> tuple[list[str], list[str], str | None]:
+    """(baseline ids, candidate ids, problem message or None) for two selectors."""
+    if runs.empty:
+        return [], [], ("The store holds no runs yet. Record some first, e.g. "
+                        "`meshlab run profile.yaml`, then build the report again.")
+    problems = []
+    groups: list[list[str]] = []
+    for name, sel in (("baseline", baseline), ("candidate", candidate)):
+        unknown = missing_runs(runs, sel)
+        if unknown:
+            problems.append(f"{name}: unknown run ids {', '.join(unknown)} "
+                            "(list stored runs with `meshlab runs`)")
+        ids = select_runs(runs, sel)
+        if not ids and not unknown:
+            meshes = ", ".join(sorted(runs["mesh"].dropna().astype(str).unique()))
+            problems.append(f"{name}: selector {_describe(sel)!r} matched no runs "
+                            f"(meshes in the store: {meshes or 'none'})")
+        groups.append(ids)
+    return groups[0], groups[1], ("; ".join(problems) if problems else None)
+
+
+def prepare(
+    store_path: str | Path,
+    *,
+    baseline: Selector,
+    candidate: Selector,
+    thresholds: Sequence[str] | Mapping[str, str] | None = None,
+    title: str = "meshlab report",
+    renderer: str | None = "notebook",
+    n_boot: int = 1000,
+) -> ReportContext:
+    """Open the store read-only, resolve both groups and compute overhead and verdict.
+    Never raises for bad input: the message lands in `.problem`."""
+    if renderer:
+        import plotly.io as pio
+
+        pio.renderers.default = renderer
+    ctx = ReportContext(store_path=str(store_path), title=title)
+    try:
+        ctx.thresholds = parse_thresholds(thresholds if thresholds else None)
+        if not Path(store_path).exists():
+            raise FileNotFoundError
+        from meshlab.store import Store
+
+        store = Store(store_path, read_only=True)
+        runs = store.runs()
+        ctx.baseline, ctx.candidate, ctx.problem = resolve_groups(
+            runs, baseline=baseline, candidate=candidate)
+        if ctx.problem:
+            return ctx
+        ctx.frames = load_frames(store, [*ctx.baseline, *ctx.candidate])
+    except FileNotFoundError:
+        ctx.problem = f"No store at {store_path}: check --store (default data/meshlab.duckdb)."
+        return ctx
+    except MeshlabError as exc:
+        ctx.problem = f"{type(exc).__name__}: {exc}"
+        return ctx
+    f = ctx.frames
+    lat = f.buckets[f.buckets["kind"] == "latency"] if not f.buckets.empty else f.buckets
+    ctx.overhead = overhead(f.runs, lat, baseline=ctx.baseline, candidate=ctx.candidate,
+                            telemetry=f.telemetry, n_boot=n_boot)
+    ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
+    return ctx
+
+
+def exit_code(ctx: ReportContext) -> int:
+    """0 no regression, 1 regression, 2 the comparison could not be made (bad input)."""
+    if ctx.problem or ctx.verdict is None or ctx.verdict.verdict is Verdict.NO_DATA:
+        return 2
+    return 1 if ctx.verdict.is_regression else 0
+
+
+def verdict_document(ctx: ReportContext) -> dict[str, object]:
+    v = ctx.verdict
+    return {
+        "verdict": str(v.verdict) if v else "error",
+        "regressions": list(v.regressions) if v else [],
+        "problem": ctx.problem,
+        "exit_code": exit_code(ctx),
+        "baseline": ctx.baseline,
+        "candidate": ctx.candidate,
+    }
+
+
+def write_verdict(ctx: ReportContext, path: str | Path | None) -> None:
+    """Write the verdict JSON the `build_report` caller reads (no-op without a path)."""
+    if path:
+        Path(path).write_text(json.dumps(verdict_document(ctx), indent=2), encoding="utf-8")
+
+
+# --- sections: each returns something Jupyter displays --------------------------------------
+
+def _md(text: str) -> object:
+    from IPython.display import Markdown
+
+    return Markdown(text)  # type: ignore[no-untyped-call]
+
+
+def _problem(ctx: ReportContext) -> object:
+    return _md(f"> **Cannot compare:** {ctx.problem}")
+
+
+def header(ctx: ReportContext) -> object:
+    if ctx.problem:
+        return _md(f"# {ctx.title}\n\n> **Cannot compare:** {ctx.problem}")
+    v = ctx.verdict
+    status = v.summary() if v else "no verdict"
+    return _md(f"# {ctx.title}\n\n**Verdict: {status}**\n\n"
+               f"Store `{ctx.store_path}` · baseline {len(ctx.baseline)} runs · candidate "
+               f"{len(ctx.candidate)} runs · thresholds "
+               + ", ".join(f"`{t}`" for t in ctx.thresholds))
+
+
+def verdict_table(ctx: ReportContext) -> object:
+    if ctx.problem or ctx.verdict is None:
+        return _problem(ctx)
+    return ctx.verdict.table.round(3)
+
+
+def overhead_table(ctx: ReportContext) -> object:
+    if ctx.problem:
+        return _problem(ctx)
+    cols = ["metric", "unit", "baseline", "candidate", "delta_pct", "ci_low_pct", "ci_high_pct",
+            "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd"]
+    return ctx.overhead[cols].round(2)
+
+
+def context_table(ctx: ReportContext) -> object:
+    if ctx.problem:
+        return _problem(ctx)
+    f = ctx.frames
+    lat = f.buckets[f.buckets["kind"] == "latency"]
+    diff = context_diff(f.runs, baseline=ctx.baseline, candidate=ctx.candidate, buckets=lat)
+    return diff.round(2)
+
+
+def figure(ctx: ReportContext, name: str) -> object:
+    """One of: spectrum, overhead, histogram, rate, timeline, resources."""
+    if ctx.problem:
+        return _problem(ctx)
+    from meshlab import figures
+
+    f = ctx.frames
+    lat = f.buckets[f.buckets["kind"] == "latency"]
+    if name == "spectrum":
+        return figures.ab_overlay(lat, baseline=ctx.baseline, candidate=ctx.candidate)
+    if name == "overhead":
+        return figures.overhead_bars(ctx.overhead)
+    if name == "histogram":
+        return figures.histogram_cdf(lat, groups={"baseline": ctx.baseline,
+                                                  "candidate": ctx.candidate})
+    group = pd.Series("candidate", index=f.runs.index).where(
+        ~f.runs["run_id"].isin(ctx.baseline), "baseline")
+    runs = f.runs.assign(group=group)
+    if name == "rate":
+        return figures.latency_vs_rate(runs, color="group")
+    if name == "timeline":
+        return figures.timeline(f.timeseries, runs=runs, color="group")
+    if name == "resources":
+        return figures.resource_vs_rate(runs, f.telemetry, color="group")
+    raise ValueError(f"unknown report figure {name!r}")

@@ -1,0 +1,148 @@
+"""The workbench widget: profile form, Run/Cancel with a progress bar and a live latency
+timeline (the kernel stays free: the run is on a background thread, a kernel task polls it),
+a results browser, a compare view and exports. Bad input becomes a message, not a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import pandas as pd
+
+from meshlab.errors import MeshlabError
+from meshlab.widgets._show import show
+from meshlab.widgets.form import ProfileForm
+
+POLL_S = 0.5
+
+
+def _cls(widget: W.Widget, name: str) -> W.Widget:
+    widget.add_class(name)
+    return widget
+
+
+class Workbench:
+    """`Workbench(store_path, defaults={...}).widget` in a notebook cell (or `display(wb)`)."""
+
+    def __init__(self, store_path: str | Path = "data/meshlab.duckdb", *,
+                 defaults: dict[str, Any] | None = None) -> None:
+        self.store_path = Path(store_path)
+        self.form = ProfileForm(defaults)
+        self.run_button = _cls(W.Button(description="Run", button_style="primary"), "meshlab-run")
+        self.cancel_button = _cls(W.Button(description="Cancel", disabled=True), "meshlab-cancel")
+        self.progress = _cls(W.FloatProgress(value=0.0, min=0.0, max=1.0, description="idle"),
+                             "meshlab-progress")
+        self.status = _cls(W.HTML(value=""), "meshlab-status")
+        self.live = _cls(W.Output(), "meshlab-live")
+        self.handle: Any = None
+        self.outcome: Any = None
+        self._live_rows: list[dict[str, float | str]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.run_button.on_click(lambda _: self.start())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        from meshlab.widgets.browser import ResultsBrowser
+
+        self.browser = ResultsBrowser(self.store_path)
+        run_tab = W.VBox([self.form.widget, W.HBox([self.run_button, self.cancel_button,
+                                                    self.progress]), self.status, self.live])
+        self.tabs = W.Tab(children=[run_tab, self.browser.widget])
+        self.tabs.set_title(0, "Run")
+        self.tabs.set_title(1, "Results")
+        self.widget = _cls(self.tabs, "meshlab-workbench")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)  # type: ignore[no-untyped-call]
+
+    # running --------------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Validate the form and start the run in the background; False on bad input."""
+        if self.handle is not None and not self.handle.done():
+            self.status.value = "a run is already in flight; cancel it first"
+            return False
+        profile = self.form.profile()
+        if profile is None:
+            self.status.value = "<b>fix the highlighted fields</b>"
+            return False
+        from meshlab.experiment import start_profile
+
+        self._live_rows = []
+        self.outcome = None
+        try:
+            self.handle = start_profile(profile, store=self.store_path)
+        except MeshlabError as exc:
+            self.status.value = f"<b>cannot start:</b> {exc}"
+            return False
+        self.run_button.disabled, self.cancel_button.disabled = True, False
+        self.progress.value, self.progress.bar_style = 0.0, ""
+        self.progress.description = "running"
+        self.status.value = f"running {profile.run_count()} run(s) of {profile.name}"
+        with contextlib.suppress(RuntimeError):             # no loop: the caller polls
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+        return True
+
+    def cancel(self) -> None:
+        if self.handle is not None and not self.handle.done():
+            self.handle.cancel()
+            self.status.value = "cancelling..."
+
+    async def _watch(self) -> None:
+        while not self.poll():
+            await asyncio.sleep(POLL_S)
+
+    def poll(self) -> bool:
+        """Update bar, status and live chart from the run; True once the run has ended."""
+        if self.handle is None:
+            return True
+        snap = self.handle.progress
+        if snap is not None:
+            self.progress.value = snap.fraction_done
+            if snap.event == "progress" and not math.isnan(snap.p99_us):
+                self._live_rows.append({
+                    "run_id": snap.run_label or str(snap.run_index),
+                    "second": len([r for r in self._live_rows
+                                   if r["run_id"] == (snap.run_label or str(snap.run_index))]),
+                    "requests": snap.rate_rps, "errors": snap.errors,
+                    "p50_us": snap.p50_us, "p99_us": snap.p99_us})
+                self._draw_live()
+        if not self.handle.done():
+            return False
+        try:
+            self.outcome = self.handle.result()
+        except MeshlabError as exc:
+            self._finish(f"<b>failed:</b> {exc}", "danger")
+            return True
+        o = self.outcome
+        self._finish(f"{o.status}: {len(o.results)} run(s) stored in experiment "
+                     f"{o.experiment_id}", "success" if o.ok else "warning")
+        self._draw_results(o.run_ids)
+        self.browser.refresh()
+        return True
+
+    def _finish(self, message: str, style: str) -> None:
+        self.progress.value = 1.0 if style == "success" else self.progress.value
+        self.progress.bar_style = style
+        self.progress.description = "done" if style == "success" else style
+        self.status.value = message
+        self.run_button.disabled, self.cancel_button.disabled = False, True
+
+    def _draw_live(self) -> None:
+        from meshlab import figures
+
+        fig = figures.timeline(pd.DataFrame(self._live_rows), title="live p99 latency (us)")
+        show(self.live, [fig])
+
+    def _draw_results(self, run_ids: list[str]) -> None:
+        from meshlab import figures
+        from meshlab.analysis import load_frames
+        from meshlab.store import Store
+
+        frames = load_frames(Store(self.store_path, read_only=True), run_ids)
+        if frames.timeseries.empty:
+            return
+        show(self.live, [figures.timeline(frames.timeseries, runs=frames.runs)])

@@ -1,0 +1,52 @@
+"""Browser-test fixtures: Debian's Chromium through Playwright, and Jupyter config/data/runtime
+dirs under tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _browser import ARGS, CHROMIUM
+
+
+@pytest.fixture
+def jupyter_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """JUPYTER_CONFIG_DIR, _DATA_DIR and _RUNTIME_DIR under tmp_path (tests stay out of ~)."""
+    dirs = {}
+    for name in ("CONFIG", "DATA", "RUNTIME"):
+        d = tmp_path / f"jupyter-{name.lower()}"
+        d.mkdir()
+        monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
+        dirs[name.lower()] = d
+    return dirs
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the item, so `page` can tell that the test failed."""
+    report: pytest.TestReport = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def page(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Playwright page in headless Debian Chromium (Playwright cannot download its own)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("install Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1300, "height": 1100})
+            yield pg
+            report = getattr(request.node, "rep_call", None)
+            if report is not None and report.failed:
+                # what the page showed when the test failed, next to the test's other files
+                pg.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,123 @@
+"""Figures: pure `fn(df) -> go.Figure`, units in every axis title, stable mesh colours, a
+handful of traces even over 1,000 runs, and an explanatory empty figure for empty input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import plotly.graph_objects as go
+import pytest
+
+from meshlab import figures
+from meshlab.analysis import Frames, frames_from_results, overhead, overhead_by, synthetic_result
+
+MESHES = ("none", "envoy", "istio", "linkerd")
+
+
+@pytest.fixture(scope="module")
+def many() -> Frames:
+    """1,000 runs: 4 meshes x 5 rates x 2 connection counts x 25 repeats."""
+    results = []
+    i = 0
+    for repeat in range(25):
+        for m, mesh in enumerate(MESHES):
+            for rate in (100.0, 200.0, 500.0, 1000.0, 2000.0):
+                for conns in (8, 32):
+                    results.append(synthetic_result(
+                        run_id=f"r{i}", mesh=mesh, rate_rps=rate, connections=conns,
+                        repeat=repeat, seed=i, requests=300, duration_s=3.0,
+                        slowdown=1 + 0.1 * m, cpu_percent=5.0 + m))
+                    i += 1
+    return frames_from_results(results)
+
+
+def _lat(f: Frames) -> object:
+    return f.buckets[f.buckets["kind"] == "latency"]
+
+
+FIGS: dict[str, Callable[[Frames], go.Figure]] = {
+    "spectrum": lambda f: figures.percentile_spectrum(_lat(f), runs=f.runs),  # type: ignore[arg-type]
+    "histogram": lambda f: figures.histogram_cdf(_lat(f), runs=f.runs),       # type: ignore[arg-type]
+    "rate": lambda f: figures.latency_vs_rate(f.runs),
+    "connections": lambda f: figures.latency_vs_connections(f.runs),
+    "cpu": lambda f: figures.resource_vs_rate(f.runs, f.telemetry),
+    "timeline": lambda f: figures.timeline(f.timeseries, runs=f.runs),
+    "ab": lambda f: figures.ab_overlay(f.buckets, baseline=["r0"], candidate=["r1"]),
+    "co": lambda f: figures.corrected_vs_uncorrected(f.buckets, run_ids=["r0", "r4"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIGS))
+def test_figures_over_1000_runs_have_one_trace_per_group_and_units(many: Frames,
+                                                                     name: str) -> None:
+    fig = FIGS[name](many)
+    assert isinstance(fig, go.Figure)
+    assert 1 <= len(fig.data) <= 2 * len(MESHES)
+    titles = [fig.layout.xaxis.title.text, fig.layout.yaxis.title.text]
+    assert all(t and "(" in t for t in titles), titles          # every axis names its unit
+    fig.to_json()
+
+
+def test_colours_are_consistent_per_mesh(many: Frames) -> None:
+    a = figures.percentile_spectrum(_lat(many), runs=many.runs)  # type: ignore[arg-type]
+    b = figures.latency_vs_rate(many.runs)
+    colour_a = {t.name.split(" ")[0]: t.line.color for t in a.data}
+    colour_b = {t.name: t.line.color for t in b.data}
+    assert colour_a == colour_b
+    assert figures.mesh_color("envoy") != figures.mesh_color("none")
+    assert figures.mesh_color("my-mesh") == figures.mesh_color("my-mesh")
+
+
+def test_spectrum_is_monotonic_on_a_percentile_axis(many: Frames) -> None:
+    fig = figures.percentile_spectrum(_lat(many), runs=many.runs)  # type: ignore[arg-type]
+    assert fig.layout.xaxis.type == "log"
+    for tr in fig.data:
+        ys = list(tr.y)
+        assert ys == sorted(ys)
+
+
+def test_overhead_bars_carry_intervals(many: Frames) -> None:
+    sub = many.subset([f"r{i}" for i in range(80)])
+    table = overhead(sub.runs, _lat(sub), baseline=list(sub.runs.run_id[sub.runs.mesh == "none"]),  # type: ignore[arg-type]
+                     candidate=list(sub.runs.run_id[sub.runs.mesh == "envoy"]), n_boot=100)
+    fig = figures.overhead_bars(table)
+    assert len(fig.data) == 1 and fig.data[0].error_y.array is not None
+    by = overhead_by(sub.runs, _lat(sub), by=(), n_boot=50)  # type: ignore[arg-type]
+    assert len(figures.overhead_bars(by).data) == len(MESHES) - 1
+
+
+def test_empty_input_gives_an_explanatory_figure() -> None:
+    e = Frames.empty()
+    for fig in (figures.percentile_spectrum(e.buckets), figures.latency_vs_rate(e.runs),
+                figures.timeline(e.timeseries), figures.overhead_bars(e.runs),
+                figures.histogram_cdf(e.buckets)):
+        assert fig.layout.annotations and not fig.data
+
+
+def test_status_mix_and_counter_bars() -> None:
+    import pandas as pd
+
+    from meshlab.analysis import counters_by, status_shares
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "policy": ["off", "on"]})
+    codes = pd.DataFrame({"run_id": ["a", "a", "b"], "code": [200, 503, 200],
+                          "count": [80, 20, 100]})
+    mix = figures.status_mix(status_shares(codes, runs))
+    assert {t.name for t in mix.data} == {"200", "503"} and mix.layout.barmode == "stack"
+    assert "(%)" in mix.layout.yaxis.title.text
+    tel = pd.DataFrame({"run_id": ["a", "a", "b", "b"], "t_s": [0.0, 1.0, 0.0, 1.0],
+                        "source": ["envoy:x"] * 4, "metric": ["envoy.upstream_rq_retry"] * 4,
+                        "value": [0.0, 0.0, 5.0, 25.0]})
+    bars = figures.counter_bars(counters_by(tel, runs, "envoy.upstream_rq_retry"),
+                                labels={"envoy.upstream_rq_retry": "retries"})
+    assert [t.name for t in bars.data] == ["retries"] and list(bars.data[0].y) == [0.0, 20.0]
+    for fig in (figures.status_mix(status_shares(codes.iloc[0:0], runs)),
+                figures.counter_bars(counters_by(tel.iloc[0:0], runs, "m"))):
+        assert fig.layout.annotations and not fig.data
+
+
+def test_groups_of_one_figure_get_distinct_colours() -> None:
+    colours = figures.group_colors(["envoy+mtls", "envoy", "fault-delay", "slow-backend",
+                                    "fault-abort", "slow-backend+timeout"])
+    assert colours["envoy"] == figures.mesh_color("envoy")     # the mesh keeps its colour
+    assert len(set(colours.values())) == len(colours)

@@ -1,0 +1,108 @@
+"""The report: real DuckDB store, real kernel via papermill, standalone HTML, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshlab.analysis import synthetic_result
+from meshlab.report import build_report, prepare, report_main
+from meshlab.report.sections import exit_code
+from meshlab.store import Store
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = Path(tmp_path_factory.mktemp("report")) / "meshlab.duckdb"
+    store = Store(path)
+    for i in range(3):
+        common = {"requests": 20_000, "duration_s": 4.0}
+        store.save(synthetic_result(run_id=f"base-{i}", seed=i, **common))            # type: ignore[arg-type]
+        store.save(synthetic_result(run_id=f"slow-{i}", seed=10 + i, slowdown=1.2,    # type: ignore[arg-type]
+                                    mesh="envoy", **common))
+        store.save(synthetic_result(run_id=f"same-{i}", seed=20 + i, mesh="same",      # type: ignore[arg-type]
+                                    **common))
+    return path
+
+
+def test_planted_regression_exits_one(store_path: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.html"
+    code = report_main(baseline="mesh=none", candidate="mesh=envoy", out=out,
+                       store=store_path, thresholds=["p99=10%"])
+    assert code == 1
+    assert "REGRESSION" in capsys.readouterr().err
+    html = out.read_text(encoding="utf-8")
+    assert "REGRESSION in" in html
+    assert "Plotly.newPlot" in html and 'src="http' not in html   # plotly.js inlined: offline
+    assert "rpt.prepare" not in html                               # code hidden
+
+
+def test_identical_candidate_exits_zero(store_path: Path, tmp_path: Path) -> None:
+    outcome = build_report(store_path, baseline="base-0,base-1,base-2",
+                           candidate=["same-0", "same-1", "same-2"], out=tmp_path / "r.html",
+                           n_boot=300)
+    assert outcome.exit_code == 0, outcome
+    assert not outcome.regressions and outcome.out.exists()
+
+
+def test_empty_store_gives_a_message_not_a_traceback(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    Store(empty).runs()
+    outcome = build_report(empty, baseline="mesh=none", candidate="mesh=envoy",
+                           out=tmp_path / "r.html")
+    assert outcome.exit_code == 2
+    assert outcome.problem and "no runs" in outcome.problem
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Cannot compare" in html and "Traceback" not in html
+
+
+@pytest.mark.parametrize(("baseline", "candidate", "needle"), [
+    ("base-0,nope-1", "mesh=envoy", "unknown run ids nope-1"),
+    ("mesh=istio", "mesh=envoy", "baseline: selector 'mesh=istio' matched no runs"),
+])
+def test_bad_selection_is_explained(store_path: Path, baseline: str, candidate: str,
+                                    needle: str) -> None:
+    ctx = prepare(store_path, baseline=baseline, candidate=candidate, renderer=None)
+    assert ctx.problem and needle in ctx.problem
+    assert exit_code(ctx) == 2
+
+
+def test_missing_store_is_explained(tmp_path: Path) -> None:
+    ctx = prepare(tmp_path / "absent.duckdb", baseline="a", candidate="b", renderer=None)
+    assert ctx.problem and "No store at" in ctx.problem
+
+
+def test_no_fail_exits_zero_on_a_regression_but_two_on_bad_input(
+        store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    code = report_main(baseline="mesh=none", candidate="mesh!=none,mesh!=same", out=out,
+                       store=store_path, thresholds=["p99=10%"], fail_on_regression=False)
+    assert code == 0
+    assert "REGRESSION" in capsys.readouterr().err          # still reported
+    assert report_main(baseline="mesh=istio", candidate="mesh!=none", out=out,
+                       store=store_path, fail_on_regression=False) == 2
+
+
+def test_negative_selector_in_the_report(store_path: Path) -> None:
+    ctx = prepare(store_path, baseline="mesh=none", candidate="mesh!=none", renderer=None,
+                  n_boot=50)
+    assert ctx.problem is None
+    assert sorted(ctx.candidate) == [*(f"same-{i}" for i in range(3)),
+                                     *(f"slow-{i}" for i in range(3))]
+    assert sorted(ctx.baseline) == [f"base-{i}" for i in range(3)]
+
+
+def test_template_is_packaged_and_identical_to_the_source() -> None:
+    from meshlab.report.build import template_path
+
+    repo = Path(__file__).resolve().parents[1]
+    source = repo / "templates" / "report.ipynb"
+    packaged = repo / "meshlab" / "report" / "report.ipynb"
+    assert template_path() == source                      # a checkout edits the source
+    assert packaged.read_bytes() == source.read_bytes(), (
+        "meshlab/report/report.ipynb (package data) differs from templates/report.ipynb: "
+        "cp templates/report.ipynb meshlab/report/report.ipynb")

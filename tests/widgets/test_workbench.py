@@ -1,0 +1,106 @@
+"""Widget handlers driven by setting `.value` and clicking, against a real echo server and a
+real DuckDB store; bad input shows a message next to the field or in the browser."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from meshlab.analysis import synthetic_result
+from meshlab.store import Store
+from meshlab.widgets import ResultsBrowser, Workbench
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_bad_form_input_is_shown_next_to_the_field(tmp_path: Path) -> None:
+    wb = Workbench(tmp_path / "s.duckdb", defaults={"name": "w", "target": "http://127.0.0.1:1/"})
+    wb.form.set("loads.rate_rps", "-5")
+    wb.form.set("target", "not a url")
+    wb.run_button.click()
+    errors = {n: e.value for n, (_, _, e) in wb.form.fields.items() if e.value}
+    assert set(errors) == {"loads.rate_rps", "target"}
+    assert "must be &gt;= 0" in errors["loads.rate_rps"]
+    assert wb.handle is None and "fix" in wb.status.value
+
+
+def test_run_progress_completes_and_results_appear(tmp_path: Path, echo_url: str) -> None:
+    wb = Workbench(tmp_path / "s.duckdb", defaults={"name": "widget", "target": echo_url})
+    assert "no store" in wb.browser.message.value
+    wb.form.set("loads.rate_rps", "200")
+    wb.form.set("loads.connections", "2")
+    wb.form.set("loads.duration_s", "1.5")
+    wb.form.set("loads.warmup_s", "0")
+    wb.run_button.click()
+    assert wb.handle is not None and wb.run_button.disabled
+    deadline = time.monotonic() + 60
+    while not wb.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert wb.progress.value == 1.0 and wb.progress.bar_style == "success", wb.status.value
+    assert len(wb.live.outputs) == 1
+    assert len(wb.browser.runs.options) == 1
+    assert not wb.run_button.disabled
+
+
+def test_cancel_stops_a_run(tmp_path: Path, echo_url: str) -> None:
+    wb = Workbench(tmp_path / "s.duckdb", defaults={"name": "cancel", "target": echo_url})
+    wb.form.set("loads.rate_rps", "100")
+    wb.form.set("loads.duration_s", "30")
+    wb.run_button.click()
+    time.sleep(1.0)
+    wb.cancel_button.click()
+    deadline = time.monotonic() + 30
+    while not wb.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "aborted" in wb.status.value
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    for i in range(2):
+        store.save(synthetic_result(run_id=f"base-{i}", seed=i, requests=5_000,
+                                    labels={"build": "a"}))
+        store.save(synthetic_result(run_id=f"slow-{i}", seed=9 + i, requests=5_000, mesh="envoy",
+                                    slowdown=1.3, labels={"build": "b"}))
+    return path
+
+
+def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) -> None:
+    b = ResultsBrowser(store_path, export_dir=tmp_path / "out")
+    assert len(b.runs.options) == 4
+    b.mesh.value = "envoy"
+    assert [v for _, v in b.runs.options] == ["slow-0", "slow-1"]
+    b.mesh.value = "(any)"
+    b.label.value = "build=a"
+    assert [v for _, v in b.runs.options] == ["base-0", "base-1"]
+    b.label.value = ""
+    assert not b.compare()                               # nothing picked: a message
+    assert "pick" in b.message.value
+    b.baseline.value = ("base-0", "base-1")
+    b.candidate.value = ("slow-0", "slow-1")
+    b.compare_button.click()
+    assert "REGRESSION" in b.message.value
+    assert len(b.output.outputs) == 3
+    b.runs.value = ("base-0",)
+    b.csv_button.click()
+    assert (tmp_path / "out" / "meshlab-runs.csv").read_text().count("\n") == 2
+    b.fortio_button.click()
+    assert (tmp_path / "out" / "meshlab-fortio" / "base-0.json").exists(), b.message.value
+
+
+def test_empty_store_is_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "empty.duckdb"
+    Store(path).runs()
+    b = ResultsBrowser(path)
+    assert "no runs" in b.message.value
+    b.baseline.options = [("x", "x")]
+    b.candidate.options = [("y", "y")]
+    b.baseline.value, b.candidate.value = ("x",), ("y",)
+    assert not b.compare()
+    assert "cannot compare" in b.message.value
