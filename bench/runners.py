@@ -29,49 +29,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner_vs_wrk import start_nginx  # one nginx set-up for every bench
+
 from meshlab.errors import MeshlabError
-from meshlab.playground.ports import free_ports, port_open
 from meshlab.profile import RunSpec
 from meshlab.runners.base import Runner, get_runner
 from meshlab.runners.hey import HeyRunner
 from meshlab.runners.native import NativeRunner
 from meshlab.runners.wrk import WrkRunner
 
-NGINX_CONF = """worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};
-  uwsgi_temp_path {d}; scgi_temp_path {d};
-  keepalive_requests 1000000000;
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello\\n"; }} }}
-}}
-"""
-
 Sample = tuple[float, float]        # (requests per second, CPU seconds per 100k requests)
 P50_TARGET = 0.10                   # native p50 within 10 % of the reference tool's
 OPEN_RATE_RPS = 1000.0
 OPEN_CONNECTIONS = 4
-
-
-def start_nginx(d: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_ports(1)[0]
-    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port))
-    proc = subprocess.Popen(["/usr/sbin/nginx", "-p", str(d), "-c", str(d / "nginx.conf")])
-    deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"nginx did not start: {(d / 'error.log').read_text()}")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}/"
 
 
 def cpu_s() -> float:

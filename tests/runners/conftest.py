@@ -28,7 +28,8 @@ def nginx_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """http://127.0.0.1:PORT/ of a 1-worker nginx answering `200 hello`; killed at the end."""
     exe = NGINX if Path(NGINX).exists() else shutil.which("nginx")
     if not exe:
-        pytest.skip("nginx is not installed")
+        pytest.fail("nginx is not installed: run `make test` (it installs nginx-light) or "
+                    "apt-get install nginx-light")
     d = tmp_path_factory.mktemp("nginx")
     port = free_ports(1)[0]
     (d / "nginx.conf").write_text(f"""
