@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 import pytest
+from _runner_tests import assert_sane, golden, spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,26 +16,6 @@ from meshlab.profile import RunSpec
 from meshlab.results import RunResult, RunStatus
 from meshlab.runners._tool import FILE_MARKER, join_output
 from meshlab.runners.ab import GNUPLOT_FILE, PERCENT_FILE, AbRunner
-
-GOLDEN = Path(__file__).parent / "golden"
-PS = (50.0, 90.0, 99.0, 99.9)
-
-
-def golden(name: str) -> str:
-    return (GOLDEN / name).read_text(encoding="utf-8")
-
-
-def spec(**kw: object) -> RunSpec:
-    base: dict[str, object] = {"target": "http://127.0.0.1:8080/", "connections": 4,
-                               "duration_s": 1.0}
-    base.update(kw)
-    return RunSpec(**base)  # type: ignore[arg-type]
-
-
-def assert_sane(r: RunResult) -> None:
-    ps = [r.latency.percentile_us(p) for p in PS]
-    assert ps == sorted(ps) and ps[0] > 0
-    assert r.latency.min_us <= ps[0] and ps[-1] <= r.latency.max_us
 
 
 def test_argv_keepalive_time_before_count_and_post_body() -> None:
