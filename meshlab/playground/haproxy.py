@@ -6,13 +6,9 @@ permissive mTLS."""
 from __future__ import annotations
 
 import functools
-import re
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from meshlab.errors import MissingDependency
+from meshlab.playground._binary import ProxyBinary, find_system_binary, ms_text
 from meshlab.playground._support import FieldSupport, common_values, status_codes, whole_rate
 from meshlab.playground.certs import dns_name
 from meshlab.playground.plan import Listener, ProxySpec
@@ -65,27 +61,10 @@ FIELDS = FieldSupport(
 SUPPORTED = FIELDS.features()
 
 
-@dataclass(frozen=True, slots=True)
-class HaproxyBinary:
-    path: str
-    source: str
-    version: str
-
-
 @functools.lru_cache(maxsize=1)
-def find_binary() -> HaproxyBinary:
-    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists()
-                                       else None)
-    if path is None:
-        raise MissingDependency("haproxy", install="apt-get install haproxy (or brew install "
-                                                    "haproxy)")
-    out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10)
-    m = re.search(r"version (\S+)", out.stdout + out.stderr)
-    return HaproxyBinary(path, "PATH", m.group(1) if m else "")
-
-
-def _ms(seconds: float) -> str:
-    return f"{max(1, round(seconds * 1000))}ms"
+def find_binary() -> ProxyBinary:
+    return find_system_binary("haproxy", install="apt-get install haproxy (or brew install "
+                                                 "haproxy)", version_pattern=r"version (\S+)")
 
 
 def _retry_on(policy: TrafficPolicy) -> list[str]:
@@ -108,7 +87,7 @@ def _section(lst: Listener, index: int) -> list[str]:
     lines = [f"# policy {pol.name!r} on {lst.name}" if pol else f"# {lst.name}",
              f"frontend f{index}", bind, f"  default_backend b{index}"]
     if pol and pol.timeout and pol.timeout.idle_timeout_s:
-        lines.append(f"  timeout http-keep-alive {_ms(pol.timeout.idle_timeout_s)}")
+        lines.append(f"  timeout http-keep-alive {ms_text(pol.timeout.idle_timeout_s)}")
     cb = pol.circuit_breaker if pol else None
     if pol and pol.rate_limit:
         rl = pol.rate_limit
@@ -144,14 +123,14 @@ def _section(lst: Listener, index: int) -> list[str]:
         server_s = pol.timeout.request_timeout_s
     if pol and pol.retries and pol.retries.per_try_timeout_s:
         server_s = min(server_s, pol.retries.per_try_timeout_s)
-    lines.append(f"  timeout server {_ms(server_s)}")
+    lines.append(f"  timeout server {ms_text(server_s)}")
     maxconn = ""
     if cb:
         limits = [v for v in (cb.max_connections, cb.max_requests) if v is not None]
         if limits:
             # Envoy's limits hold for the whole cluster, haproxy's maxconn per server
             maxconn = f" maxconn {max(1, min(limits) // len(up.endpoints))}"
-        lines.append(f"  timeout queue {_ms(server_s)}")
+        lines.append(f"  timeout queue {ms_text(server_s)}")
     tls = ""
     if up.tls:
         peer = dns_name(up.peer or up.service)

@@ -5,13 +5,9 @@ FIELDS): fault delay, circuit breaking, outlier detection, retry backoff, permis
 from __future__ import annotations
 
 import functools
-import re
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from meshlab.errors import MissingDependency
+from meshlab.playground._binary import ProxyBinary, find_system_binary, ms_text
 from meshlab.playground._support import FieldSupport, common_values, status_codes, whole_rate
 from meshlab.playground.certs import dns_name
 from meshlab.playground.plan import Listener, ProxySpec
@@ -75,27 +71,10 @@ def _rate(requests_per_s: float) -> str | None:
     return f"{n}r/m" if abs(n / 60 - requests_per_s) <= 0.01 * requests_per_s else None
 
 
-@dataclass(frozen=True, slots=True)
-class NginxBinary:
-    path: str
-    source: str
-    version: str
-
-
 @functools.lru_cache(maxsize=1)
-def find_binary() -> NginxBinary:
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                     else None)
-    if path is None:
-        raise MissingDependency("nginx", install="apt-get install nginx-light (or brew install "
-                                                  "nginx)")
-    out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10)
-    m = re.search(r"nginx/(\S+)", out.stderr + out.stdout)
-    return NginxBinary(path, "PATH", m.group(1) if m else "")
-
-
-def _s(seconds: float) -> str:
-    return f"{max(1, round(seconds * 1000))}ms"
+def find_binary() -> ProxyBinary:
+    return find_system_binary("nginx", install="apt-get install nginx-light (or brew install "
+                                               "nginx)", version_pattern=r"nginx/(\S+)")
 
 
 def _next_upstream(policy: TrafficPolicy | None) -> tuple[list[str], int]:
@@ -132,7 +111,7 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     lines += ["    keepalive 64;", "    keepalive_requests 100000;"]
     idle_s = pol.timeout.idle_timeout_s if pol and pol.timeout else None
     if idle_s:
-        lines.append(f"    keepalive_timeout {_s(idle_s)};")      # idle upstream connections
+        lines.append(f"    keepalive_timeout {ms_text(idle_s)};")      # idle upstream connections
     lines.append("  }")
     if pol and pol.rate_limit:
         rl = pol.rate_limit
@@ -145,7 +124,7 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     listen = f"{lst.port} ssl" if lst.tls and lst.mtls == MtlsMode.STRICT else str(lst.port)
     lines += ["  server {", f"    listen 127.0.0.1:{listen};"]
     if idle_s:
-        lines.append(f"    keepalive_timeout {_s(idle_s)};")      # idle client connections
+        lines.append(f"    keepalive_timeout {ms_text(idle_s)};")      # idle client connections
     if lst.tls and lst.mtls == MtlsMode.STRICT:
         lines += [f"    ssl_certificate {lst.tls.cert};",
                   f"    ssl_certificate_key {lst.tls.key};",
@@ -167,10 +146,11 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     read_s = 60.0
     if pol and pol.timeout:
         read_s = pol.timeout.request_timeout_s
-        lines.append(f"      proxy_next_upstream_timeout {_s(read_s)};")
+        lines.append(f"      proxy_next_upstream_timeout {ms_text(read_s)};")
     if pol and pol.retries and pol.retries.per_try_timeout_s:
         read_s = min(read_s, pol.retries.per_try_timeout_s)
-    lines += [f"      proxy_read_timeout {_s(read_s)};", f"      proxy_send_timeout {_s(read_s)};"]
+    lines += [f"      proxy_read_timeout {ms_text(read_s)};",
+              f"      proxy_send_timeout {ms_text(read_s)};"]
     if up.tls:
         peer = dns_name(up.peer or up.service)
         lines += [f"      proxy_ssl_certificate {up.tls.cert};",
