@@ -25,6 +25,7 @@ from typing import cast
 from urllib.parse import parse_qsl
 
 from meshlab.errors import PlaygroundError
+from meshlab.playground._deadline import DeadlineScheduler
 from meshlab.units import parse_duration_s, parse_size_bytes
 
 MAX_DELAY_S = 10.0
@@ -140,11 +141,11 @@ _CONN = re.compile(rb"\r\nconnection:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 
 class _EchoProtocol(asyncio.Protocol):
-    __slots__ = ("buf", "closing", "loop", "pending", "server", "transport")
+    __slots__ = ("buf", "closing", "deadlines", "pending", "server", "transport")
 
-    def __init__(self, server: EchoServer) -> None:
+    def __init__(self, server: EchoServer, deadlines: DeadlineScheduler) -> None:
         self.server = server
-        self.loop = asyncio.get_running_loop()
+        self.deadlines = deadlines
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.pending: deque[list[bytes | bool | None]] = deque()   # [response, close] slots
@@ -228,7 +229,9 @@ class _EchoProtocol(asyncio.Protocol):
         if close:
             self.closing = True
         if delay_s > 0:
-            self.loop.call_later(delay_s, self._ready, slot, response)
+            # measured from here, just after parsing; a zero delay skips the timer (hot path)
+            due_ns = time.perf_counter_ns() + int(delay_s * 1e9)
+            self.deadlines.call_at_ns(due_ns, self._ready, slot, response)
         else:
             self._ready(slot, response)
 
@@ -293,6 +296,7 @@ class EchoServer:
         self.rng = random.Random(seed)
         self.requests = 0
         self._server: asyncio.Server | None = None
+        self._deadlines: DeadlineScheduler | None = None
         self._connections: set[_EchoProtocol] = set()
         self._plans: dict[str, Plan] = {}
         self._extra = f"x-meshlab-echo: {name}\r\n".encode()
@@ -337,11 +341,14 @@ class EchoServer:
 
     async def start(self) -> EchoServer:
         loop = asyncio.get_running_loop()
+        deadlines = self._deadlines = DeadlineScheduler(loop)
         try:
             self._server = await loop.create_server(
-                lambda: _EchoProtocol(self), self.host, self.requested_port, backlog=4096,
-                reuse_address=True)
+                lambda: _EchoProtocol(self, deadlines), self.host, self.requested_port,
+                backlog=4096, reuse_address=True)
         except OSError as exc:
+            deadlines.close()
+            self._deadlines = None
             raise PlaygroundError(f"echo server {self.name!r} cannot listen on "
                                   f"{self.host}:{self.requested_port}: {exc.strerror}") from exc
         return self
@@ -354,6 +361,9 @@ class EchoServer:
                     proto.transport.abort()
             await self._server.wait_closed()
             self._server = None
+        if self._deadlines is not None:
+            self._deadlines.close()
+            self._deadlines = None
 
     async def __aenter__(self) -> EchoServer:
         return await self.start()

@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import psutil
 import pytest
+import uvloop
 
 from meshlab.errors import PlaygroundError
 from meshlab.playground.echo import EchoServer, Plan, start_echo_process
+from meshlab.profile import RunSpec
+from meshlab.runners.native import NativeRunner
+
+# The echo process serves on uvloop, whose millisecond timers once sent delayed responses early.
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 async def _exchange(port: int, raw: bytes, *, read_until_close: bool = False) -> bytes:
@@ -33,6 +43,11 @@ async def _exchange(port: int, raw: bytes, *, read_until_close: bool = False) ->
 
 def _run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
+
+
+def _run_on(loop: str, coro: Coroutine[Any, Any, Any]) -> Any:
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        return runner.run(coro)
 
 
 def test_status_mix_is_drawn_per_request() -> None:
@@ -90,6 +105,56 @@ def test_delay_holds_the_response() -> None:
             await _exchange(srv.port, b"GET /?delay=150ms HTTP/1.1\r\nHost: t\r\n\r\n")
             return loop.time() - t0
     assert _run(go()) >= 0.15
+
+
+@pytest.mark.parametrize("loop_mode", ["closed", "open"])
+def test_delayed_responses_never_arrive_early(echo_url: str, loop_mode: str) -> None:
+    # service time runs from the client's send, so it can only exceed the server-side delay
+    rate_rps, connections = (0.0, 1) if loop_mode == "closed" else (300.0, 8)
+    spec = RunSpec(target=echo_url + "?delay=2ms", connections=connections, rate_rps=rate_rps,
+                   duration_s=10.0, max_requests=300)
+    res = asyncio.run(NativeRunner().run(spec))
+    assert res.requests == 300 and res.status_codes == {200: 300}
+    assert res.service_time.percentile_us(0) >= 2000.0
+    assert res.service_time.percentile_us(0.1) <= res.service_time.percentile_us(50)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_delay_mix_delays_about_its_share(loop: str) -> None:
+    async def go() -> list[float]:
+        async with EchoServer(seed=11) as srv:
+            r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+            took_s: list[float] = []
+            for _ in range(400):
+                t0 = time.perf_counter()
+                w.write(b"GET /?delay=3ms:50 HTTP/1.1\r\nHost: t\r\n\r\n")
+                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+                took_s.append(time.perf_counter() - t0)
+                assert head.startswith(b"HTTP/1.1 200")
+            w.close()
+            return took_s
+    took_s = _run_on(loop, go())
+    delayed = sum(t >= 0.003 for t in took_s)
+    assert 0.40 < delayed / len(took_s) < 0.60
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_pipelined_delays_answer_in_request_order(loop: str) -> None:
+    delays_ms = (30, 5, 0, 12, 1, 0, 20)     # size=i tells the i-th response apart
+
+    async def go() -> tuple[bytes, float]:
+        async with EchoServer() as srv:
+            raw = b"".join(f"GET /?delay={d}ms&size={i + 1} HTTP/1.1\r\nHost: t\r\n\r\n"
+                           .encode() for i, d in enumerate(delays_ms))
+            raw += b"GET /?size=99 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            t0 = time.perf_counter()
+            data = await _exchange(srv.port, raw, read_until_close=True)
+            return data, time.perf_counter() - t0
+    data, took_s = _run_on(loop, go())
+    sizes = [int(line.split(b":")[1]) for line in data.split(b"\r\n")
+             if line.startswith(b"Content-Length:")]
+    assert sizes == [*range(1, len(delays_ms) + 1), 99]
+    assert took_s >= max(delays_ms) / 1000
 
 
 def test_http10_and_close_semantics() -> None:
