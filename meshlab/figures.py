@@ -346,3 +346,37 @@ def counter_bars(table: pd.DataFrame, *, by: str = "policy", series: str = "metr
     fig.update_xaxes(title=by)
     fig.update_yaxes(title=y_title)
     return fig
+
+
+def crosscheck_bars(table: pd.DataFrame, *,
+                    metrics: Sequence[str] = ("p50_us", "p90_us", "p99_us", "p999_us"),
+                    title: str = "Every load generator on the same target") -> go.Figure:
+    """Grouped bars of a `crosscheck()` table: one bar group per percentile (and load point,
+    when there are several), one colour per runner; a runner whose tail coordinated omission
+    distorted is hatched and says so in its legend entry. Skipped and failed rows are left out."""
+    done = table[table["status"] == "completed"] if not table.empty else table
+    if done.empty:
+        return _empty(title, "no runner completed")
+    points = done[["rate_rps", "connections"]].drop_duplicates()
+    several = len(points) > 1
+    fig = go.Figure(layout={**LAYOUT, "title": title, "barmode": "group"})
+    colours = group_colors(list(dict.fromkeys(done["runner"].astype(str))))
+    for runner, g in done.groupby("runner", sort=False):
+        distorted = bool(g["co_distorted"].any())
+        x: list[str] = []
+        y: list[float] = []
+        for _, row in g.iterrows():
+            rate = float(row["rate_rps"])
+            where = (f" @ {'closed' if rate <= 0 else f'{rate:g}/s'} x{int(row['connections'])}"
+                     if several else "")
+            for m in metrics:
+                x.append(m.removesuffix("_us").replace("p999", "p99.9") + where)
+                y.append(float(row[m]))
+        fig.add_trace(go.Bar(
+            x=x, y=y, name=f"{runner} (distorted by CO)" if distorted else str(runner),
+            marker={"color": colours[str(runner)],
+                    "pattern": {"shape": "/" if distorted else ""}}))
+    fig.update_xaxes(title="percentile of latency (at each load point)" if several
+                     else "percentile of latency (%)")
+    fig.update_yaxes(title="latency (us)", type="log")
+    return fig

@@ -56,6 +56,29 @@ def test_flags_closed_loop_tails_below_the_corrected_open_loop_tail() -> None:
     assert df["co_distorted"].sum() == 0                      # the input is not modified
 
 
+def test_crosscheck_bars_hatch_the_distorted_runner_and_drop_skipped_rows() -> None:
+    from meshlab import figures
+
+    df = flag_coordinated_omission(pd.DataFrame([
+        row("native", 1000, 90_000, 110_000, 2_000),
+        row("hey", 1000, 1_500, 100_000, 1_500),
+        row("wrk", 1000, math.nan, math.nan, math.nan, status="skipped"),
+    ], columns=COLUMNS))
+    fig = figures.crosscheck_bars(df)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"native", "hey (distorted by CO)"}
+    assert by_name["hey (distorted by CO)"].marker.pattern.shape == "/"
+    assert not by_name["native"].marker.pattern.shape
+    assert list(by_name["native"].x) == ["p50", "p90", "p99", "p99.9"]
+    assert list(by_name["hey (distorted by CO)"].y) == [100.0, 200.0, 1_500.0, 100_000.0]
+    assert "(us)" in fig.layout.yaxis.title.text and fig.layout.yaxis.type == "log"
+    two_points = pd.concat([df, df.assign(rate_rps=0.0)], ignore_index=True)
+    xs = list(figures.crosscheck_bars(two_points).data[0].x)
+    assert len(xs) == 8 and xs[0] == "p50 @ 1000/s x2" and xs[4] == "p50 @ closed x2"
+    empty = figures.crosscheck_bars(df[df["status"] == "skipped"])
+    assert not empty.data and "no runner completed" in str(empty.layout.annotations[0].text)
+
+
 def test_no_flag_when_the_target_did_not_stall() -> None:
     df = pd.DataFrame([row("native", 500, 300, 500, 290), row("hey", 500, 100, 150, 100)],
                       columns=COLUMNS)
