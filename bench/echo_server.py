@@ -40,7 +40,8 @@ def main() -> None:
             nginx.terminate()
             nginx.wait(5)
     ref = statistics.median(rows["nginx"])
-    print(f"{'server':<18}{'median req/s':>14}{'vs nginx':>10}   (wrk -t1 -c16, {rounds}x{dur:.0f} s)")
+    print(f"{'server':<18}{'median req/s':>14}{'vs nginx':>10}"
+          f"   (wrk -t1 -c16, {rounds}x{dur:.0f} s)")
     for name, values in rows.items():
         m = statistics.median(values)
         print(f"{name:<18}{m:>14,.0f}{m / ref:>9.2f}x")
