@@ -79,6 +79,19 @@ def test_crosscheck_bars_hatch_the_distorted_runner_and_drop_skipped_rows() -> N
     assert not empty.data and "no runner completed" in str(empty.layout.annotations[0].text)
 
 
+def test_a_one_percent_stall_is_caught_below_the_tail() -> None:
+    # measured shape: `?delay=300ms:1` at 200 req/s on one connection. The stall is the
+    # uncorrected p99 too (300 ms), so p99 alone sees no queue; the corrected p50 does.
+    native = {**row("native", 200, 574_620, 606_957, 299_893), "p50_us": 191_889.0,
+              "p90_us": 450_888.0, "uncorrected_p50_us": 180.0, "uncorrected_p90_us": 260.0}
+    hey = {**row("hey", 200, 299_893, 299_893, 299_893), "p50_us": 165.0, "p90_us": 264.0}
+    out = flag_coordinated_omission(pd.DataFrame([native, hey], columns=COLUMNS))
+    assert list(out["co_distorted"]) == [False, True]
+    assert out.loc[1, "note"].startswith("p50 165 us vs native corrected 191,889 us")
+    assert "stalled" in out.loc[0, "note"] and "corrected p50 191,889 us vs 180 us" in \
+        out.loc[0, "note"]
+
+
 def test_no_flag_when_the_target_did_not_stall() -> None:
     df = pd.DataFrame([row("native", 500, 300, 500, 290), row("hey", 500, 100, 150, 100)],
                       columns=COLUMNS)
