@@ -14,11 +14,11 @@ rate (wrk has no fixed rate); native open loop vs hey with `-q` (a rate-limited 
 hey prints 0.1 ms steps) at a moderate fixed rate (1k req/s, or half what one connection of
 that target carries) on 1 connection, where both send evenly spaced requests, and on 16, where
 hey's workers tick in lockstep; and hey vs wrk in closed loop, the spread between the two
-reference tools themselves. Native's open-loop p50 is
-shown corrected (from the intended send: what meshlab reports) and from the actual send (what
-hey measures); on a steady target the two differ by native's send lag. At each fixed rate,
-both tools also run once under tcpdump (bench/wire.py; needs tcpdump and root, else the column
-says so), which times each request on the wire and so tells which tool's own cost a gap is.
+reference tools themselves. Native's open-loop p50 is shown corrected (from the intended send:
+what meshlab reports) and from the actual send (what hey measures); on a steady target the two
+differ by native's send lag. At each fixed rate, both tools also run once under tcpdump
+(bench/wire.py; needs tcpdump and root, else the column says so), which times each request on
+the wire and so tells which tool's own cost a gap is.
 
 `wrk (meshlab)` is the WrkRunner with its Lua reporter (a response() hook counts every status,
 which costs wrk some throughput; `wrk (no statuses)` drops that hook); the others are meshlab's
@@ -41,6 +41,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from runner_vs_wrk import start_nginx  # one nginx set-up for every bench
 from wire import WireCapture, wire_available
@@ -169,12 +170,12 @@ def p50_round(pair: P50Pair, second_first: bool, wire: bool) -> P50Sample:
         return statistics.median(lat) if lat else math.nan
 
     sides = (pair.second, pair.first) if second_first else (pair.first, pair.second)
-    done = {id(r): run(r) for r in sides}
-    wires = {id(r): wire_p50(r) for r in sides}
-    a, b = done[id(pair.first)], done[id(pair.second)]
+    done = {r: run(r) for r in sides}           # runners hash by identity
+    wires = {r: wire_p50(r) for r in sides}
+    a, b = done[pair.first], done[pair.second]
     return P50Sample(a.headline_percentile_us(50), b.headline_percentile_us(50),
                      b.headline_percentile_us(50, kind="service_time"), b.achieved_rate_rps,
-                     wires[id(pair.first)], wires[id(pair.second)])
+                     wires[pair.first], wires[pair.second])
 
 
 def verdict(ratio: float) -> str:
@@ -283,7 +284,7 @@ def main() -> int:
             if args.section in ("all", "throughput"):
                 throughput_section(url, rounds, dur, args.connections)
             if args.section in ("all", "p50"):
-                port = int(url.rsplit(":", 1)[1].strip("/"))
+                port = urlsplit(url).port or 80
                 targets = [Target("nginx return 200", url, port, MAX_FIXED_RATE_RPS)]
                 for d in filter(None, args.delays.split(",")):
                     rate = min(MAX_FIXED_RATE_RPS, 0.5 / parse_duration_s(d))

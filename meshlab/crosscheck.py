@@ -143,7 +143,7 @@ def _numbers(r: RunResult) -> dict[str, Any]:
     return {
         "status": str(r.status), "reason": "",
         "achieved_rate_rps": r.achieved_rate_rps, "requests": r.requests, "errors": r.errors,
-        "p50_us": p(50), "p90_us": p(90), "p99_us": p(99), "p999_us": p(99.9),
+        **{f"{name}_us": p(q) for name, q in _PERCENTILES},
         **{f"uncorrected_{name}_us": p(q, kind="service_time") for name, q in _PERCENTILES},
     }
 
@@ -167,8 +167,7 @@ def flag_coordinated_omission(df: pd.DataFrame, *, factor: float = CO_FACTOR) ->
             continue
         ref_row = ref.iloc[0]
         corrected = {n: float(ref_row[f"{n}_us"]) for n, _ in _PERCENTILES}
-        uncorrected = {n: float(ref_row.get(f"uncorrected_{n}_us", math.nan))
-                       for n, _ in _PERCENTILES}
+        uncorrected = {n: float(ref_row[f"uncorrected_{n}_us"]) for n, _ in _PERCENTILES}
         queued = [n for n, _ in _PERCENTILES
                   if uncorrected[n] > 0 and corrected[n] >= factor * uncorrected[n]]
         stalled = bool(queued)
