@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         start_profile,
     )
 
-__version__ = "0.1.0"
+from meshlab._version import __version__
 
 # Imported on first use so `import meshlab` stays light: name -> defining module.
 _LAZY = {

@@ -43,7 +43,7 @@ def tool_version(tool: str) -> str:
 
 
 def host_snapshot(tools: Iterable[str] = ()) -> HostSnapshot:
-    from meshlab import __version__
+    from meshlab._version import __version__
 
     return HostSnapshot(
         hostname=socket.gethostname(),

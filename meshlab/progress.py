@@ -9,6 +9,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress report a runner sends about once a second while it runs."""
+
+    phase: str                      # "warmup" | "measure" | "done"
+    elapsed_s: float                # seconds since the phase started
+    total_s: float                  # planned seconds of the phase
+    requests: int                   # finished requests in the measured window so far
+    errors: int
+    last_p50_us: float = float("nan")
+    last_p99_us: float = float("nan")
+    last_rate_rps: float = 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
 # Events, in the order an experiment emits them:
 #   "start" once, then per run "run_start", "progress" (about once a second), "run_end",
 #   and "end" once (also after a failure or a cancellation).

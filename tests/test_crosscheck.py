@@ -57,7 +57,7 @@ def test_flags_closed_loop_tails_below_the_corrected_open_loop_tail() -> None:
 
 
 def test_crosscheck_bars_hatch_the_distorted_runner_and_drop_skipped_rows() -> None:
-    from meshlab import figures
+    from meshlab.report import figures
 
     df = flag_coordinated_omission(pd.DataFrame([
         row("native", 1000, 90_000, 110_000, 2_000),

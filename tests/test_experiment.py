@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import pytest
 
 import meshlab.experiment as experiment
-from meshlab.environment import Deployment, DeploymentReport, DirectEnvironment
+from meshlab.environments.base import Deployment, DeploymentReport
+from meshlab.environments.direct import DirectEnvironment
 from meshlab.errors import MissingDependency, PlaygroundError, ProfileError, ToolFailed
 from meshlab.experiment import (
     ExperimentStatus,
@@ -22,9 +23,8 @@ from meshlab.experiment import (
     start_profile,
 )
 from meshlab.profile import Profile, RunSpec
-from meshlab.progress import ExperimentSnapshot
+from meshlab.progress import ExperimentSnapshot, ProgressCallback
 from meshlab.results import RunResult, RunStatus, TelemetrySample
-from meshlab.runners.base import ProgressCallback
 from meshlab.runners.native import NativeRunner
 from meshlab.store import Store
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 import pytest
 
-from meshlab import figures
 from meshlab.analysis import Frames, frames_from_results, overhead, overhead_by, synthetic_result
+from meshlab.report import figures
 
 MESHES = ("none", "envoy", "istio", "linkerd")
 

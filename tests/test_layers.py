@@ -10,7 +10,7 @@ import sys
 WORKBENCH = ("ipywidgets", "plotly", "papermill", "nbformat", "nbconvert")
 HEAVY = ("duckdb", "pandas", "httptools", "uvloop", "httpx", "rich", "kubernetes", "psutil")
 # The core (L0-L3 + experiment) and the CLI's start-up: none may pull in a workbench package.
-CORE = ("meshlab.experiment", "meshlab.store", "meshlab.runners.native", "meshlab.environment",
+CORE = ("meshlab.experiment", "meshlab.store", "meshlab.runners.native", "meshlab.environments.base",
         "meshlab.playground.echo", "meshlab.formats", "meshlab.crosscheck", "meshlab.cli")
 
 

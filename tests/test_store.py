@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meshlab import _store_write
-from meshlab._store_schema import RUN_TABLES
 from meshlab.errors import StoreError
 from meshlab.results import Histogram, RunResult, RunStatus, TimeSeriesPoint
 from meshlab.store import Store, percentile_column
+from meshlab.store import _write as _store_write
+from meshlab.store._schema import RUN_TABLES
 
 DATA_SCRIPT = Path(__file__).with_name("_store_data.py")
 

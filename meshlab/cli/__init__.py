@@ -37,7 +37,7 @@ def _available(module: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from meshlab import __version__
+    from meshlab._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="meshlab",

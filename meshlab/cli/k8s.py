@@ -79,7 +79,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mesh(name: str) -> Any:
-    from meshlab.k8s.environment import kubernetes_mesh
+    from meshlab.environments.kubernetes import kubernetes_mesh
 
     return kubernetes_mesh(name)
 
@@ -107,7 +107,7 @@ def _run_mesh_cli(args: argparse.Namespace, *, uninstall: bool) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from meshlab.k8s.mesh import RenderContext
+    from meshlab.meshes.kubernetes import RenderContext
     from meshlab.policy import TrafficPolicy
 
     with open(args.policy, encoding="utf-8") as fh:

@@ -1,6 +1,6 @@
 """Workbench commands: `report` (the HTML comparison report and CI gate) and `dashboard` (the
 workbench served by Voila). Thin wrappers over meshlab.report.report_main and
-meshlab.dashboard.dashboard_main; heavy imports happen only when a command runs."""
+meshlab.widgets.dashboard.dashboard_main; heavy imports happen only when a command runs."""
 
 from __future__ import annotations
 
@@ -50,6 +50,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from meshlab.dashboard import dashboard_main
+    from meshlab.widgets.dashboard import dashboard_main
 
     return dashboard_main(port=args.port, ip=args.ip, token=args.token, store=store_path(args))

@@ -344,6 +344,6 @@ def _sizes(result: RunResult) -> dict[str, Any] | None:
 
 
 def _meshlab_version() -> str:
-    from meshlab import __version__
+    from meshlab._version import __version__
 
     return __version__

@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 
 from meshlab.k8s.cluster import Cluster
-from meshlab.k8s.mesh import control_plane_images
+from meshlab.k8s.images import control_plane_images
 from meshlab.k8s.snapshot import SIDECAR_NAMES, detect_mesh, pod_info, take_snapshot
 
 _INJECTION = {"istio": ("labels", "istio-injection", "enabled"),

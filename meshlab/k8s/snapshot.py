@@ -12,7 +12,7 @@ from typing import Any
 from meshlab.errors import ClusterError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
-from meshlab.k8s.mesh import control_plane_images
+from meshlab.k8s.images import control_plane_images, image_version
 
 SIDECAR_NAMES = {"istio-proxy": "istio", "linkerd-proxy": "linkerd",
                  "consul-dataplane": "consul", "envoy-sidecar": "consul",
@@ -154,7 +154,6 @@ def pod_info(p: Manifest) -> PodInfo:
 
 def detect_mesh(images: Mapping[str, str]) -> tuple[str, str, str]:
     """(mesh, version, namespace) from control-plane images; ("none", "", "") if none."""
-    from meshlab.k8s.mesh import image_version
 
     rules = [("istio", ("istio/pilot", "/pilot:")), ("linkerd", ("linkerd/controller",
              "linkerd/destination", "linkerd/policy-controller")),

@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from meshlab.k8s._api import Manifest
-from meshlab.k8s.mesh import (
+from meshlab.meshes.base import Mesh, MeshInfo
+from meshlab.meshes.kubernetes import (
     CliStep,
     Injection,
     KubernetesMesh,
@@ -19,7 +20,6 @@ from meshlab.k8s.mesh import (
     step,
     whole_rate,
 )
-from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.policy import MtlsMode, TrafficPolicy
 
 _API = "consul.hashicorp.com/v1alpha1"

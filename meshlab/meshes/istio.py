@@ -9,7 +9,8 @@ from typing import Any
 
 from meshlab.errors import MeshError
 from meshlab.k8s._api import Manifest
-from meshlab.k8s.mesh import (
+from meshlab.meshes.base import Mesh, MeshInfo
+from meshlab.meshes.kubernetes import (
     CliStep,
     Injection,
     KubernetesMesh,
@@ -20,7 +21,6 @@ from meshlab.k8s.mesh import (
     rate_as_count,
     step,
 )
-from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.policy import MtlsMode, TrafficPolicy
 
 _MTLS = {MtlsMode.OFF: "DISABLE", MtlsMode.PERMISSIVE: "PERMISSIVE", MtlsMode.STRICT: "STRICT"}

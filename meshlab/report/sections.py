@@ -194,7 +194,7 @@ def figure(ctx: ReportContext, name: str) -> object:
     """One of: spectrum, overhead, histogram, rate, timeline, resources."""
     if ctx.problem:
         return _problem(ctx)
-    from meshlab import figures
+    from meshlab.report import figures
 
     f = ctx.frames
     lat = f.buckets[f.buckets["kind"] == "latency"]

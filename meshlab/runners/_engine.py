@@ -20,11 +20,11 @@ from time import perf_counter_ns
 import numpy as np
 
 from meshlab.profile import RunSpec
+from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import ErrorKind, Histogram
 from meshlab.runners._http import Conn, HeadConn, build_request, ssl_context, target_address
 from meshlab.runners._pacing import Ticker
 from meshlab.runners._partial import Partial, Second
-from meshlab.runners.base import Progress, ProgressCallback
 
 NS = 1_000_000_000
 MIN_TICK_NS = 50_000            # open loop: at most one pacing wake-up per 50 us (20k/s)

@@ -51,7 +51,7 @@ def build_request(spec: RunSpec) -> bytes:
     if "host" not in names:
         lines.append(f"Host: {host_hdr}")
     if "user-agent" not in names:
-        from meshlab import __version__
+        from meshlab._version import __version__
 
         lines.append(f"User-Agent: meshlab/{__version__}")
     lines += [f"{k}: {v}" for k, v in spec.headers]

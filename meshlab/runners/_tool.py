@@ -23,8 +23,9 @@ from typing import ClassVar
 
 from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFound
 from meshlab.profile import REDACTED, RunSpec, is_secret_name
+from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
-from meshlab.runners.base import Progress, ProgressCallback, Runner
+from meshlab.runners.base import Runner
 
 INSTALL_HINTS: dict[str, str] = {
     "wrk": "apt-get install wrk",

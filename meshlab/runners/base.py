@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from meshlab.errors import ProfileError, RunnerError
 from meshlab.profile import RunSpec
+from meshlab.progress import ProgressCallback
 from meshlab.results import RunResult
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """A progress report a runner sends about once a second while it runs."""
-
-    phase: str                      # "warmup" | "measure" | "done"
-    elapsed_s: float                # seconds since the phase started
-    total_s: float                  # planned seconds of the phase
-    requests: int                   # finished requests in the measured window so far
-    errors: int
-    last_p50_us: float = float("nan")
-    last_p99_us: float = float("nan")
-    last_rate_rps: float = 0.0
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 class Runner(abc.ABC):

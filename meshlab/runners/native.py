@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from meshlab.errors import ProfileError, RunnerError
 from meshlab.profile import RunSpec
+from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import (
     Histogram,
     RunResult,
@@ -40,7 +41,7 @@ from meshlab.results import (
 from meshlab.runners._engine import Engine
 from meshlab.runners._http import target_address
 from meshlab.runners._partial import Partial, Second
-from meshlab.runners.base import Progress, ProgressCallback, Runner
+from meshlab.runners.base import Runner
 
 _STOP_GRACE_S = 10.0
 
@@ -76,7 +77,7 @@ class NativeRunner(Runner):
         self.in_thread = in_thread
 
     def version(self) -> str:
-        from meshlab import __version__
+        from meshlab._version import __version__
 
         return __version__
 

@@ -118,7 +118,7 @@ class ResultsBrowser:
         if not base or not cand:
             self.message.value = "<b>pick at least one baseline and one candidate run</b>"
             return False
-        from meshlab import figures
+        from meshlab.report import figures
         from meshlab.report.sections import prepare
 
         ctx = prepare(self.store_path, baseline=base, candidate=cand, renderer=None, n_boot=300)

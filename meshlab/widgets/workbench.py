@@ -132,14 +132,14 @@ class Workbench:
         self.run_button.disabled, self.cancel_button.disabled = False, True
 
     def _draw_live(self) -> None:
-        from meshlab import figures
+        from meshlab.report import figures
 
         fig = figures.timeline(pd.DataFrame(self._live_rows), title="live p99 latency (us)")
         show(self.live, [fig])
 
     def _draw_results(self, run_ids: list[str]) -> None:
-        from meshlab import figures
         from meshlab.analysis import load_frames
+        from meshlab.report import figures
         from meshlab.store import Store
 
         frames = load_frames(Store(self.store_path, read_only=True), run_ids)

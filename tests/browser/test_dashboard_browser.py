@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _browser import free_port, stop_group, wait_listening
 
-from meshlab.dashboard import start_dashboard
+from meshlab.widgets.dashboard import start_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 

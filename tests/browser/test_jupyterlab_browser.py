@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _browser import free_port, stop_group, wait_listening
 
-from meshlab.dashboard import write_notebook
+from meshlab.widgets.dashboard import write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

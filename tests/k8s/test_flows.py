@@ -12,11 +12,11 @@ import pytest
 from meshlab.errors import ClusterError, MeshError, OutputParseError, RunnerError
 from meshlab.k8s.check import Severity, check_namespace
 from meshlab.k8s.load import LoadPlan, extract_fortio_json, merge_results, run_fortio_job
-from meshlab.k8s.mesh import MeshTarget, RenderContext
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import diff_snapshots, take_snapshot
 from meshlab.k8s.workload import ServerSpec, deploy_server, roll_workloads, verify_meshed
 from meshlab.meshes.istio import IstioMesh
+from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 
 FORTIO = Path("/work/shared/reference/fortio/fortio-README-rest-run-http-result.json")

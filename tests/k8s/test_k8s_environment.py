@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from standin import ApiStandIn
 
-from meshlab.environment import environment_for
+from meshlab.environments.base import environment_for
+from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
 from meshlab.errors import ClusterError, MeshError, ProfileError
-from meshlab.k8s.environment import KubernetesDeployment, KubernetesEnvironment
 from meshlab.profile import Profile, RunSpec
+from meshlab.progress import Progress
 from meshlab.results import RunResult
-from meshlab.runners.base import Progress
 
 NS = "bench"
 POLICY = {"name": "resilient", "mtls": "strict",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from meshlab.cli import main
+from meshlab.environments.kubernetes import kubernetes_mesh
 from meshlab.errors import MeshError
-from meshlab.k8s.environment import kubernetes_mesh
-from meshlab.k8s.mesh import KubernetesMesh
+from meshlab.meshes.kubernetes import KubernetesMesh
 
 CRDS = Path(__file__).parents[1] / "fixtures" / "crds" / "linkerd"
 APPLIED = "  # output server-side applied by meshlab"

@@ -14,13 +14,13 @@ from dataclasses import replace
 
 import pytest
 
-from meshlab.environment import environment_for
+from meshlab.environments.base import environment_for
+from meshlab.environments.kubernetes import KUBERNETES_MESHES, KubernetesDeployment, kubernetes_mesh
 from meshlab.k8s.check import check_namespace
 from meshlab.k8s.cluster import Cluster, list_contexts
-from meshlab.k8s.environment import KUBERNETES_MESHES, KubernetesDeployment, kubernetes_mesh
-from meshlab.k8s.mesh import MeshTarget, RenderContext
 from meshlab.k8s.snapshot import diff_snapshots, take_snapshot
 from meshlab.k8s.workload import ServerSpec, deploy_server
+from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile
 from meshlab.results import RunResult

@@ -11,10 +11,10 @@ import pytest
 from crd_schema import CrdSet, cel_rules, fixture_crds
 
 from meshlab.errors import MeshError
-from meshlab.k8s.mesh import KubernetesMesh, RenderContext, go_duration
 from meshlab.k8s.workload import render_template, template_names
 from meshlab.meshes.consul import ConsulMesh
 from meshlab.meshes.istio import IstioMesh
+from meshlab.meshes.kubernetes import KubernetesMesh, RenderContext, go_duration
 from meshlab.meshes.kuma import KumaMesh
 from meshlab.meshes.linkerd import LinkerdMesh
 from meshlab.policy import TrafficPolicy

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from _playground_helpers import assert_gone, codes, fetch
 
+from meshlab.environments.local import LocalEnvironment
 from meshlab.errors import MeshError, ProfileError
-from meshlab.playground.environment import LocalEnvironment
 from meshlab.profile import Profile
 
 pytestmark = pytest.mark.timeout(90)

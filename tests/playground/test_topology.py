@@ -150,7 +150,7 @@ def test_topology_errors_say_the_path_and_the_fix(topology, problem):
 
 
 def test_a_kubernetes_mesh_in_a_local_profile_suggests_kubernetes():
-    from meshlab.playground.environment import LocalEnvironment
+    from meshlab.environments.local import LocalEnvironment
 
     prof = Profile.from_dict({"name": "p", "target": "http://x/", "environment": "local",
                               "meshes": ["linkerd"]})

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from meshlab.profile import RunSpec
+from meshlab.progress import Progress
 from meshlab.results import ErrorKind, RunResult, RunStatus
 from meshlab.runners._engine import Engine
 from meshlab.runners._http import build_request
-from meshlab.runners.base import Progress, get_runner
+from meshlab.runners.base import get_runner
 from meshlab.runners.native import NativeRunner, worker_specs
 
 ScriptedServer = Any          # tests/runners/conftest.py: the `scripted_server` fixture

@@ -13,6 +13,7 @@ import pytest
 
 from meshlab.errors import OutputParseError, ToolFailed, ToolNotFound
 from meshlab.profile import RunSpec
+from meshlab.progress import Progress
 from meshlab.results import Histogram, RunResult, RunStatus
 from meshlab.runners._tool import (
     ToolRunner,
@@ -22,7 +23,6 @@ from meshlab.runners._tool import (
     run_tool,
     split_output,
 )
-from meshlab.runners.base import Progress
 from meshlab.runners.wrk import WrkRunner
 
 

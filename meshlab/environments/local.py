@@ -8,7 +8,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from meshlab.environment import Deployment, DeploymentReport, Environment
+from meshlab.environments.base import Deployment, DeploymentReport, Environment
 from meshlab.errors import ProfileError
 from meshlab.playground.plan import proxies_on_path
 from meshlab.playground.playground import Playground, check_topology, resolve_topology

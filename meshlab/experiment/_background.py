@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from meshlab.progress import ExperimentProgress, ExperimentSnapshot
 
 if TYPE_CHECKING:
-    from meshlab.experiment import ExperimentOutcome
+    from meshlab.experiment.outcome import ExperimentOutcome
 
 StartFn = Callable[[ExperimentProgress], Coroutine[Any, Any, "ExperimentOutcome"]]
 

@@ -1,5 +1,5 @@
-"""Where a run's workload lives: the `Environment` that deploys what a RunSpec needs and the
-`Deployment` it returns (target URL, context, telemetry). `direct` targets a URL as given.
+"""Where a run's workload lives: the `Environment` that deploys what a RunSpec needs, the
+`Deployment` it returns (target URL, context, telemetry), and the lazy environment registry.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from meshlab.errors import ProfileError
 from meshlab.profile import Profile, RunSpec
+from meshlab.progress import ProgressCallback
 from meshlab.results import RunResult, TelemetrySample
-from meshlab.runners.base import ProgressCallback
 
 
 @dataclass(slots=True)
@@ -84,25 +84,10 @@ class Environment(abc.ABC):
         await self.close()
 
 
-class _DirectDeployment(Deployment):
-    def __init__(self, spec: RunSpec) -> None:
-        self.target_url = spec.target
-        self.context = {"environment": "direct", "data_plane": "none"}
-
-
-class DirectEnvironment(Environment):
-    """No environment to manage: load goes to the profile's target URL."""
-
-    name = "direct"
-
-    async def deploy(self, spec: RunSpec) -> Deployment:
-        return _DirectDeployment(spec)
-
-
 _REGISTRY: dict[str, str] = {
-    "direct": "meshlab.environment:DirectEnvironment",
-    "local": "meshlab.playground.environment:LocalEnvironment",
-    "kubernetes": "meshlab.k8s.environment:KubernetesEnvironment",
+    "direct": "meshlab.environments.direct:DirectEnvironment",
+    "local": "meshlab.environments.local:LocalEnvironment",
+    "kubernetes": "meshlab.environments.kubernetes:KubernetesEnvironment",
 }
 
 

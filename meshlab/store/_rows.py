@@ -13,7 +13,6 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from meshlab._store_schema import DIMENSIONS
 from meshlab.results import (
     Histogram,
     HostSnapshot,
@@ -22,6 +21,7 @@ from meshlab.results import (
     TelemetrySample,
     TimeSeriesPoint,
 )
+from meshlab.store._schema import DIMENSIONS
 
 
 def utc_naive(t: datetime) -> datetime:

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import math
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshlab._background import RunHandle, run_blocking
-from meshlab._run_record import complete, empty_result, end_deployment, merge_run, run_label
-from meshlab.environment import Deployment, DeploymentReport, Environment, environment_for
+from meshlab.environments.base import Deployment, DeploymentReport, Environment, environment_for
 from meshlab.errors import MeshError, MeshlabError, MissingDependency, ProfileError
+from meshlab.experiment._background import RunHandle, run_blocking
+from meshlab.experiment._record import complete, empty_result, end_deployment, merge_run, run_label
+from meshlab.experiment.outcome import ExperimentOutcome, ExperimentStatus
 from meshlab.profile import Profile, RunSpec
-from meshlab.progress import ExperimentProgress, ExperimentSnapshot, TerminalProgress
+from meshlab.progress import ExperimentProgress, ExperimentSnapshot, Progress, TerminalProgress
 from meshlab.results import HostSnapshot, RunResult, RunStatus, new_run_id
-from meshlab.runners.base import Progress, Runner, get_runner
+from meshlab.runners.base import Runner, get_runner
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from meshlab.store import Store
 
 __all__ = [
@@ -53,57 +51,6 @@ _INSTALL_HINTS = {
     "ab": "apt-get install apache2-utils",
     "fortio": "go install fortio.org/fortio@latest; it is not packaged for Debian or PyPI",
 }
-
-
-class ExperimentStatus(enum.StrEnum):
-    """How an experiment ended. COMPLETED means every run was attempted: some may have FAILED."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    ABORTED = "aborted"        # cancelled: the run in flight is stored as an aborted run
-    FAILED = "failed"          # stopped on a failed run (stop_on_failure) or meshlab failed
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class ExperimentOutcome:
-    """What `run_profile` returns: the experiment id, every run result (stored) and the status."""
-
-    experiment_id: str
-    results: list[RunResult]
-    status: ExperimentStatus
-    profile: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """True when the experiment completed and every run completed."""
-        return self.status == ExperimentStatus.COMPLETED and all(
-            r.status == RunStatus.COMPLETED for r in self.results)
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [r.run_id for r in self.results]
-
-    def summaries(self) -> list[dict[str, Any]]:
-        """`RunResult.summary()` of every run, in run order."""
-        return [r.summary() for r in self.results]
-
-    def to_frame(self) -> pd.DataFrame:
-        """The summaries as a DataFrame, one row per run, with mesh and repeat columns."""
-        import pandas as pd
-
-        rows = [{**r.summary(), "mesh": r.spec.get("mesh"), "repeat": r.spec.get("repeat")}
-                for r in self.results]
-        return pd.DataFrame(rows)
-
-    def __repr__(self) -> str:
-        # A notebook shows this for `outcome`: the full results would print every histogram.
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[str(r.status)] = counts.get(str(r.status), 0) + 1
-        runs = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        return (f"ExperimentOutcome(experiment_id={self.experiment_id!r}, "
-                f"profile={self.profile!r}, status={str(self.status)!r}, "
-                f"runs={len(self.results)} [{runs}])")
 
 
 # --- the experiment --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import yaml
 from meshlab.errors import ClusterError, MeshError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import ApplyLog, Cluster
+from meshlab.k8s.images import control_plane_images, image_version
 from meshlab.policy import TrafficPolicy
 
 POLICY_LABEL = "meshlab.io/policy"
@@ -121,13 +122,6 @@ def whole_rate(mesh: str, policy: TrafficPolicy, requests_per_s: float) -> int:
                         f"whole requests per second and rate_limit.requests_per_s "
                         f"{requests_per_s:g} is not")
     return int(requests_per_s)
-
-
-def image_version(image: str) -> str:
-    """`docker.io/istio/pilot:1.30.3@sha256:..` -> `1.30.3`."""
-    ref = image.split("@", 1)[0]
-    tail = ref.rsplit("/", 1)[-1]
-    return tail.split(":", 1)[1] if ":" in tail else "latest"
 
 
 def policy_name(policy: TrafficPolicy, suffix: str = "") -> str:
@@ -335,21 +329,3 @@ class KubernetesMesh(abc.ABC):
             else:
                 n += cluster.delete_all([m])
         return n
-
-
-def control_plane_images(cluster: Cluster) -> dict[str, str]:
-    """`{image: namespace}` of every Deployment, StatefulSet and DaemonSet container."""
-    out: dict[str, str] = {}
-    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
-        try:
-            items = cluster.list_objects("apps/v1", kind, all_namespaces=True)
-        except ClusterError as exc:
-            if exc.status in (403, 404):
-                continue
-            raise
-        for obj in items:
-            spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-            for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
-                if c.get("image"):
-                    out.setdefault(str(c["image"]), str(obj["metadata"].get("namespace", "")))
-    return out

@@ -157,7 +157,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path | str, *, read_only
             raise StoreError(f"{path} is a DuckDB file but not a meshlab store (no meta table); "
                              f"pass the path of a meshlab store")
         return
-    from meshlab import __version__
+    from meshlab._version import __version__
 
     con.execute("BEGIN TRANSACTION")
     try:

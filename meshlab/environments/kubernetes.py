@@ -12,11 +12,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from meshlab.environment import Deployment, DeploymentReport, Environment
+from meshlab.environments.base import Deployment, DeploymentReport, Environment
 from meshlab.errors import ClusterError, MeshError, MeshlabError, ProfileError
 from meshlab.k8s.cluster import Cluster
+from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
-from meshlab.k8s.mesh import KubernetesMesh, MeshTarget, RenderContext, image_version
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots, take_snapshot
 from meshlab.k8s.topology import KubernetesTopology
@@ -30,10 +30,11 @@ from meshlab.k8s.workload import (
     target_url,
     verify_meshed,
 )
+from meshlab.meshes.kubernetes import KubernetesMesh, MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
+from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import RunResult, new_run_id
-from meshlab.runners.base import Progress, ProgressCallback
 
 KUBERNETES_MESHES = ("none", "istio", "linkerd", "consul", "kuma")
 PART_OF = {"app.kubernetes.io/part-of": "meshlab"}

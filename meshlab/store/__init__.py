@@ -19,10 +19,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from meshlab import _store_rows as rows
-from meshlab import _store_spool as spool
-from meshlab._store_connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
-from meshlab._store_query import (
+from meshlab.errors import StoreError
+from meshlab.results import Histogram, RunResult, new_run_id
+from meshlab.store import _rows as rows
+from meshlab.store import _spool as spool
+from meshlab.store._connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
+from meshlab.store._query import (
     FILTERS,
     compare_frame,
     percentile_column,
@@ -30,10 +32,8 @@ from meshlab._store_query import (
     pooled_frame,
     where_clause,
 )
-from meshlab._store_schema import KINDS, RUN_TABLES, create_empty, ensure_schema
-from meshlab._store_write import batches, import_spooled, write_batch
-from meshlab.errors import StoreError
-from meshlab.results import Histogram, RunResult, new_run_id
+from meshlab.store._schema import KINDS, RUN_TABLES, create_empty, ensure_schema
+from meshlab.store._write import batches, import_spooled, write_batch
 
 __all__ = ["DEFAULT_PATH", "Store", "percentile_column"]
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from meshlab.environment import Deployment, DeploymentReport
+from meshlab.environments.base import Deployment, DeploymentReport
 from meshlab.errors import MeshlabError
 from meshlab.profile import REDACTED, RunSpec, is_secret_name
 from meshlab.results import Histogram, HostSnapshot, RunResult, RunStatus, new_run_id

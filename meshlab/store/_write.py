@@ -18,8 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from meshlab import _store_spool as spool
-from meshlab._store_rows import (
+from meshlab.errors import StoreError
+from meshlab.results import RunResult, bucket_bounds_ns
+from meshlab.store import _spool as spool
+from meshlab.store._rows import (
     delete_rows,
     dumps,
     finish_experiment,
@@ -29,9 +31,7 @@ from meshlab._store_rows import (
     same,
     scalar,
 )
-from meshlab._store_schema import RUN_TABLES
-from meshlab.errors import StoreError
-from meshlab.results import RunResult, bucket_bounds_ns
+from meshlab.store._schema import RUN_TABLES
 from meshlab.units import NS_PER_US
 
 
