@@ -14,7 +14,7 @@ from typing import Any
 
 from meshlab.errors import MissingDependency, ProfileError
 
-WORKBENCH_NOTEBOOK = Path(__file__).resolve().parent / "widgets" / "workbench.ipynb"
+WORKBENCH_NOTEBOOK = Path(__file__).resolve().with_name("workbench.ipynb")
 
 
 def _is_loopback(ip: str) -> bool:
