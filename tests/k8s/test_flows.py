@@ -19,7 +19,8 @@ from meshlab.k8s.workload import ServerSpec, deploy_server, roll_workloads, veri
 from meshlab.meshes.istio import IstioMesh
 from meshlab.policy import TrafficPolicy
 
-FORTIO = Path("/work/shared/reference/fortio/fortio-README-rest-run-http-result.json")
+FORTIO = (Path(__file__).resolve().parents[1] / "fixtures" / "fortio"
+          / "fortio-README-rest-run-http-result.json")
 SPEC = ServerSpec(namespace="bench", name="server")
 
 
