@@ -1,5 +1,5 @@
 """How fast meshlab imports fortio results: N distinct fortio JSON files (derived from the golden
-fortio 1.57 result in shared/reference/) parsed and normalized, then written into a fresh
+fortio 1.57 result in tests/fixtures/fortio/) parsed and normalized, then written into a fresh
 temporary Store with one `Store.save_many` call. Target: 1,000 files imported in under 10 s.
 
     .venv/bin/python bench/import_speed.py                 # 1000 files, parse + store
@@ -22,7 +22,7 @@ from typing import Any
 
 from meshlab.formats import import_results
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "fortio"
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fortio"
 GOLDEN = REFERENCE / "iter8-metrics-server_test-fortioResultJSON.json"
 TARGET_S_PER_1000 = 10.0
 

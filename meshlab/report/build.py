@@ -22,20 +22,13 @@ _CDN_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/lib
 
 
 def template_path() -> Path:
-    """The report notebook: `templates/report.ipynb` in a source checkout (the file to edit),
-    else the copy installed as package data (`meshlab/report/report.ipynb`, kept identical to
-    the template by tests/test_report.py)."""
-    here = Path(__file__).resolve().parent
-    root = here.parents[1]
-    checkout = root / "templates" / "report.ipynb"
-    if checkout.is_file() and (root / "pyproject.toml").is_file():
-        return checkout
-    packaged = here / "report.ipynb"
+    """The report notebook, `meshlab/report/report.ipynb`: package data, edited in place in a
+    source checkout and installed with the package."""
+    packaged = Path(__file__).resolve().parent / "report.ipynb"
     if packaged.is_file():
         return packaged
-    raise NotebookError(f"report template not found: neither {checkout} nor {packaged} "
-                        "exists; reinstall meshlab (pip install 'meshlab[workbench]') or pass "
-                        "template=")
+    raise NotebookError(f"report template not found: {packaged} does not exist; reinstall "
+                        "meshlab (pip install 'meshlab[workbench]') or pass template=")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""Where the golden reference files are (shared/reference/ next to the clone); fails loudly if
-they are missing, because these tests must not skip."""
+"""Where the golden reference files are (tests/fixtures/, copied from upstream: see SOURCE.md in
+each folder); fails loudly if any is missing, because these tests must not skip."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-# The clone sits at X/ and the golden inputs at X/../shared (here /work/main and /work/shared).
-SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared").resolve()
-REFERENCE = SHARED / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures"
 
 FORTIO_FILES = sorted((REFERENCE / "fortio").glob("*.json"))
 NIGHTHAWK_NATIVE = REFERENCE / "nighthawk" / "output_formatter.json.gold.json"
-MESHERY_RESULTS = REFERENCE / "smp" / "examples" / "meshery-test-results.json"
-SMP_RESULT = REFERENCE / "smp" / "examples" / "service-mesh-performance-result.yaml"
-SMP_PROTO = REFERENCE / "smp" / "protos" / "service_mesh_performance.proto"
+MESHERY_RESULTS = REFERENCE / "smp" / "meshery-test-results.json"
+SMP_RESULT = REFERENCE / "smp" / "service-mesh-performance-result.yaml"
+SMP_PROTO = REFERENCE / "smp" / "service_mesh_performance.proto"
 MESHERY_SCHEMA = REFERENCE / "meshery-schemas" / "performance_profile.yaml"
 MESHERY_API = REFERENCE / "meshery-schemas" / "api.yml"
 ALL_RESULT_FILES = [*FORTIO_FILES, NIGHTHAWK_NATIVE, MESHERY_RESULTS, SMP_RESULT]
@@ -27,8 +25,8 @@ def _check_reference() -> None:
                if not p.is_file()]
     if not REFERENCE.is_dir() or len(FORTIO_FILES) < 5 or missing:
         raise RuntimeError(
-            f"golden reference files missing under {REFERENCE} (expected the shared/ checkout "
-            f"next to the repository; missing: {[str(p) for p in missing] or 'fortio/*.json'})")
+            f"golden reference files missing under {REFERENCE} (they are part of the repository; "
+            f"missing: {[str(p) for p in missing] or 'fortio/*.json'})")
 
 
 def fortio_docs(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:

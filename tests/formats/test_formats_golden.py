@@ -1,4 +1,4 @@
-"""Golden-file imports: every fortio / Nighthawk / Meshery / SMP result under shared/reference/."""
+"""Golden-file imports: every fortio / Nighthawk / Meshery / SMP result in tests/fixtures/."""
 
 from __future__ import annotations
 

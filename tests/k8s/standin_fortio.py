@@ -1,5 +1,5 @@
 """What a fortio load pod of the stand-in prints: fortio's JSON result (the shape of the
-reference document in /work/shared/reference/fortio, with counts scaled to the pod's own -qps,
+reference document in tests/fixtures/fortio, with counts scaled to the pod's own -qps,
 -c, -t / -n) between fortio's structured stderr log lines, as `kubectl logs` would show it.
 """
 
@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REFERENCE = Path("/work/shared/reference/fortio/fortio-README-rest-run-http-result.json")
+REFERENCE = (Path(__file__).resolve().parents[1] / "fixtures" / "fortio"
+             / "fortio-README-rest-run-http-result.json")
 MAX_RATE_PER_CONNECTION = 250       # what "-qps -1" achieves per connection in this stand-in
 # latency buckets (seconds) and the share of calls in each: a plausible in-cluster spread
 _BUCKETS = ((0.0003, 0.0004, 0.55), (0.0004, 0.0006, 0.30), (0.0006, 0.001, 0.12),

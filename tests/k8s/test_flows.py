@@ -19,7 +19,8 @@ from meshlab.meshes.istio import IstioMesh
 from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 
-FORTIO = Path("/work/shared/reference/fortio/fortio-README-rest-run-http-result.json")
+FORTIO = (Path(__file__).resolve().parents[1] / "fixtures" / "fortio"
+          / "fortio-README-rest-run-http-result.json")
 SPEC = ServerSpec(namespace="bench", name="server")
 
 

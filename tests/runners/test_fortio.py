@@ -1,4 +1,4 @@
-"""fortio: argv, and its JSON parsed over the reference documents in shared/reference/fortio (no
+"""fortio: argv, and its JSON parsed over the reference documents in tests/fixtures/fortio (no
 fortio binary is packaged for Debian or PyPI, so there is no real run here)."""
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ def spec(**kw: object) -> RunSpec:
     return RunSpec(**base)  # type: ignore[arg-type]
 
 
-def reference(shared_dir: Path, name: str) -> str:
-    return (shared_dir / "reference" / "fortio" / name).read_text(encoding="utf-8")
+FORTIO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fortio"
+
+
+def reference(name: str) -> str:
+    return (FORTIO_FIXTURES / name).read_text(encoding="utf-8")
 
 
 def test_argv_rate_duration_count_method_and_body() -> None:
@@ -56,9 +59,9 @@ def test_check_rejects_unspread_connections_at_a_rate() -> None:
     ("nighthawk-output_formatter.medium.fortio.gold.json", 56, 53, {200: 56}),
     ("nighthawk-output_formatter.medium.fortio-noquirks.gold.json", 56, 53, {200: 56}),
 ])
-def test_reference_documents(shared_dir: Path, name: str, requests: int, timed: int,
+def test_reference_documents(name: str, requests: int, timed: int,
                              codes: dict[int, int]) -> None:
-    text = reference(shared_dir, name)
+    text = reference(name)
     s = spec(rate_rps=40.0)
     r = FortioRunner().parse_output(text, spec=s)
     assert r.requests == requests and r.errors == 0 and r.status_codes == codes
@@ -69,8 +72,8 @@ def test_reference_documents(shared_dir: Path, name: str, requests: int, timed: 
     assert "coordinated omission" in r.warnings[0]
 
 
-def test_json_found_among_log_lines(shared_dir: Path) -> None:
-    text = reference(shared_dir, "fortio-README-rest-run-http-result.json")
+def test_json_found_among_log_lines() -> None:
+    text = reference("fortio-README-rest-run-http-result.json")
     noisy = "Fortio 1.60 running at 40 queries per second {not json}\n" + text + "\nAll done\n"
     assert FortioRunner().parse_output(noisy, spec=spec()).requests == 4
 
@@ -82,14 +85,14 @@ def test_json_found_among_log_lines(shared_dir: Path) -> None:
     lambda t: "[" + t + "]",
     lambda t: "panic: runtime error: invalid memory address\n",
 ])
-def test_broken_output_raises_output_parse_error(shared_dir: Path, mangle: object) -> None:
-    text = reference(shared_dir, "fortio-README-rest-run-http-result.json")
+def test_broken_output_raises_output_parse_error(mangle: object) -> None:
+    text = reference("fortio-README-rest-run-http-result.json")
     with pytest.raises(OutputParseError):
         FortioRunner().parse_output(mangle(text), spec=spec())  # type: ignore[operator]
 
 
-def test_wrapped_iter8_document_is_not_fortio_stdout(shared_dir: Path) -> None:
-    text = reference(shared_dir, "iter8-metrics-server_test-fortioResultJSON.json")
+def test_wrapped_iter8_document_is_not_fortio_stdout() -> None:
+    text = reference("iter8-metrics-server_test-fortioResultJSON.json")
     with pytest.raises(OutputParseError):
         FortioRunner().parse_output(text, spec=spec())
 
