@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshlab.errors import MeshError
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
 from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (

@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 import yaml
 
 from meshlab.errors import ClusterError, MeshError
-from meshlab.k8s._api import Manifest
-from meshlab.k8s.cluster import ApplyLog, Cluster
+from meshlab.k8s.cluster import ApplyLog, Cluster, Manifest
 from meshlab.k8s.images import control_plane_images, image_version
 from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.policy import TrafficPolicy

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
 from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (
