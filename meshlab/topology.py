@@ -15,7 +15,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from meshlab.policy import MtlsMode, TrafficPolicy
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-KUBERNETES_MESHES = ("consul", "istio", "kuma", "linkerd")
 
 
 def _dns_label(value: str) -> str:
@@ -232,10 +231,6 @@ def parse_mesh(text: str, *, mode: str = "both") -> DataPlane:
     Raises ValueError with the accepted grammar when the text does not parse."""
     kind_text, *opts = text.strip().lower().split("+")
     kinds = [str(k) for k in DataPlaneKind]
-    if kind_text in KUBERNETES_MESHES:
-        raise ValueError(f"mesh {text!r} runs on Kubernetes: use environment: kubernetes for "
-                         f"it; environment: local runs the playground data planes "
-                         f"{', '.join(kinds)}")
     if kind_text not in kinds:
         raise ValueError(f"mesh {text!r}: unknown data plane {kind_text!r}; write "
                          f"<{'|'.join(kinds)}>[+mtls|+mtls-permissive|+h2|+waypoint]")

@@ -10,6 +10,9 @@ from typing import Any
 
 import yaml
 
+MESH_HELP = "a Kubernetes mesh of the mesh registry (an unknown name lists them)"
+
+
 
 def register(subparsers: Any) -> None:
     kube = subparsers.add_parser("kube", help="Kubernetes cluster access").add_subparsers(
@@ -29,16 +32,32 @@ def register(subparsers: Any) -> None:
         dest="mesh_cmd", required=True)
     for cmd in ("install", "uninstall"):
         p = mesh.add_parser(cmd, help=f"{cmd} a mesh with its own CLI")
-        p.add_argument("mesh", choices=["istio", "linkerd", "consul", "kuma"])
+        p.add_argument("mesh", type=_mesh_name, help=MESH_HELP)
         p.add_argument("--dry-run", action="store_true", help="print the commands only")
         _ctx_args(p)
         p.set_defaults(func=_install if cmd == "install" else _uninstall)
     p = mesh.add_parser("render", help="print a policy as the mesh's resources (YAML)")
-    p.add_argument("mesh", choices=["istio", "linkerd", "consul", "kuma"])
+    p.add_argument("mesh", type=_mesh_name, help=MESH_HELP)
     p.add_argument("--policy", required=True, help="YAML/JSON file with one TrafficPolicy")
     p.add_argument("--namespace", default="meshlab-bench")
     p.add_argument("--service", default="meshlab-server")
     p.set_defaults(func=_render)
+
+
+def _mesh_name(name: str) -> str:
+    """Checked against the mesh registry when parsed (not when the parser is built)."""
+    from meshlab.errors import ProfileError
+    from meshlab.meshes.detect import BASELINE, kubernetes_mesh, kubernetes_mesh_names
+
+    try:
+        mesh = kubernetes_mesh(name)
+    except ProfileError:
+        mesh = None
+    if mesh is None:
+        known = [n for n in kubernetes_mesh_names() if n != BASELINE]
+        raise argparse.ArgumentTypeError(f"{name!r} is not a Kubernetes mesh; choose one of "
+                                         f"{', '.join(known)}")
+    return name
 
 
 def _ctx_args(p: argparse.ArgumentParser) -> None:
@@ -61,15 +80,15 @@ def _contexts(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from meshlab.k8s.snapshot import take_snapshot
+    from meshlab.meshes.detect import snapshot
 
     with _cluster(args) as c:
-        print(json.dumps(take_snapshot(c, args.namespaces).to_dict(), indent=2))
+        print(json.dumps(snapshot(c, args.namespaces).to_dict(), indent=2))
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from meshlab.k8s.check import check_namespace
+    from meshlab.meshes.check import check_namespace
 
     with _cluster(args) as c:
         findings = check_namespace(c, args.namespace)
@@ -79,7 +98,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mesh(name: str) -> Any:
-    from meshlab.environments.kubernetes import kubernetes_mesh
+    from meshlab.meshes.detect import kubernetes_mesh
 
     return kubernetes_mesh(name)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import threading
 import time
 from dataclasses import replace
@@ -18,9 +17,10 @@ from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
-from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots, take_snapshot
+from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
 from meshlab.k8s.workload import (
+    DIRECT_PORT,
     MODES,
     ServerSpec,
     deploy_server,
@@ -30,31 +30,18 @@ from meshlab.k8s.workload import (
     target_url,
     verify_meshed,
 )
-from meshlab.meshes.kubernetes import KubernetesMesh, MeshTarget, RenderContext
+from meshlab.meshes.detect import kubernetes_mesh, kubernetes_meshes, proxy_facts, snapshot
+from meshlab.meshes.kubernetes import Injection, KubernetesMesh, MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import RunResult, new_run_id
 
-KUBERNETES_MESHES = ("none", "istio", "linkerd", "consul", "kuma")
 PART_OF = {"app.kubernetes.io/part-of": "meshlab"}
 WARMUP_NOTE = ("warm-up: a separate fortio Job of warmup_s ran first against the same URL with "
                "the same rate and connections and was discarded; the measured Job's pods are "
                "new, so their connections (and client sidecars) start cold except for fortio's "
                "own first call per connection, which fortio leaves out of its results")
-
-
-def kubernetes_mesh(name: str) -> KubernetesMesh | None:
-    """The adapter for a mesh name (None for "none"); imported lazily."""
-    if name == "none":
-        return None
-    if name not in KUBERNETES_MESHES:
-        raise ProfileError(f"meshes: {name!r} is not a Kubernetes mesh; choose one of "
-                           f"{', '.join(KUBERNETES_MESHES)}")
-    module = importlib.import_module(f"meshlab.meshes.{name}")
-    mesh = getattr(module, f"{name.capitalize()}Mesh")()
-    assert isinstance(mesh, KubernetesMesh)
-    return mesh
 
 
 def _emit(progress: ProgressCallback | None, report: Progress) -> None:
@@ -116,12 +103,15 @@ class KubernetesDeployment(Deployment):
     def _plan(self, spec: RunSpec, run_id: str) -> LoadPlan:
         s = self.env.settings
         client_sidecar, _ = mode_plan(self.spec.dim("mode", "both"))
+        pod = Injection()
+        if self.mesh is not None:       # a client sidecar must let the Job end, else opt out
+            pod = self.mesh.job_sidecar_exit if client_sidecar else self.mesh.pod_opt_out
         return LoadPlan(run_id=run_id, namespace=self.env.server.namespace, url=self.target_url,
                         rate_rps=spec.rate_rps, connections=spec.connections,
                         duration_s=spec.duration_s, parallelism=s.load_parallelism,
-                        timeout_s=spec.timeout_s, image=s.image, mesh=self.spec.mesh,
-                        client_sidecar=client_sidecar and self.mesh is not None,
-                        load_node=s.load_node, cpu=s.load_cpu, memory=s.load_memory,
+                        timeout_s=spec.timeout_s, image=s.image, pod_labels=dict(pod.labels),
+                        pod_annotations=dict(pod.annotations), load_node=s.load_node,
+                        cpu=s.load_cpu, memory=s.load_memory,
                         headers=spec.headers, method=spec.method,
                         body=spec.body.decode("utf-8"), max_requests=spec.max_requests)
 
@@ -170,7 +160,7 @@ class KubernetesDeployment(Deployment):
         """The after-run snapshot, what changed and the telemetry of the measured window."""
         report = DeploymentReport()
         ns = self.env.server.namespace
-        after = await asyncio.to_thread(take_snapshot, self.env.cluster, [ns])
+        after = await asyncio.to_thread(snapshot, self.env.cluster, [ns], prefer=self.spec.mesh)
         changes = diff_snapshots(self.before, after)
         report.context["cluster_after"] = after.to_dict()
         report.context["changes"] = [str(c) for c in changes]
@@ -183,8 +173,9 @@ class KubernetesDeployment(Deployment):
                                          warmup_trim_s=s.warmup_trim_s,
                                          cooldown_trim_s=s.cooldown_trim_s)
                 samples, warns = await prom.run_telemetry(
-                    mesh=self.spec.mesh, namespace=ns,
-                    control_namespace=self.before.mesh_namespace, window=window)
+                    namespace=ns, control_namespace=self.before.mesh_namespace, window=window,
+                    sidecars=sorted(proxy_facts().sidecars),
+                    request_metrics=self.mesh.request_metrics if self.mesh else None)
                 report.telemetry += samples
                 report.warnings += warns
             except ClusterError as exc:   # the measurement stands without its telemetry
@@ -290,12 +281,13 @@ class KubernetesEnvironment(Environment):
         if mesh is not None and mesh.detect(cluster) is None:
             raise MeshError(f"{mesh.name} is not installed in context {cluster.context!r}; "
                             f"run `meshlab mesh install {mesh.name}`")
-        for other in KUBERNETES_MESHES[1:]:
-            if other != spec.mesh:
+        for other in kubernetes_meshes():
+            if other.name != spec.mesh:
                 self._restore_injection(other)
         if mesh is not None:
             mesh.enable_injection(cluster, ns)
-        deploy_server(cluster, self.server, mesh=spec.mesh)
+        deploy_server(cluster, self.server,
+                      pod_annotations=mesh.skip_inbound([DIRECT_PORT]) if mesh else None)
         roll_workloads(cluster, ns)
         if mesh is not None:
             verify_meshed(cluster, ns, selector={"app": self.server.name},
@@ -303,10 +295,9 @@ class KubernetesEnvironment(Environment):
         self._mesh_name = spec.mesh
         return mesh
 
-    def _restore_injection(self, mesh_name: str) -> None:
+    def _restore_injection(self, mesh: KubernetesMesh) -> None:
         """Put a mesh's injection keys back to what the namespace had before meshlab."""
-        mesh = kubernetes_mesh(mesh_name)
-        assert mesh is not None and self._ns_before is not None
+        assert self._ns_before is not None
         inj = mesh.injection()
         ns = self.cluster.find("v1", "Namespace", self.server.namespace)
         if ns is None:
@@ -328,7 +319,7 @@ class KubernetesEnvironment(Environment):
         with self._lock:
             self._targets.append((mesh, target))
         try:
-            before = take_snapshot(self.cluster, [self.server.namespace])
+            before = snapshot(self.cluster, [self.server.namespace], prefer=spec.mesh)
         except Exception:
             self.release(mesh, target)
             raise
@@ -366,8 +357,8 @@ class KubernetesEnvironment(Environment):
                                             selector=PART_OF):
                 cluster.delete("batch/v1", "Job", job["metadata"]["name"], namespace=ns,
                                propagation="Background")
-            for name in KUBERNETES_MESHES[1:]:
-                self._restore_injection(name)
+            for mesh in kubernetes_meshes():
+                self._restore_injection(mesh)
         except MeshlabError as exc:
             left.append(f"namespace {ns}: {exc}")
         return left

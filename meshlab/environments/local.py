@@ -15,7 +15,20 @@ from meshlab.playground.playground import Playground, check_topology, resolve_to
 from meshlab.playground.telemetry import Target, TelemetrySampler, proxy_costs
 from meshlab.profile import Profile, RunSpec
 from meshlab.results import RunResult
-from meshlab.topology import Topology
+from meshlab.topology import DataPlaneKind, Topology
+
+
+def _kubernetes_hint(mesh: str) -> list[str]:
+    """The fix when `mesh` is a registered Kubernetes mesh (asked only once parsing failed)."""
+    from meshlab.meshes.base import get_mesh, mesh_names
+    from meshlab.meshes.kubernetes import KubernetesMesh
+
+    name = mesh.split("+", 1)[0].strip().lower()
+    if name not in mesh_names() or not isinstance(get_mesh(name), KubernetesMesh):
+        return []
+    return [f"mesh {mesh!r} runs on Kubernetes: use environment: kubernetes for it; "
+            f"environment: local runs the playground data planes "
+            f"{', '.join(str(k) for k in DataPlaneKind)}"]
 
 
 def _key(spec: RunSpec) -> str:
@@ -97,7 +110,8 @@ class LocalEnvironment(Environment):
             topo = resolve_topology(self.topology, mesh=spec.mesh, mode=mode,
                                     policy=spec.policy)
         except ProfileError as exc:
-            raise ProfileError([f"meshes/modes: {p}" for p in exc.problems]) from None
+            problems = _kubernetes_hint(spec.mesh) or exc.problems
+            raise ProfileError([f"meshes/modes: {p}" for p in problems]) from None
         check_topology(topo)     # MeshError naming data plane and policy
 
     async def deploy(self, spec: RunSpec) -> Deployment:

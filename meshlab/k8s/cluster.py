@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from meshlab.errors import ClusterError
-from meshlab.k8s._api import ApiClient, ApiTransport, Manifest, ResourceType, _kubernetes, describe
+from meshlab.k8s._api import ApiClient, ApiTransport, ResourceType, _kubernetes, describe
+from meshlab.k8s._api import Manifest as Manifest  # public here: what adapters render
 from meshlab.k8s._wait import Waits
 
 FIELD_MANAGER = "meshlab"

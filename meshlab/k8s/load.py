@@ -11,14 +11,14 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshlab.errors import ClusterError, OutputParseError, RunnerError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
-from meshlab.k8s.workload import DEFAULT_IMAGE, JOB_SIDECAR_EXIT, OPT_OUT, render_template
+from meshlab.k8s.workload import DEFAULT_IMAGE, render_template
 from meshlab.results import Histogram, RunResult
 
 
@@ -35,8 +35,10 @@ class LoadPlan:
     parallelism: int = 1
     timeout_s: float = 10.0
     image: str = DEFAULT_IMAGE
-    mesh: str = "none"
-    client_sidecar: bool = False
+    # the mesh layer's word for this pod: opt out of injection, or let a Job finish beside its
+    # sidecar (a mesh's native-sidecar annotation)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
     load_node: str | None = None     # pin the pods to this node (dedicated load generator)
     cpu: str = "1"
     memory: str = "256Mi"
@@ -80,12 +82,9 @@ def job_manifest(plan: LoadPlan) -> Manifest:
         "phase": plan.phase, "image": plan.image, "cpu": plan.cpu, "memory": plan.memory})
     pod = job["spec"]["template"]
     pod["spec"]["containers"][0]["args"] = plan.fortio_argv()
-    labels, ann = ({}, {}) if plan.client_sidecar else OPT_OUT.get(plan.mesh, ({}, {}))
-    if plan.client_sidecar:
-        ann = JOB_SIDECAR_EXIT.get(plan.mesh, {})
-    pod["metadata"].setdefault("labels", {}).update(labels)
-    if ann:
-        pod["metadata"]["annotations"] = dict(ann)
+    pod["metadata"].setdefault("labels", {}).update(plan.pod_labels)
+    if plan.pod_annotations:
+        pod["metadata"]["annotations"] = dict(plan.pod_annotations)
     if plan.load_node:
         pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": plan.load_node}
     return job

@@ -1,34 +1,27 @@
 """Telemetry from Prometheus over a run window (httpx, `query_range`): proxy CPU and memory per
 pod (cAdvisor), control-plane CPU and memory, and the mesh's own request rate and latency
-percentiles, with warm-up and cool-down trimmed; returned as `TelemetrySample`s for run_telemetry.
+percentiles (selectors from the mesh layer), with warm-up and cool-down trimmed; returned as
+`TelemetrySample`s for run_telemetry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from meshlab.errors import ClusterError
 from meshlab.results import TelemetrySample
 from meshlab.units import US_PER_MS
 
-SIDECAR_REGEX = "istio-proxy|linkerd-proxy|consul-dataplane|envoy-sidecar|kuma-sidecar"
 
-# (rate of requests, latency histogram in milliseconds) per mesh, for the benchmark namespace
-_MESH_QUERIES: dict[str, tuple[str, str]] = {
-    "istio": ('istio_requests_total{{reporter="destination",'
-              'destination_workload_namespace="{ns}"}}',
-              'istio_request_duration_milliseconds_bucket{{reporter="destination",'
-              'destination_workload_namespace="{ns}"}}'),
-    "linkerd": ('response_total{{direction="inbound",namespace="{ns}"}}',
-                'response_latency_ms_bucket{{direction="inbound",namespace="{ns}"}}'),
-    "consul": ('envoy_cluster_upstream_rq_total{{namespace="{ns}"}}',
-               'envoy_cluster_upstream_rq_time_bucket{{namespace="{ns}"}}'),
-    "kuma": ('envoy_cluster_upstream_rq_total{{namespace="{ns}"}}',
-             'envoy_cluster_upstream_rq_time_bucket{{namespace="{ns}"}}'),
-}
+@dataclass(frozen=True, slots=True)
+class RequestMetrics:
+    """A mesh's own request counter and latency histogram (milliseconds) as PromQL selectors,
+    `{ns}` standing for the benchmark namespace (`{{`/`}}` for literal braces)."""
+
+    total: str
+    bucket_ms: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +42,29 @@ class TelemetryWindow:
         return start, end
 
 
-def mesh_queries(mesh: str, namespace: str, control_ns: str, rate_window: str) -> dict[str, str]:
-    """metric name -> PromQL for one mesh ('none': only proxy-free container metrics)."""
+def mesh_queries(namespace: str, control_ns: str, rate_window: str, *,
+                 sidecars: Sequence[str] = (),
+                 request_metrics: RequestMetrics | None = None) -> dict[str, str]:
+    """metric name -> PromQL: proxy containers are those named in `sidecars`; the mesh's own
+    request rate and latency need `request_metrics` (none for the baseline)."""
     w = rate_window
+    proxies = "|".join(sidecars)
     q = {
         "proxy_cpu_cores": f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace='
-                           f'"{namespace}",container=~"{SIDECAR_REGEX}"}}[{w}]))',
+                           f'"{namespace}",container=~"{proxies}"}}[{w}]))',
         "proxy_memory_bytes": f'sum by (pod) (container_memory_working_set_bytes{{namespace='
-                              f'"{namespace}",container=~"{SIDECAR_REGEX}"}})',
+                              f'"{namespace}",container=~"{proxies}"}})',
         "app_cpu_cores": f'sum by (pod) (rate(container_cpu_usage_seconds_total{{namespace='
-                         f'"{namespace}",container!~"{SIDECAR_REGEX}|POD|"}}[{w}]))',
+                         f'"{namespace}",container!~"{proxies}|POD|"}}[{w}]))',
     }
     if control_ns:
         q["control_plane_cpu_cores"] = (f'sum(rate(container_cpu_usage_seconds_total{{namespace='
                                         f'"{control_ns}",container!~"POD|"}}[{w}]))')
         q["control_plane_memory_bytes"] = (f'sum(container_memory_working_set_bytes{{namespace='
                                            f'"{control_ns}",container!~"POD|"}})')
-    if mesh in _MESH_QUERIES:
-        total, bucket = (s.format(ns=namespace) for s in _MESH_QUERIES[mesh])
+    if request_metrics is not None:
+        total = request_metrics.total.format(ns=namespace)
+        bucket = request_metrics.bucket_ms.format(ns=namespace)
         q["mesh_request_rate_rps"] = f"sum(rate({total}[{w}]))"
         for p, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
             q[f"mesh_latency_{name}_ms"] = (f"histogram_quantile({p}, sum by (le) "
@@ -79,6 +77,8 @@ class PrometheusClient:
 
     def __init__(self, base_url: str, *, timeout_s: float = 15.0,
                  headers: dict[str, str] | None = None) -> None:
+        import httpx  # here, not at import: mesh adapters read RequestMetrics only
+
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s,
                                          headers=headers)
@@ -89,6 +89,8 @@ class PrometheusClient:
     async def query_range(self, query: str, *, start_s: float, end_s: float,
                           step_s: float) -> list[dict[str, Any]]:
         """The `data.result` matrix: [{"metric": {...}, "values": [[t, "v"], ...]}, ...]."""
+        import httpx
+
         try:
             resp = await self._client.get("/api/v1/query_range", params={
                 "query": query, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}",
@@ -108,18 +110,20 @@ class PrometheusClient:
         data = doc.get("data") or {}
         return list(data.get("result") or [])
 
-    async def run_telemetry(self, *, mesh: str, namespace: str, control_namespace: str,
-                            window: TelemetryWindow,
+    async def run_telemetry(self, *, namespace: str, control_namespace: str,
+                            window: TelemetryWindow, sidecars: Sequence[str] = (),
+                            request_metrics: RequestMetrics | None = None,
                             run_start_s: float | None = None) -> tuple[list[TelemetrySample],
                                                                        list[str]]:
-        """Samples for every query (t_s relative to `run_start_s`, default the window start),
-        and warnings for queries that returned nothing."""
+        """Samples for every query of `mesh_queries` (t_s relative to `run_start_s`, default
+        the window start), and warnings for queries that returned nothing."""
         origin = window.start_s if run_start_s is None else run_start_s
         start, end = window.trimmed
         samples: list[TelemetrySample] = []
         warnings: list[str] = []
-        for metric, query in mesh_queries(mesh, namespace, control_namespace,
-                                          window.rate_window).items():
+        queries = mesh_queries(namespace, control_namespace, window.rate_window,
+                               sidecars=sidecars, request_metrics=request_metrics)
+        for metric, query in queries.items():
             series = await self.query_range(query, start_s=start, end_s=end,
                                             step_s=window.step_s)
             if not series:

@@ -1,6 +1,6 @@
 """The cluster context stored with every run (what Meshery leaves out): server version, nodes,
-benchmark workloads with restarts and sidecars, the installed mesh and its version (from control-
-plane images), mTLS mode and proxy resources; and the diff of two snapshots around a run.
+benchmark workloads with restarts and sidecars, the mesh state the mesh layer probes (this module
+knows no mesh), proxy resources; and the diff of two snapshots around a run.
 """
 
 from __future__ import annotations
@@ -9,15 +9,32 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from meshlab.errors import ClusterError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
-from meshlab.k8s.images import control_plane_images, image_version
 
-SIDECAR_NAMES = {"istio-proxy": "istio", "linkerd-proxy": "linkerd",
-                 "consul-dataplane": "consul", "envoy-sidecar": "consul",
-                 "kuma-sidecar": "kuma"}
 _ZONE = "topology.kubernetes.io/zone"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyFacts:
+    """What tells a mesh proxy from an app container: sidecar container names and the pod
+    annotations that size a proxy. The mesh layer supplies them; empty means "no proxies"."""
+
+    sidecars: frozenset[str] = frozenset()
+    concurrency_annotations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MeshState:
+    """The mesh in charge as the mesh layer probed it; the default is "no mesh"."""
+
+    mesh: str = "none"
+    version: str = ""
+    namespace: str = ""
+    mtls: str = ""                          # effective mode seen in the cluster, "" = unknown
+
+
+MeshProbe = Callable[[Cluster, Sequence[str]], MeshState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +144,9 @@ def _node(n: Manifest) -> NodeInfo:
         zone=str((n["metadata"].get("labels") or {}).get(_ZONE, "")))
 
 
-def pod_info(p: Manifest) -> PodInfo:
+def pod_info(p: Manifest, proxies: ProxyFacts | None = None) -> PodInfo:
+    """One pod; containers named in `proxies.sidecars` count as sidecars."""
+    proxies = proxies or ProxyFacts()
     spec, st, meta = p.get("spec") or {}, p.get("status") or {}, p["metadata"]
     restarts = {c.get("name"): int(c.get("restartCount", 0))
                 for c in [*(st.get("containerStatuses") or []),
@@ -139,81 +158,39 @@ def pod_info(p: Manifest) -> PodInfo:
             continue
         res = c.get("resources") or {}
         containers.append(ContainerInfo(
-            name=c["name"], image=str(c.get("image", "")), sidecar=c["name"] in SIDECAR_NAMES,
+            name=c["name"], image=str(c.get("image", "")), sidecar=c["name"] in proxies.sidecars,
             restarts=restarts.get(c["name"], 0),
             requests={k: str(v) for k, v in (res.get("requests") or {}).items()},
             limits={k: str(v) for k, v in (res.get("limits") or {}).items()}))
     owners = meta.get("ownerReferences") or []
     ann = meta.get("annotations") or {}
-    conc = ann.get("proxy.istio.io/config", "") or ann.get("config.linkerd.io/proxy-cpu-limit", "")
+    conc = next((ann[k] for k in proxies.concurrency_annotations if ann.get(k)), "")
     return PodInfo(namespace=meta.get("namespace", ""), name=meta["name"],
                    node=str(spec.get("nodeName", "")), phase=str(st.get("phase", "")),
                    owner=f"{owners[0]['kind']}/{owners[0]['name']}" if owners else "",
                    containers=tuple(containers), proxy_concurrency=str(conc))
 
 
-def detect_mesh(images: Mapping[str, str]) -> tuple[str, str, str]:
-    """(mesh, version, namespace) from control-plane images; ("none", "", "") if none."""
-
-    rules = [("istio", ("istio/pilot", "/pilot:")), ("linkerd", ("linkerd/controller",
-             "linkerd/destination", "linkerd/policy-controller")),
-             ("consul", ("hashicorp/consul-k8s-control-plane",)), ("kuma", ("kumahq/kuma-cp",))]
-    for mesh, needles in rules:
-        for image, ns in sorted(images.items()):
-            if any(n in image for n in needles):
-                return mesh, image_version(image), ns
-    return "none", "", ""
-
-
-def _istio_mode(o: Manifest) -> str:
-    return str(((o.get("spec") or {}).get("mtls") or {}).get("mode", ""))
-
-
-def _kuma_mode(o: Manifest) -> str:
-    rules = (o.get("spec") or {}).get("rules") or []
-    return str((rules[0].get("default") or {}).get("mode", "")) if rules else ""
-
-
-def _mtls(cluster: Cluster, mesh: str, namespaces: Sequence[str]) -> str:
-    """The mTLS mode the mesh's own resources declare for the benchmark namespaces."""
-    probes: dict[str, tuple[str, str, Callable[[Manifest], str]]] = {
-        "istio": ("security.istio.io/v1", "PeerAuthentication", _istio_mode),
-        "kuma": ("kuma.io/v1alpha1", "MeshTLS", _kuma_mode)}
-    if mesh == "linkerd":
-        return "on (always, between meshed pods)"
-    if mesh == "consul":
-        return "on (always)"
-    if mesh not in probes:
-        return ""
-    api_version, kind, read = probes[mesh]
-    modes = []
-    for ns in namespaces:
-        try:
-            modes += [str(read(o)).upper() for o in cluster.list_objects(api_version, kind,
-                                                                         namespace=ns)]
-        except ClusterError:
-            continue
-    return ",".join(sorted(set(m for m in modes if m))) or ("PERMISSIVE (default)"
-                                                              if mesh == "istio" else "")
-
-
-def take_snapshot(cluster: Cluster, namespaces: Iterable[str]) -> ClusterSnapshot:
-    """Describe the cluster and the benchmark namespaces now."""
+def take_snapshot(cluster: Cluster, namespaces: Iterable[str], *,
+                  proxies: ProxyFacts | None = None,
+                  probe: MeshProbe | None = None) -> ClusterSnapshot:
+    """Describe the cluster and the benchmark namespaces now; `proxies` marks sidecars, `probe`
+    names the mesh in charge (both from the mesh layer: `meshlab.meshes.detect.snapshot`)."""
     nss = list(namespaces)
     version = cluster.server_version().get("gitVersion", "")
     nodes = tuple(_node(n) for n in cluster.nodes())
     pods: list[PodInfo] = []
     replicas: dict[str, int] = {}
     for ns in nss:
-        pods += [pod_info(p) for p in cluster.pods(namespace=ns)]
+        pods += [pod_info(p, proxies) for p in cluster.pods(namespace=ns)]
         for d in cluster.list_objects("apps/v1", "Deployment", namespace=ns):
             replicas[f"{ns}/Deployment/{d['metadata']['name']}"] = int(
                 (d.get("spec") or {}).get("replicas", 1))
-    mesh, mesh_version, mesh_ns = detect_mesh(control_plane_images(cluster))
+    state = probe(cluster, nss) if probe is not None else MeshState()
     return ClusterSnapshot(context=cluster.context, server_version=version, nodes=nodes,
                            pods=tuple(sorted(pods, key=lambda p: (p.namespace, p.name))),
-                           replicas=replicas, mesh=mesh, mesh_version=mesh_version,
-                           mesh_namespace=mesh_ns, mtls=_mtls(cluster, mesh, nss))
+                           replicas=replicas, mesh=state.mesh, mesh_version=state.version,
+                           mesh_namespace=state.namespace, mtls=state.mtls)
 
 
 def diff_snapshots(before: ClusterSnapshot, after: ClusterSnapshot) -> list[SnapshotChange]:

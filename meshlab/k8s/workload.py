@@ -1,5 +1,6 @@
-"""The benchmark workload: the fortio server from `meshlab/k8s/templates`, the per-mesh port
-8081 opt-out, the client setting per mode, and injection plus rollout plus "every pod meshed".
+"""The benchmark workload: the fortio server from `meshlab/k8s/templates` (the mesh layer supplies
+the annotation that keeps port 8081 out of the sidecar), the client setting per mode, rollout and
+"every pod meshed".
 """
 
 from __future__ import annotations
@@ -23,28 +24,6 @@ CAPTURED_PORT = 8080
 DIRECT_PORT = 8081
 MODES = ("none", "server-only", "client-only", "both")
 DEFAULT_IMAGE = FORTIO_IMAGE
-
-# inbound port kept out of the sidecar on the server pod
-SKIP_INBOUND: dict[str, dict[str, str]] = {
-    "istio": {"traffic.sidecar.istio.io/excludeInboundPorts": str(DIRECT_PORT)},
-    "linkerd": {"config.linkerd.io/skip-inbound-ports": str(DIRECT_PORT)},
-    "consul": {"consul.hashicorp.com/transparent-proxy-exclude-inbound-ports": str(DIRECT_PORT)},
-    "kuma": {"traffic.kuma.io/exclude-inbound-ports": str(DIRECT_PORT)},
-}
-# how one pod opts out of injection (the load client in modes none and server-only)
-OPT_OUT: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "istio": ({"sidecar.istio.io/inject": "false"}, {}),
-    "linkerd": ({}, {"linkerd.io/inject": "disabled"}),
-    "consul": ({}, {"consul.hashicorp.com/connect-inject": "false"}),
-    "kuma": ({"kuma.io/sidecar-injection": "disabled"}, {}),
-}
-# a Job's pod must be able to finish although a sidecar runs next to it
-JOB_SIDECAR_EXIT: dict[str, dict[str, str]] = {
-    "istio": {"sidecar.istio.io/nativeSidecar": "true"},
-    "linkerd": {"config.alpha.linkerd.io/proxy-enable-native-sidecar": "true"},
-    "kuma": {"kuma.io/sidecar-drain-time": "1s"},
-    "consul": {"consul.hashicorp.com/enable-sidecar-proxy-lifecycle": "true"},
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +75,15 @@ def template_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def server_manifests(spec: ServerSpec, *, mesh: str = "none") -> list[Manifest]:
+def server_manifests(spec: ServerSpec, *,
+                     pod_annotations: Mapping[str, str] | None = None) -> list[Manifest]:
+    """The server's Deployment and Service; `pod_annotations` go on its pod template (the
+    mesh's way to keep DIRECT_PORT out of the sidecar)."""
     docs = render_template("server.yaml", {"namespace": spec.namespace, "name": spec.name,
                                            "replicas": spec.replicas, "image": spec.image,
                                            "cpu": spec.cpu, "memory": spec.memory})
-    ann = SKIP_INBOUND.get(mesh)
-    if ann:
-        docs[0]["spec"]["template"]["metadata"]["annotations"] = dict(ann)
+    if pod_annotations:
+        docs[0]["spec"]["template"]["metadata"]["annotations"] = dict(pod_annotations)
     return docs
 
 
@@ -122,10 +103,11 @@ def target_url(spec: ServerSpec, mode: str, path: str = "/echo") -> str:
     return f"http://{spec.name}.{spec.namespace}.svc.cluster.local:{port}{path}"
 
 
-def deploy_server(cluster: Cluster, spec: ServerSpec, *, mesh: str = "none",
+def deploy_server(cluster: Cluster, spec: ServerSpec, *,
+                  pod_annotations: Mapping[str, str] | None = None,
                   timeout_s: float = 300.0) -> list[Manifest]:
     cluster.ensure_namespace(spec.namespace, labels={"app.kubernetes.io/part-of": "meshlab"})
-    docs = server_manifests(spec, mesh=mesh)
+    docs = server_manifests(spec, pod_annotations=pod_annotations)
     cluster.apply_all(docs)
     cluster.wait_rollout(spec.name, namespace=spec.namespace, timeout_s=timeout_s)
     return docs

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
+from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (
     CliStep,
@@ -35,6 +36,13 @@ class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
                            "rate_limit", "load_balancing.round_robin",
                            "load_balancing.least_request", "load_balancing.random"})
     mtls_note = "always on; strict refuses plaintext (Consul >= 1.16 mutualTLSMode)"
+    skip_inbound_annotation = "consul.hashicorp.com/transparent-proxy-exclude-inbound-ports"
+    pod_opt_out = Injection(annotations={"consul.hashicorp.com/connect-inject": "false"})
+    job_sidecar_exit = Injection(annotations={
+        "consul.hashicorp.com/enable-sidecar-proxy-lifecycle": "true"})
+    mtls_default = "on (always)"
+    request_metrics = RequestMetrics('envoy_cluster_upstream_rq_total{{namespace="{ns}"}}',
+                                     'envoy_cluster_upstream_rq_time_bucket{{namespace="{ns}"}}')
 
     def describe(self) -> MeshInfo:
         return MeshInfo(**self.info_fields())

@@ -5,10 +5,12 @@ for local rate limits (Istio has no rate-limit resource); installed with `istioc
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from meshlab.errors import MeshError
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
+from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (
     CliStep,
@@ -37,6 +39,16 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
                            "fault.delay", "fault.abort", "rate_limit",
                            "load_balancing.round_robin", "load_balancing.least_request",
                            "load_balancing.random"})
+    skip_inbound_annotation = "traffic.sidecar.istio.io/excludeInboundPorts"
+    pod_opt_out = Injection(labels={"sidecar.istio.io/inject": "false"})
+    job_sidecar_exit = Injection(annotations={"sidecar.istio.io/nativeSidecar": "true"})
+    concurrency_annotation = "proxy.istio.io/config"
+    mtls_resource = ("security.istio.io/v1", "PeerAuthentication")
+    mtls_default = "PERMISSIVE (default)"
+    request_metrics = RequestMetrics(
+        'istio_requests_total{{reporter="destination",destination_workload_namespace="{ns}"}}',
+        'istio_request_duration_milliseconds_bucket{{reporter="destination",'
+        'destination_workload_namespace="{ns}"}}')
 
     def __init__(self, *, profile: str = "default", revision: str | None = None) -> None:
         self.profile = profile
@@ -49,6 +61,14 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
         if self.revision:
             return Injection(labels={"istio.io/rev": self.revision})
         return Injection(labels={"istio-injection": "enabled"})
+
+    def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
+        # a revision label (`istio.io/rev=canary`) turns injection on as well
+        return (super().injection_enabled(namespace_meta)
+                or "istio.io/rev" in (namespace_meta.get("labels") or {}))
+
+    def read_mtls(self, resource: Manifest) -> str:
+        return str(((resource.get("spec") or {}).get("mtls") or {}).get("mode", ""))
 
     def install_steps(self) -> list[CliStep]:
         argv = ["istioctl", "install", "-y", "--set", f"profile={self.profile}"]

@@ -1,5 +1,6 @@
-"""What every Kubernetes mesh adapter shares: detection, install/uninstall through the mesh's
-CLI (dry run, rollback), injection plus rollout, and policies applied with rollback.
+"""What every Kubernetes mesh adapter shares: what marks its proxies, pods and mTLS in a cluster
+(detection), install/uninstall through the mesh's CLI (dry run, rollback), injection, and
+policies applied with rollback.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any, ClassVar
 import yaml
 
 from meshlab.errors import ClusterError, MeshError
-from meshlab.k8s._api import Manifest
-from meshlab.k8s.cluster import ApplyLog, Cluster
+from meshlab.k8s.cluster import ApplyLog, Cluster, Manifest
 from meshlab.k8s.images import control_plane_images, image_version
+from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.policy import TrafficPolicy
 
 POLICY_LABEL = "meshlab.io/policy"
@@ -164,6 +165,17 @@ class KubernetesMesh(abc.ABC):
     control_plane_image: ClassVar[re.Pattern[str]]   # matches the image repo of the control plane
     supported: ClassVar[frozenset[str]]               # TrafficPolicy.features() it can express
     mtls_note: ClassVar[str] = ""
+    # how a pod talks to this mesh: keep inbound ports out of the sidecar, opt out of
+    # injection, let a Job's pod finish beside its sidecar, size the proxy
+    skip_inbound_annotation: ClassVar[str]
+    pod_opt_out: ClassVar[Injection]
+    job_sidecar_exit: ClassVar[Injection] = Injection()
+    concurrency_annotation: ClassVar[str] = ""
+    # what the cluster says about mTLS: the resource declaring the mode (apiVersion, kind) or
+    # None when the mesh always encrypts; `mtls_default` when nothing declares a mode
+    mtls_resource: ClassVar[tuple[str, str] | None] = None
+    mtls_default: ClassVar[str] = ""
+    request_metrics: ClassVar[RequestMetrics | None] = None   # the mesh's own Prometheus series
 
     # --- pure parts: tested without a cluster -------------------------------------------
     @abc.abstractmethod
@@ -200,9 +212,46 @@ class KubernetesMesh(abc.ABC):
         return MeshInstallation(self.name, versions[-1] if len(versions) == 1 else
                                 ",".join(versions), images[mine[0]], tuple(mine))
 
+    def skip_inbound(self, ports: Sequence[int]) -> dict[str, str]:
+        """Pod annotations that keep `ports` out of the sidecar's inbound capture."""
+        return {self.skip_inbound_annotation: ",".join(str(p) for p in ports)}
+
+    def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
+        """Whether a namespace's metadata turns on this mesh's injection."""
+        inj = self.injection()
+        labels = namespace_meta.get("labels") or {}
+        ann = namespace_meta.get("annotations") or {}
+        return (all(labels.get(k) == v for k, v in inj.labels.items())
+                and all(ann.get(k) == v for k, v in inj.annotations.items()))
+
+    def injection_hint(self) -> str:
+        """`label istio-injection=enabled`: what to set on a namespace."""
+        inj = self.injection()
+        return ", ".join([*(f"label {k}={v}" for k, v in inj.labels.items()),
+                          *(f"annotation {k}={v}" for k, v in inj.annotations.items())])
+
+    def read_mtls(self, resource: Manifest) -> str:
+        """The mode one `mtls_resource` object declares ("" when it declares none)."""
+        return ""
+
     # --- cluster parts -------------------------------------------------------------------
     def detect(self, cluster: Cluster) -> MeshInstallation | None:
         return self.detect_images(control_plane_images(cluster))
+
+    def observed_mtls(self, cluster: Cluster, namespaces: Sequence[str]) -> str:
+        """The mTLS mode this mesh's own resources declare for `namespaces` (upper case,
+        comma-joined when they differ), else `mtls_default`."""
+        if self.mtls_resource is None:
+            return self.mtls_default
+        api_version, kind = self.mtls_resource
+        modes: set[str] = set()
+        for ns in namespaces:
+            try:
+                objs = cluster.list_objects(api_version, kind, namespace=ns)
+            except ClusterError:          # CRD not served: nothing declared
+                continue
+            modes.update(self.read_mtls(o).upper() for o in objs)
+        return ",".join(sorted(m for m in modes if m)) or self.mtls_default
 
     def run_steps(self, steps: Sequence[CliStep], *, cluster: Cluster | None = None,
                   dry_run: bool = False, delete: bool = False,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
+from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (
     CliStep,
@@ -45,12 +46,22 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
                            "load_balancing.round_robin", "load_balancing.least_request",
                            "load_balancing.random"})
     mtls_note = "turned on in the Mesh object; MeshTLS picks strict or permissive"
+    skip_inbound_annotation = "traffic.kuma.io/exclude-inbound-ports"
+    pod_opt_out = Injection(labels={"kuma.io/sidecar-injection": "disabled"})
+    job_sidecar_exit = Injection(annotations={"kuma.io/sidecar-drain-time": "1s"})
+    mtls_resource = (_API, "MeshTLS")
+    request_metrics = RequestMetrics('envoy_cluster_upstream_rq_total{{namespace="{ns}"}}',
+                                     'envoy_cluster_upstream_rq_time_bucket{{namespace="{ns}"}}')
 
     def describe(self) -> MeshInfo:
         return MeshInfo(**self.info_fields())
 
     def injection(self) -> Injection:
         return Injection(labels={"kuma.io/sidecar-injection": "enabled"})
+
+    def read_mtls(self, resource: Manifest) -> str:
+        rules = (resource.get("spec") or {}).get("rules") or []
+        return str((rules[0].get("default") or {}).get("mode", "")) if rules else ""
 
     def install_steps(self) -> list[CliStep]:
         return [step("kumactl", "install", "control-plane", apply_output=True)]

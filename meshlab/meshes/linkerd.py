@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from meshlab.errors import MeshError
-from meshlab.k8s._api import Manifest
+from meshlab.k8s.cluster import Manifest
+from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
 from meshlab.meshes.kubernetes import (
     CliStep,
@@ -38,6 +39,15 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
                                      r"identity|identity)(:|@|$)")
     supported = frozenset({"mtls", "retries", "timeout", "outlier_detection", "rate_limit"})
     mtls_note = "always on between meshed pods; strict adds an AuthorizationPolicy"
+    skip_inbound_annotation = "config.linkerd.io/skip-inbound-ports"
+    pod_opt_out = Injection(annotations={"linkerd.io/inject": "disabled"})
+    job_sidecar_exit = Injection(annotations={
+        "config.alpha.linkerd.io/proxy-enable-native-sidecar": "true"})
+    concurrency_annotation = "config.linkerd.io/proxy-cpu-limit"
+    mtls_default = "on (always, between meshed pods)"
+    request_metrics = RequestMetrics(
+        'response_total{{direction="inbound",namespace="{ns}"}}',
+        'response_latency_ms_bucket{{direction="inbound",namespace="{ns}"}}')
 
     def describe(self) -> MeshInfo:
         return MeshInfo(**self.info_fields())

@@ -16,11 +16,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from meshlab.analysis._counts import MIDS_US, count_matrix
+from meshlab.meshes import mesh_names
 
-_FIXED = {"none": "#4d4d4d", "baseline": "#4d4d4d", "direct": "#4d4d4d", "envoy": "#1f77b4",
-          "istio": "#466bb0", "linkerd": "#2ca02c", "consul": "#d62728", "kuma": "#9467bd",
-          "cilium": "#e6a800", "nginx": "#17becf", "haproxy": "#8c564b",
-          "candidate": "#d62728"}
+_FIXED = {"none": "#4d4d4d", "baseline": "#4d4d4d", "direct": "#4d4d4d", "candidate": "#d62728"}
+# handed to the registered meshes in mesh_names() order; ordered so that the seven meshes
+# registered when this was written keep the colours earlier reports gave them
+_MESH_PALETTE = ["#d62728", "#1f77b4", "#8c564b", "#466bb0", "#9467bd", "#2ca02c", "#17becf",
+                 "#e6a800", "#ff7f0e", "#e377c2", "#bcbd22"]
 _PALETTE = ["#ff7f0e", "#e377c2", "#bcbd22", "#7f7f7f", "#8c564b", "#17becf", "#9467bd",
             "#2ca02c", "#1f77b4", "#d62728"]
 _TICKS = [1, 2, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
@@ -29,10 +31,17 @@ LAYOUT = {"template": "plotly_white", "height": 420,
           "legend": {"orientation": "h", "y": -0.2}, "margin": {"t": 60, "l": 70, "r": 30}}
 
 
+def _known_colors() -> dict[str, str]:
+    """Baseline labels first, then every registered mesh by its place in `mesh_names()`."""
+    meshes = [n for n in mesh_names() if n not in _FIXED]
+    return {**_FIXED, **{n: _MESH_PALETTE[i % len(_MESH_PALETTE)] for i, n in enumerate(meshes)}}
+
+
 def mesh_color(name: object) -> str:
-    """The colour of a mesh (or any group label): fixed for known meshes, stable otherwise."""
+    """The colour of a mesh (or any group label): by registry order for registered meshes
+    (`envoy+mtls` takes envoy's), stable otherwise."""
     key = str(name).lower()
-    for prefix, colour in _FIXED.items():
+    for prefix, colour in _known_colors().items():
         if key == prefix or key.startswith(prefix + "-") or key.startswith(prefix + "+"):
             return colour
     return _PALETTE[zlib.crc32(key.encode()) % len(_PALETTE)]
@@ -43,8 +52,9 @@ def group_colors(labels: Sequence[object]) -> dict[str, str]:
     group already has that colour (`envoy` and `envoy+mtls`, or two labels whose hashes
     collide); exact mesh names claim their colour first."""
     keys = [str(x) for x in dict.fromkeys(labels)]
+    known = _known_colors()
     out: dict[str, str] = {}
-    for key in sorted(keys, key=lambda k: k.lower() not in _FIXED):
+    for key in sorted(keys, key=lambda k: k.lower() not in known):
         want = mesh_color(key)
         if want in out.values():
             free = [c for c in _PALETTE if c not in out.values()]

@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 from meshlab.errors import ClusterError, MeshError, OutputParseError, RunnerError
-from meshlab.k8s.check import Severity, check_namespace
 from meshlab.k8s.load import LoadPlan, extract_fortio_json, merge_results, run_fortio_job
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
-from meshlab.k8s.snapshot import diff_snapshots, take_snapshot
-from meshlab.k8s.workload import ServerSpec, deploy_server, roll_workloads, verify_meshed
+from meshlab.k8s.snapshot import diff_snapshots
+from meshlab.k8s.workload import (
+    DIRECT_PORT,
+    ServerSpec,
+    deploy_server,
+    roll_workloads,
+    verify_meshed,
+)
+from meshlab.meshes.check import Severity, check_namespace
+from meshlab.meshes.detect import snapshot as take_snapshot
 from meshlab.meshes.istio import IstioMesh
 from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
@@ -28,7 +35,7 @@ def test_mesh_injection_policy_snapshot_and_check(api, cluster) -> None:
     api.install_control_plane()
     mesh = IstioMesh()
     assert mesh.detect(cluster).version == "1.30.3"
-    deploy_server(cluster, SPEC, mesh="istio")
+    deploy_server(cluster, SPEC, pod_annotations=mesh.skip_inbound([DIRECT_PORT]))
     with pytest.raises(MeshError, match="no istio sidecar"):
         verify_meshed(cluster, "bench", selector={"app": "server"},
                       sidecars=mesh.sidecar_containers, mesh="istio")
@@ -140,7 +147,8 @@ def test_prometheus_telemetry_trims_and_converts(prometheus_url: str) -> None:
         prom = PrometheusClient(prometheus_url)
         try:
             return await prom.run_telemetry(
-                mesh="istio", namespace="bench", control_namespace="istio-system",
+                namespace="bench", control_namespace="istio-system",
+                sidecars=IstioMesh.sidecar_containers, request_metrics=IstioMesh.request_metrics,
                 window=TelemetryWindow(1000.0, 1060.0, warmup_trim_s=10, cooldown_trim_s=5))
         finally:
             await prom.aclose()
@@ -150,3 +158,18 @@ def test_prometheus_telemetry_trims_and_converts(prometheus_url: str) -> None:
     cpu = [s for s in samples if s.metric == "proxy_cpu_cores"]
     assert cpu[0].source == "prometheus:server-1"
     assert any("mesh_request_rate_rps" in w for w in warnings)
+
+
+def test_snapshot_and_check_ask_the_installed_meshs_adapter(api, cluster) -> None:
+    api.install_control_plane("linkerd", "cr.l5d.io/linkerd/controller:edge-26.8.3", "linkerd")
+    cluster.ensure_namespace("bench")
+    api.seed(_pod("app", containers=[{"name": "linkerd-proxy", "image": "proxy"},
+                                     {"name": "app", "image": "fortio/fortio:1.75.3"}]))
+    snap = take_snapshot(cluster, ["bench"])
+    assert (snap.mesh, snap.mesh_version, snap.mesh_namespace) == ("linkerd", "edge-26.8.3",
+                                                                    "linkerd")
+    assert snap.mtls == "on (always, between meshed pods)" and snap.pods[0].meshed
+    found = {f.check: f for f in check_namespace(cluster, "bench")}
+    # Linkerd always encrypts: no mTLS finding; its injection is an annotation
+    assert set(found) == {"injection_label", "proxy_limits"}
+    assert found["injection_label"].message.endswith("set annotation linkerd.io/inject=enabled")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from meshlab.cli import main
-from meshlab.environments.kubernetes import kubernetes_mesh
 from meshlab.errors import MeshError
+from meshlab.meshes.detect import kubernetes_mesh
 from meshlab.meshes.kubernetes import KubernetesMesh
 
 CRDS = Path(__file__).parents[1] / "fixtures" / "crds" / "linkerd"

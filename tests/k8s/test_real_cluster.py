@@ -15,11 +15,13 @@ from dataclasses import replace
 import pytest
 
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KUBERNETES_MESHES, KubernetesDeployment, kubernetes_mesh
-from meshlab.k8s.check import check_namespace
+from meshlab.environments.kubernetes import KubernetesDeployment
 from meshlab.k8s.cluster import Cluster, list_contexts
-from meshlab.k8s.snapshot import diff_snapshots, take_snapshot
-from meshlab.k8s.workload import ServerSpec, deploy_server
+from meshlab.k8s.snapshot import diff_snapshots
+from meshlab.k8s.workload import DIRECT_PORT, ServerSpec, deploy_server
+from meshlab.meshes.check import check_namespace
+from meshlab.meshes.detect import detect_installed, kubernetes_mesh
+from meshlab.meshes.detect import snapshot as take_snapshot
 from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile
@@ -39,11 +41,8 @@ def namespace(real_cluster: Cluster) -> Iterator[str]:
 
 
 def _installed_mesh(cluster: Cluster) -> str:
-    for name in KUBERNETES_MESHES[1:]:
-        mesh = kubernetes_mesh(name)
-        if mesh is not None and mesh.detect(cluster) is not None:
-            return name
-    return "none"
+    installed = detect_installed(cluster)
+    return installed[0].mesh if installed else "none"
 
 
 def test_context_is_listed_and_reachable(real_cluster: Cluster, kube_context: str) -> None:
@@ -85,7 +84,8 @@ def test_inject_and_policy(real_cluster: Cluster, namespace: str) -> None:
     spec = ServerSpec(namespace=namespace, name="server")
     real_cluster.ensure_namespace(namespace)
     mesh.enable_injection(real_cluster, namespace)
-    deploy_server(real_cluster, spec, mesh=name, timeout_s=300)
+    deploy_server(real_cluster, spec, pod_annotations=mesh.skip_inbound([DIRECT_PORT]),
+                  timeout_s=300)
     assert all(p.meshed for p in take_snapshot(real_cluster, [namespace]).pods)
     target = MeshTarget(real_cluster, RenderContext(namespace=namespace, service="server"))
     mesh.apply(target, TrafficPolicy.model_validate(POLICY))

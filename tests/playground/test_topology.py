@@ -33,7 +33,7 @@ def test_parse_mesh(text, mode, kind, mtls, h2, waypoint):
 
 
 @pytest.mark.parametrize(("text", "mode", "match"), [
-    ("istio", "both", "use environment: kubernetes"),
+    ("istio", "both", "unknown data plane 'istio'"),   # the environment adds the hint
     ("traefik", "both", "unknown data plane 'traefik'"),
     ("envoy+tls", "both", "unknown option 'tls'"),
     ("nginx+h2", "both", "only implemented for envoy"),
