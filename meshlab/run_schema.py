@@ -18,6 +18,7 @@ from meshlab.units import NS_PER_US
 
 # The percentiles analysis reports by default; a run's row carries these as columns.
 DEFAULT_PS = (50.0, 90.0, 99.0, 99.9)
+DEFAULT_FORMAT = "meshlab"           # the `format` of a run meshlab measured (not imported)
 
 
 def percentile_column(p: float) -> str:
@@ -110,7 +111,7 @@ def run_row(result: RunResult, *, experiment_id: str | None = None,
     d = result.dimensions
     lat = result.latency
     fmt = result.context.get("format")
-    row: dict[str, object] = {
+    return {
         "run_id": result.run_id,
         "experiment_id": experiment_id,
         "profile": d.profile,
@@ -149,14 +150,13 @@ def run_row(result: RunResult, *, experiment_id: str | None = None,
         "uncorrected_p99_us": _finite(result.headline_percentile_us(99, kind="service_time")),
         "hostname": result.host.hostname if result.host else None,
         "error": result.error,
-        "format": str(fmt) if fmt else "meshlab",
+        "format": str(fmt) if fmt else DEFAULT_FORMAT,
         "warnings": _json(list(result.warnings)),
         "labels": _json({**(experiment_labels or {}), **d.label_map}),
         "spec": _json(result.spec),
         "context": _json(result.context),
         "host": _json(result.host.to_dict()) if result.host else None,
     }
-    return row
 
 
 def _utc(t: datetime) -> datetime:

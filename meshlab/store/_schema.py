@@ -11,8 +11,9 @@ from pathlib import Path
 
 import duckdb
 
+from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import StoreError
-from meshlab.run_schema import HISTOGRAM_KINDS, RUN_COLUMNS
+from meshlab.run_schema import DEFAULT_FORMAT, HISTOGRAM_KINDS, RUN_COLUMNS
 
 # 1: the first store. 2: `runs` gains `protocol` and `format` (an older file is migrated when
 # opened writable, and read through a view of the new columns when opened read-only).
@@ -23,7 +24,6 @@ KINDS = HISTOGRAM_KINDS
 # Child tables holding rows of one run each; `delete_run` and the "no half run" tests use it.
 RUN_TABLES = ("run_histograms", "run_buckets", "run_status_codes", "run_errors",
               "run_timeseries", "run_telemetry", "run_raw")
-
 
 
 def _runs_ddl() -> str:
@@ -37,9 +37,9 @@ def _runs_ddl() -> str:
 # The `runs` columns each version added, with the SQL that fills them for rows stored before:
 # version 1 runs were all HTTP/1.1 load; `format` mirrors run_schema.run_row.
 _ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
-    2: (("protocol", "VARCHAR", "'http1'"),
+    2: (("protocol", "VARCHAR", f"'{DEFAULT_PROTOCOL}'"),
         ("format", "VARCHAR", "coalesce(nullif(json_extract_string(context, '$.format'), ''), "
-                              "'meshlab')")),
+                              f"'{DEFAULT_FORMAT}')")),
 }
 
 _DDL = (
