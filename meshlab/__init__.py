@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from meshlab.dimensions import RunDimensions
 from meshlab.errors import (
     ClusterError,
     MeshError,
@@ -72,6 +73,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "RequestSpec",
+    "RunDimensions",
     "RunHandle",
     "RunResult",
     "RunSpec",

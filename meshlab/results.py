@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from meshlab.dimensions import RunDimensions
 from meshlab.units import NS_PER_US
 
 # --- histogram -------------------------------------------------------------------------------
@@ -348,6 +349,13 @@ class RunResult:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def dimensions(self) -> RunDimensions:
+        """The run's typed dimensions (mesh, mode, rate, ...), read from `spec` and `context`:
+        code reads dimensions here, never out of those dicts."""
+        return RunDimensions.from_record(self.spec, self.context,
+                                         rate_rps=self.requested_rate_rps)
+
     def headline_percentile_us(self, p: float, *, kind: str = "latency") -> float:
         """This run's p-th percentile as its tool reported it: `context[HEADLINE_PERCENTILES_KEY]`
         when the run carries one for `p` (fortio and Nighthawk imports: fortio's own
@@ -375,7 +383,7 @@ class RunResult:
             "runner": self.runner,
             "requested_rate_rps": self.requested_rate_rps,
             "achieved_rate_rps": round(self.achieved_rate_rps, 3),
-            "connections": self.spec.get("connections"),
+            "connections": self.dimensions.connections,
             "duration_s": round(self.duration_s, 3),
             "requests": self.requests,
             "errors": self.errors,

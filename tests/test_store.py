@@ -27,8 +27,9 @@ import pytest
 from meshlab.errors import StoreError
 from meshlab.results import Histogram, RunResult, RunStatus, TimeSeriesPoint
 from meshlab.store import Store, percentile_column
+from meshlab.store import _schema as _store_schema
 from meshlab.store import _write as _store_write
-from meshlab.store._schema import RUN_TABLES
+from meshlab.store._schema import RUN_TABLES, SCHEMA_VERSION
 
 DATA_SCRIPT = Path(__file__).with_name("_store_data.py")
 
@@ -43,11 +44,15 @@ def _load_data_module() -> ModuleType:
 
 make_result = _load_data_module().make_result
 
+# The columns of Store.runs(): users query these names; renaming one is a breaking change.
+# Schema 1 had every one but `protocol` and `format` (added in schema 2).
 RUN_COLUMNS = [
-    "run_id", "experiment_id", "profile", "mesh", "runner", "environment", "mode", "policy",
-    "data_plane", "rate_rps", "connections", "duration_s", "repeat", "status", "started_at",
-    "ended_at", "achieved_rate_rps", "requests", "errors", "error_rate", "p50_us", "p90_us",
-    "p99_us", "p999_us", "max_us", "mean_us", "uncorrected_p50_us", "uncorrected_p99_us",
+    "run_id", "experiment_id", "profile", "mesh", "runner", "runner_version", "environment",
+    "mode", "policy", "data_plane", "mtls", "target", "rate_rps", "connections", "protocol",
+    "duration_s", "warmup_s", "repeat", "run_index", "status", "started_at", "ended_at",
+    "achieved_rate_rps", "requests", "errors", "error_rate", "bytes_received", "p50_us",
+    "p90_us", "p99_us", "p999_us", "min_us", "max_us", "mean_us", "stdev_us",
+    "uncorrected_p50_us", "uncorrected_p99_us", "hostname", "error", "format", "warnings",
     "labels", "spec", "context", "host"]
 
 
@@ -121,11 +126,12 @@ def test_runs_columns_dimensions_and_labels(store: Store) -> None:
                                labels={"branch": "main", "team": "x"})
     store.save(make_result("r1", mesh="none"), experiment_id=exp)
     df = store.runs()
-    assert list(df.columns[:2]) == ["run_id", "experiment_id"]
-    assert set(RUN_COLUMNS) <= set(df.columns)
+    assert list(df.columns) == RUN_COLUMNS
     row = df.iloc[0]
     assert (row["mesh"], row["mode"], row["policy"], row["environment"], row["data_plane"],
             row["mtls"]) == ("none", "local", "retry", "local", "envoy", "true")
+    assert (row["protocol"], row["format"], row["target"]) == (
+        "http1", "meshlab", "http://127.0.0.1:8080/")
     assert (row["rate_rps"], row["connections"], row["repeat"]) == (1000.0, 16, 0)
     assert json.loads(row["labels"]) == {"branch": "main", "team": "a"}   # run label wins
     assert json.loads(row["spec"])["headers"]["Authorization"] == "<redacted>"
@@ -445,11 +451,86 @@ def test_creates_directory_and_schema(tmp_path: Path) -> None:
     assert db.exists()
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT schema_version FROM meta").fetchall() == [(1,)]
+        assert con.execute("SELECT schema_version FROM meta").fetchall() == [(SCHEMA_VERSION,)]
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     finally:
         con.close()
     assert {"meta", "experiments", "runs", *RUN_TABLES} <= tables
+
+
+# The `runs` table as schema version 1 created it (before `protocol` and `format`).
+_V1_RUNS_DDL = """CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY, experiment_id VARCHAR, profile VARCHAR, mesh VARCHAR,
+    runner VARCHAR NOT NULL, runner_version VARCHAR NOT NULL, environment VARCHAR, mode VARCHAR,
+    policy VARCHAR, data_plane VARCHAR, mtls VARCHAR, target VARCHAR, rate_rps DOUBLE NOT NULL,
+    connections INTEGER, duration_s DOUBLE NOT NULL, warmup_s DOUBLE, repeat INTEGER,
+    run_index INTEGER, status VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+    ended_at TIMESTAMP NOT NULL, achieved_rate_rps DOUBLE NOT NULL, requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL, error_rate DOUBLE NOT NULL, bytes_received BIGINT NOT NULL,
+    p50_us DOUBLE, p90_us DOUBLE, p99_us DOUBLE, p999_us DOUBLE, min_us DOUBLE, max_us DOUBLE,
+    mean_us DOUBLE, stdev_us DOUBLE, uncorrected_p50_us DOUBLE, uncorrected_p99_us DOUBLE,
+    hostname VARCHAR, error VARCHAR, warnings JSON NOT NULL, labels JSON NOT NULL,
+    spec JSON NOT NULL, context JSON NOT NULL, host JSON, saved_at TIMESTAMP NOT NULL)"""
+
+
+def _write_v1_store(db: Path, results: list[RunResult]) -> None:
+    """A store file as meshlab wrote it at schema version 1 (the other tables are unchanged)."""
+    con = duckdb.connect(str(db))
+    try:
+        for ddl in _store_schema._DDL:
+            if "EXISTS runs (" not in ddl:
+                con.execute(ddl)
+        con.execute(_V1_RUNS_DDL)
+        con.execute("INSERT INTO meta VALUES (1, ?, '0.1.0')", [datetime(2026, 11, 1)])
+        for table, rows in _store_write.tables(results, experiment_id=None,
+                                               experiment_labels={}).items():
+            if table == "runs":
+                assert isinstance(rows, tuple)
+                keep = [i for i, c in enumerate(rows[0]) if c not in ("protocol", "format")]
+                rows = (tuple(rows[0][i] for i in keep), [tuple(v[i] for i in keep)
+                                                          for v in rows[1]])
+            _store_write.insert_table(con, table, rows)
+    finally:
+        con.close()
+
+
+def _file_schema(db: Path) -> tuple[int, list[str]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT max(schema_version) FROM meta").fetchone()
+        assert row is not None
+        cols = [c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()]
+        return int(row[0]), cols
+    finally:
+        con.close()
+
+
+def test_schema_1_store_is_read_and_migrated(db: Path) -> None:
+    native = make_result("old-1")
+    imported = make_result("old-2", seed=1)
+    imported.context["format"] = "fortio"
+    _write_v1_store(db, [native, imported])
+    assert "protocol" not in _file_schema(db)[1]
+    # read-only: the new columns are filled in the query, the file stays at version 1
+    ro = Store(db, read_only=True)
+    df = ro.runs()
+    assert list(df.columns) == RUN_COLUMNS
+    assert list(df["protocol"]) == ["http1", "http1"]
+    assert list(df["format"]) == ["meshlab", "fortio"]
+    assert ro.load("old-2") == imported
+    assert ro.runs(mesh="none", run_ids=["old-1"])["run_id"].tolist() == ["old-1"]
+    version, cols = _file_schema(db)
+    assert version == 1 and "format" not in cols
+    # writable: migrated in place, same frame, and new runs go in beside the old ones
+    rw = Store(db)
+    pd.testing.assert_frame_equal(rw.runs(), df)
+    version, cols = _file_schema(db)
+    assert version == SCHEMA_VERSION and {"protocol", "format"} <= set(cols)
+    rw.save(make_result("new-1", seed=2))
+    assert rw.runs()["protocol"].tolist() == ["http1"] * 3
+    assert rw.load("old-1") == native
+    assert Store(db, read_only=True).runs()["run_id"].tolist() == ["new-1", "old-1", "old-2"]
 
 
 def test_newer_schema_is_refused(db: Path) -> None:

@@ -9,7 +9,7 @@ from meshlab.analysis.counters import (
     status_shares,
 )
 from meshlab.analysis.frames import Frames, frames_from_results, load_frames
-from meshlab.analysis.overhead import DEFAULT_PS, overhead, overhead_by, resource_per_run
+from meshlab.analysis.overhead import overhead, overhead_by, resource_per_run
 from meshlab.analysis.selection import missing_runs, parse_selector, select_runs
 from meshlab.analysis.slo import RateSearch, Slo, SloSearchOutcome, search_max_rate
 from meshlab.analysis.synthetic import synthetic_result
@@ -22,6 +22,7 @@ from meshlab.analysis.verdict import (
     parse_thresholds,
     regression_verdict,
 )
+from meshlab.run_schema import DEFAULT_PS
 
 __all__ = [
     "DEFAULT_PS",

@@ -22,12 +22,6 @@ _LO, _HI = bucket_bounds_ns(np.arange(BUCKET_COUNT))
 MIDS_US: FloatArray = ((_LO.astype(np.float64) + _HI.astype(np.float64) - 1.0) / 2.0) / NS_PER_US
 
 
-def pcol(p: float) -> str:
-    """The column name of a percentile: 99.9 -> 'p999_us' (the store's convention)."""
-    text = f"{p:g}".replace(".", "")
-    return f"p{text}_us"
-
-
 def count_matrix(buckets: pd.DataFrame, run_ids: Sequence[str], *,
                  kind: str = "latency") -> IntArray:
     """One row of bucket counts per run id (in the given order); unknown ids give zero rows."""

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from meshlab.analysis._counts import count_matrix, pcol, percentiles_from_counts
+from meshlab.analysis._counts import count_matrix, percentiles_from_counts
+from meshlab.run_schema import percentile_column
 
 # Keys that differ between any two runs by construction; listing them would hide real changes.
 IGNORED_KEYS = frozenset({
@@ -95,8 +96,8 @@ def context_diff(runs: pd.DataFrame, *, baseline: Sequence[str], candidate: Sequ
         pb, pc = percentiles_from_counts(cb, ps)[0], percentiles_from_counts(cc, ps)[0]
         for j, p in enumerate(ps):
             d = float(pc[j] - pb[j])
-            rows.append({"section": "latency", "key": pcol(p), "baseline": f"{pb[j]:.1f}",
-                         "candidate": f"{pc[j]:.1f}", "delta": d,
+            rows.append({"section": "latency", "key": percentile_column(p),
+                         "baseline": f"{pb[j]:.1f}", "candidate": f"{pc[j]:.1f}", "delta": d,
                          "delta_pct": d / pb[j] * 100.0 if pb[j] else float("nan")})
     vb, vc = _values(runs, baseline), _values(runs, candidate)
     for key in sorted(set(vb) | set(vc)):

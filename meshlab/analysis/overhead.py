@@ -18,12 +18,11 @@ from meshlab.analysis._counts import (
     FloatArray,
     bootstrap_pooled_percentiles,
     count_matrix,
-    pcol,
     percentiles_from_counts,
     resample_runs,
 )
+from meshlab.run_schema import DEFAULT_PS, percentile_column
 
-DEFAULT_PS = (50.0, 90.0, 99.0, 99.9)
 RESOURCE_METRICS = {"cpu_percent": "%", "rss_bytes": "bytes"}
 
 OVERHEAD_COLUMNS = [
@@ -117,8 +116,8 @@ def overhead(
         boot_c = bootstrap_pooled_percentiles(rng, cc, ps, n_boot=n_boot, columns=cols)
         for j, p in enumerate(ps):
             ci = _interval(boot_b[:, j], boot_c[:, j], confidence)
-            rows.append(_row(pcol(p), "us", False, float(pooled_b[j]), float(pooled_c[j]), ci,
-                             run_b[:, j], run_c[:, j]))
+            rows.append(_row(percentile_column(p), "us", False, float(pooled_b[j]),
+                             float(pooled_c[j]), ci, run_b[:, j], run_c[:, j]))
     rows.append(_throughput(rng, b, c, n_boot, confidence))
     rows.append(_error_rate(rng, b, c, n_boot, confidence))
     if telemetry is not None and not telemetry.empty:

@@ -69,9 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _json_line(result: RunResult) -> dict[str, Any]:
     out = result.summary()
     out["experiment_id"] = result.context.get("experiment_id")
-    out["profile"] = result.spec.get("profile")
-    out["mesh"] = result.spec.get("mesh")
-    out["repeat"] = result.spec.get("repeat")
+    dims = result.dimensions
+    out["profile"] = dims.profile
+    out["mesh"] = dims.mesh
+    out["repeat"] = dims.repeat
     out["error"] = result.error
     return out
 
@@ -112,7 +113,7 @@ def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     for r in outcome.results:
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, str(r.spec.get("mesh", "")), "max" if rate <= 0 else f"{rate:g}",
+        tab.add_row(r.run_id, r.dimensions.mesh or "", "max" if rate <= 0 else f"{rate:g}",
                       str(s["connections"]), s["status"], f"{s['achieved_rate_rps']:,.0f}",
                       f"{s['requests']:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
                       fmt_us(s["p90_us"]), fmt_us(s["p99_us"]), fmt_us(s["p999_us"]),

@@ -163,14 +163,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"[bold]run {result.run_id}[/bold]  {doc['status']}  runner {result.runner} "
               f"{result.runner_version}".rstrip())
-    out.print(f"profile {result.spec.get('profile')}  mesh {result.spec.get('mesh')}  "
-              f"target {result.spec.get('target')}  {doc['started_at'][:19]} .. "
+    dims = result.dimensions
+    out.print(f"profile {dims.profile}  mesh {dims.mesh}  "
+              f"target {dims.target}  {doc['started_at'][:19]} .. "
               f"{doc['ended_at'][:19]}")
     rate = result.requested_rate_rps
     out.print(f"requested {'max' if rate <= 0 else f'{rate:g} req/s'}  achieved "
               f"{result.achieved_rate_rps:,.1f} req/s  {result.requests:,} requests  "
               f"{result.errors:,} errors ({result.error_rate:.2%})  "
-              f"{result.spec.get('connections')} connections  {result.duration_s:g} s")
+              f"{dims.connections} connections  {result.duration_s:g} s")
     if result.error:
         out.print(f"[red]error:[/red] {result.error}")
     pct = table("latency percentiles")

@@ -49,7 +49,7 @@ class ExperimentOutcome:
         """The summaries as a DataFrame, one row per run, with mesh and repeat columns."""
         import pandas as pd
 
-        rows = [{**r.summary(), "mesh": r.spec.get("mesh"), "repeat": r.spec.get("repeat")}
+        rows = [{**r.summary(), "mesh": r.dimensions.mesh, "repeat": r.dimensions.repeat}
                 for r in self.results]
         return pd.DataFrame(rows)
 

@@ -265,7 +265,7 @@ def fortio_json(
     if kind not in ("latency", "service_time"):
         raise ProfileError(f"kind: must be 'latency' or 'service_time', got {kind!r}")
     hist = result.latency if kind == "latency" else result.service_time
-    spec = result.spec
+    spec, dims = result.spec, result.dimensions
     exactly = spec.get("max_requests") or 0
     rate = result.requested_rate_rps
     ret: dict[str, int] = {str(c): n for c, n in sorted(result.status_codes.items())}
@@ -285,7 +285,7 @@ def fortio_json(
                               else go_duration_text(requested_ns)),
         "ActualQPS": float(result.achieved_rate_rps),
         "ActualDuration": duration_ns,
-        "NumThreads": int(spec.get("connections") or 0),
+        "NumThreads": dims.connections or 0,
         "Version": result.runner_version or f"meshlab-{_meshlab_version()}",
         "DurationHistogram": _histogram_data(result, hist, kind, percentiles).to_json(),
     }
@@ -299,14 +299,14 @@ def fortio_json(
         "RunID": 0,
         "AccessLoggerInfo": "",
         "RetCodes": ret,
-        "URL": str(spec.get("target") or ""),
+        "URL": dims.target or "",
         "NumConnections": 1,
         "HTTPReqTimeOut": round(float(spec.get("timeout_s") or 10.0) * NS_PER_S),
         "ContentType": str(content_type),
         "Payload": None,
         "Sizes": _sizes(result),
         "HeaderSizes": None,
-        "SocketCount": int(result.context.get("socket_count") or spec.get("connections") or 0),
+        "SocketCount": int(result.context.get("socket_count") or dims.connections or 0),
         "AbortOn": 0,
     })
     return out
@@ -327,9 +327,9 @@ def _labels(result: RunResult) -> str:
     fortio_labels = result.context.get("fortio_labels")
     if isinstance(fortio_labels, str) and fortio_labels:
         return fortio_labels
-    spec = result.spec
-    parts = [str(spec.get("profile") or "meshlab"), f"mesh={spec.get('mesh') or 'none'}"]
-    parts += [f"{k}={v}" for k, v in sorted((spec.get("labels") or {}).items())]
+    dims = result.dimensions
+    parts = [dims.profile or "meshlab", f"mesh={dims.mesh or 'none'}"]
+    parts += [f"{k}={v}" for k, v in sorted(dims.labels)]
     return " ".join(parts)
 
 

@@ -140,22 +140,22 @@ def smp_result(result: RunResult, *, smp_version: str = SMP_VERSION) -> dict[str
     """An SMP PerformanceTestResult (proto field names) from a run. Values the proto has no
     field for (mesh, runner, connections, requested rate, counts) travel in `labels`."""
     lat = result.latency
-    spec = result.spec
+    dims = result.dimensions
 
     def ms(us: float) -> float:
         return 0.0 if us != us else us / 1e3          # NaN (empty histogram) -> 0
 
-    labels = {str(k): str(v) for k, v in sorted((spec.get("labels") or {}).items())}
+    labels = dict(sorted(dims.labels))
     labels.update({
         "meshlab.run_id": result.run_id,
-        "meshlab.profile": str(spec.get("profile", "")),
-        "meshlab.mesh": str(spec.get("mesh", "none")),
+        "meshlab.profile": dims.profile or "",
+        "meshlab.mesh": dims.mesh or "none",
         "meshlab.runner": result.runner,
-        "meshlab.connections": str(spec.get("connections", "")),
+        "meshlab.connections": "" if dims.connections is None else str(dims.connections),
         "meshlab.requested_rate_rps": f"{result.requested_rate_rps:g}",
         "meshlab.requests": str(result.requests),
         "meshlab.errors": str(result.errors),
-        "meshlab.endpoint_url": str(spec.get("target", "")),
+        "meshlab.endpoint_url": dims.target or "",
     })
     return {
         "smp_version": smp_version,
@@ -172,7 +172,7 @@ def smp_result(result: RunResult, *, smp_version: str = SMP_VERSION) -> dict[str
         },
         "actual_qps": float(result.achieved_rate_rps),
         "details_uri": "",
-        "test_id": str(spec.get("profile", "")),
+        "test_id": dims.profile or "",
         "mesh_config_id": "",
         "env_id": "",
     }

@@ -6,86 +6,37 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from meshlab.errors import MissingDependency
-from meshlab.results import RunResult, bucket_bounds_ns
-from meshlab.units import NS_PER_US
-
-RUN_COLUMNS = (
-    "run_id", "profile", "mesh", "runner", "environment", "mode", "policy", "data_plane",
-    "rate_rps", "connections", "duration_s", "repeat", "status", "started_at", "ended_at",
-    "achieved_rate_rps", "requests", "errors", "error_rate", "p50_us", "p90_us", "p99_us",
-    "p999_us", "max_us", "mean_us", "uncorrected_p50_us", "uncorrected_p99_us", "format",
-    "labels", "spec", "context",
+from meshlab.results import RunResult
+from meshlab.run_schema import (
+    BUCKET_COLUMNS,
+    RUN_COLUMN_NAMES,
+    RUN_COLUMNS,
+    bucket_columns,
 )
-BUCKET_COLUMNS = ("run_id", "kind", "bucket", "lower_us", "upper_us", "count")
+from meshlab.run_schema import run_row as schema_row
 
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else x
+# DuckDB column type -> Parquet (pyarrow) type name; times are ISO text, as in the CSV.
+_PARQUET_TYPES = {"VARCHAR": "string", "JSON": "string", "TIMESTAMP": "string",
+                  "DOUBLE": "float64", "INTEGER": "int64", "BIGINT": "int64"}
 
 
 def run_row(r: RunResult) -> dict[str, Any]:
-    """One row: dimensions from the spec (and context), counts, and the run's percentiles
-    (`RunResult.headline_percentile_us`: fortio's own values for fortio imports)."""
-    spec, ctx = r.spec, r.context
-    dims = {**(spec.get("dims") or {}), **{k: ctx[k] for k in ("environment", "mode", "policy",
-                                                               "data_plane") if k in ctx}}
-    lat = r.latency
-    return {
-        "run_id": r.run_id,
-        "profile": spec.get("profile"),
-        "mesh": spec.get("mesh"),
-        "runner": r.runner,
-        "environment": dims.get("environment"),
-        "mode": dims.get("mode"),
-        "policy": dims.get("policy"),
-        "data_plane": dims.get("data_plane"),
-        "rate_rps": r.requested_rate_rps,
-        "connections": spec.get("connections"),
-        "duration_s": r.duration_s,
-        "repeat": spec.get("repeat"),
-        "status": str(r.status),
-        "started_at": r.started_at.isoformat(),
-        "ended_at": r.ended_at.isoformat(),
-        "achieved_rate_rps": r.achieved_rate_rps,
-        "requests": r.requests,
-        "errors": r.errors,
-        "error_rate": r.error_rate,
-        "p50_us": _num(r.headline_percentile_us(50)),
-        "p90_us": _num(r.headline_percentile_us(90)),
-        "p99_us": _num(r.headline_percentile_us(99)),
-        "p999_us": _num(r.headline_percentile_us(99.9)),
-        "max_us": _num(lat.max_us),
-        "mean_us": _num(lat.mean_us),
-        "uncorrected_p50_us": _num(r.headline_percentile_us(50, kind="service_time")),
-        "uncorrected_p99_us": _num(r.headline_percentile_us(99, kind="service_time")),
-        "format": ctx.get("format", "meshlab"),
-        "labels": json.dumps(spec.get("labels") or {}, sort_keys=True),
-        "spec": json.dumps(spec, sort_keys=True, default=str),
-        "context": json.dumps(ctx, sort_keys=True, default=str),
-    }
+    """One row of the runs table (`meshlab.run_schema.run_row`) with ISO-8601 UTC times."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in schema_row(r).items()}
 
 
 def bucket_rows(results: Iterable[RunResult]) -> list[dict[str, Any]]:
     """Every non-empty bucket of every run's latency and service-time histogram."""
-    rows = []
-    for r in results:
-        for kind, h in (("latency", r.latency), ("service_time", r.service_time)):
-            nz = h.nonzero_buckets()
-            if not nz:
-                continue
-            lo, hi = bucket_bounds_ns([i for i, _ in nz])
-            for k, (i, c) in enumerate(nz):
-                rows.append({"run_id": r.run_id, "kind": kind, "bucket": i,
-                             "lower_us": int(lo[k]) / NS_PER_US,
-                             "upper_us": int(hi[k]) / NS_PER_US, "count": c})
-    return rows
+    cols = bucket_columns(list(results))
+    return [dict(zip(BUCKET_COLUMNS, values, strict=True))
+            for values in zip(*(cols[c].tolist() for c in BUCKET_COLUMNS), strict=True)]
 
 
 def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -98,7 +49,7 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def runs_csv(results: Iterable[RunResult]) -> str:
-    return csv_text([run_row(r) for r in results], RUN_COLUMNS)
+    return csv_text([run_row(r) for r in results], RUN_COLUMN_NAMES)
 
 
 def buckets_csv(results: Iterable[RunResult]) -> str:
@@ -125,15 +76,8 @@ def write_tables(results: Sequence[RunResult], fmt: str, path: Path) -> list[Pat
         raise MissingDependency("pyarrow (for Parquet export)",
                                 install="pip install 'meshlab[workbench]' or pip install pyarrow"
                                 ) from exc
-    runs_schema = pa.schema([
-        *((c, pa.string()) for c in RUN_COLUMNS[:8]),
-        ("rate_rps", pa.float64()), ("connections", pa.int64()), ("duration_s", pa.float64()),
-        ("repeat", pa.int64()), ("status", pa.string()), ("started_at", pa.string()),
-        ("ended_at", pa.string()), ("achieved_rate_rps", pa.float64()),
-        ("requests", pa.int64()), ("errors", pa.int64()), ("error_rate", pa.float64()),
-        *((c, pa.float64()) for c in RUN_COLUMNS[19:27]),
-        *((c, pa.string()) for c in RUN_COLUMNS[27:]),
-    ])
+    runs_schema = pa.schema([(c.name, getattr(pa, _PARQUET_TYPES[c.type])())
+                             for c in RUN_COLUMNS])
     bucket_schema = pa.schema([("run_id", pa.string()), ("kind", pa.string()),
                                ("bucket", pa.int32()), ("lower_us", pa.float64()),
                                ("upper_us", pa.float64()), ("count", pa.int64())])

@@ -21,23 +21,30 @@ import pandas as pd
 
 from meshlab.errors import StoreError
 from meshlab.results import Histogram, RunResult, new_run_id
+from meshlab.run_schema import DEFAULT_PS, RUN_COLUMN_NAMES, percentile_column
 from meshlab.store import _rows as rows
 from meshlab.store import _spool as spool
 from meshlab.store._connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
 from meshlab.store._query import (
     FILTERS,
     compare_frame,
-    percentile_column,
     percentile_frame,
     pooled_frame,
     where_clause,
 )
-from meshlab.store._schema import KINDS, RUN_TABLES, create_empty, ensure_schema
+from meshlab.store._schema import (
+    KINDS,
+    RUN_TABLES,
+    SCHEMA_VERSION,
+    create_empty,
+    ensure_schema,
+    read_view,
+)
 from meshlab.store._write import batches, import_spooled, write_batch
 
 __all__ = ["DEFAULT_PATH", "Store", "percentile_column"]
 
-DEFAULT_PS = (50.0, 90.0, 99.0, 99.9)
+_RUN_SELECT = ", ".join(f'"{c}"' for c in RUN_COLUMN_NAMES)
 
 log = logging.getLogger("meshlab.store")
 _SCHEMA_LOCK = threading.Lock()      # threads of one process share a DuckDB instance
@@ -56,6 +63,7 @@ class Store:
         self.read_only = read_only
         self.lock_timeout_s = float(lock_timeout_s)
         self._schema_ok = False
+        self._version = SCHEMA_VERSION       # of the file, once checked; older: read_view
         self._memory: duckdb.DuckDBPyConnection | None = None
         if str(path) == ":memory:":
             self.path = Path(":memory:")
@@ -116,8 +124,10 @@ class Store:
         try:
             if not self._schema_ok:
                 with _SCHEMA_LOCK:
-                    ensure_schema(con, self.path, read_only=self.read_only)
+                    self._version = ensure_schema(con, self.path, read_only=self.read_only)
                 self._schema_ok = True
+            if self._version < SCHEMA_VERSION:
+                read_view(con, self._version)
             if spooled and not self.read_only:
                 self._import_spool(con)
             yield con
@@ -287,7 +297,7 @@ class Store:
             raise StoreError(f"unknown run filter {unknown[0]!r}; use one of "
                              f"{', '.join(FILTERS)}")
         sql, params, label = where_clause(filters)
-        df = con.execute(f"SELECT * EXCLUDE (saved_at) FROM runs {sql} "
+        df = con.execute(f"SELECT {_RUN_SELECT} FROM runs {sql} "
                          f"ORDER BY started_at, run_id", params).df()
         if label:
             keep = [all(json.loads(text).get(k) == v for k, v in label.items())

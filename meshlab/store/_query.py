@@ -12,16 +12,12 @@ import pandas as pd
 
 from meshlab.errors import StoreError
 from meshlab.results import Histogram
+from meshlab.run_schema import percentile_column
 
 # Filter name -> runs column; `label` and the time bounds are handled apart.
 _COLUMNS = ("experiment_id", "profile", "mesh", "runner", "status", "environment", "mode",
             "policy", "data_plane", "rate_rps", "connections")
 FILTERS = (*_COLUMNS, "label", "run_ids", "since", "until")
-
-
-def percentile_column(p: float) -> str:
-    """The column name of a percentile: 50 -> p50_us, 99.9 -> p999_us, 99.99 -> p9999_us."""
-    return "p" + f"{float(p):g}".replace(".", "") + "_us"
 
 
 def _time(value: object, name: str) -> datetime:

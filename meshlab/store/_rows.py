@@ -1,5 +1,5 @@
 """Conversion between `RunResult` and store rows: the `runs` row of a result, the exact load
-of stored runs (many at once), experiments and deletion. Writing lives in `_store_write`.
+of stored runs (many at once), experiments and deletion. Writing lives in `_write`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from meshlab.results import (
     TelemetrySample,
     TimeSeriesPoint,
 )
-from meshlab.store._schema import DIMENSIONS
+from meshlab.run_schema import run_row as schema_row
 
 
 def utc_naive(t: datetime) -> datetime:
@@ -37,101 +37,14 @@ def dumps(value: object) -> str:
     return json.dumps(value, sort_keys=False, default=str)
 
 
-def scalar(value: object) -> str | None:
-    """A dimension value as text: names of mappings (`{"name": "local"}` -> local), else str."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        name = value.get("name")
-        return str(name) if name is not None else dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(value) if value is not None else None  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: object) -> float | None:
-    try:
-        return float(value) if value is not None else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _nan_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def dimension(result: RunResult, name: str) -> str | None:
-    """A matrix dimension of a run: the spec's `dims`, then the spec, then `result.context`."""
-    dims = result.spec.get("dims")
-    if isinstance(dims, Mapping) and dims.get(name) is not None:
-        return scalar(dims[name])
-    if result.spec.get(name) is not None:
-        return scalar(result.spec[name])
-    return scalar(result.context.get(name))
-
-
 def run_row(result: RunResult, *, experiment_id: str | None,
             experiment_labels: Mapping[str, str]) -> dict[str, Any]:
-    """The `runs` row of a result (column name -> value)."""
-    spec = result.spec
-    lat = result.latency
-    spec_labels = spec.get("labels")
-    labels = {**experiment_labels, **(dict(spec_labels) if isinstance(spec_labels, Mapping)
-                                      else {})}
-    row: dict[str, Any] = {
-        "run_id": result.run_id,
-        "experiment_id": experiment_id,
-        "profile": scalar(spec.get("profile") or result.context.get("profile")),
-        "mesh": dimension(result, "mesh"),
-        "runner": result.runner,
-        "runner_version": result.runner_version,
-    }
-    for name in DIMENSIONS:
-        row[name] = dimension(result, name)
-    row.update({
-        "target": scalar(spec.get("target")),
-        "rate_rps": float(result.requested_rate_rps),
-        "connections": _int(spec.get("connections")),
-        "duration_s": float(result.duration_s),
-        "warmup_s": _float(spec.get("warmup_s")),
-        "repeat": _int(spec.get("repeat")),
-        "run_index": _int(spec.get("index")),
-        "status": str(result.status),
-        "started_at": utc_naive(result.started_at),
-        "ended_at": utc_naive(result.ended_at),
-        "achieved_rate_rps": float(result.achieved_rate_rps),
-        "requests": int(result.requests),
-        "errors": int(result.errors),
-        "error_rate": float(result.error_rate),
-        "bytes_received": int(result.bytes_received),
-        # the run's own percentiles: fortio/Nighthawk imports keep the tool's reported values
-        # (RunResult.headline_percentile_us); run_buckets keeps the histogram for pooling
-        "p50_us": _nan_none(result.headline_percentile_us(50)),
-        "p90_us": _nan_none(result.headline_percentile_us(90)),
-        "p99_us": _nan_none(result.headline_percentile_us(99)),
-        "p999_us": _nan_none(result.headline_percentile_us(99.9)),
-        "min_us": _nan_none(lat.min_us),
-        "max_us": _nan_none(lat.max_us),
-        "mean_us": _nan_none(lat.mean_us),
-        "stdev_us": _nan_none(lat.stdev_us),
-        "uncorrected_p50_us": _nan_none(result.headline_percentile_us(50, kind="service_time")),
-        "uncorrected_p99_us": _nan_none(result.headline_percentile_us(99, kind="service_time")),
-        "hostname": result.host.hostname if result.host else None,
-        "error": result.error,
-        "warnings": dumps(list(result.warnings)),
-        "labels": dumps(labels),
-        "spec": dumps(spec),
-        "context": dumps(result.context),
-        "host": dumps(result.host.to_dict()) if result.host else None,
-        "saved_at": datetime.now(UTC).replace(tzinfo=None),
-    })
+    """The `runs` row of a result (column name -> value): `meshlab.run_schema.run_row` with
+    naive UTC times, plus when it was saved."""
+    row = schema_row(result, experiment_id=experiment_id, experiment_labels=experiment_labels)
+    row["started_at"] = utc_naive(result.started_at)
+    row["ended_at"] = utc_naive(result.ended_at)
+    row["saved_at"] = datetime.now(UTC).replace(tzinfo=None)
     return row
 
 

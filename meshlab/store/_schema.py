@@ -11,17 +11,36 @@ from pathlib import Path
 
 import duckdb
 
+from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import StoreError
+from meshlab.run_schema import DEFAULT_FORMAT, HISTOGRAM_KINDS, RUN_COLUMNS
 
-SCHEMA_VERSION = 1
+# 1: the first store. 2: `runs` gains `protocol` and `format` (an older file is migrated when
+# opened writable, and read through a view of the new columns when opened read-only).
+SCHEMA_VERSION = 2
 
-KINDS = ("latency", "service_time")
+KINDS = HISTOGRAM_KINDS
 
 # Child tables holding rows of one run each; `delete_run` and the "no half run" tests use it.
 RUN_TABLES = ("run_histograms", "run_buckets", "run_status_codes", "run_errors",
               "run_timeseries", "run_telemetry", "run_raw")
 
-DIMENSIONS = ("environment", "mode", "policy", "data_plane", "mtls")
+
+def _runs_ddl() -> str:
+    """The `runs` table: the columns of `meshlab.run_schema`, plus when the row was saved."""
+    cols = [f"{c.name} {c.type}" + (" PRIMARY KEY" if c.name == "run_id" else
+                                    " NOT NULL" if c.required else "") for c in RUN_COLUMNS]
+    return ("CREATE TABLE IF NOT EXISTS runs (\n        "
+            + ",\n        ".join([*cols, "saved_at TIMESTAMP NOT NULL"]) + ")")
+
+
+# The `runs` columns each version added, with the SQL that fills them for rows stored before:
+# version 1 runs were all HTTP/1.1 load; `format` mirrors run_schema.run_row.
+_ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    2: (("protocol", "VARCHAR", f"'{DEFAULT_PROTOCOL}'"),
+        ("format", "VARCHAR", "coalesce(nullif(json_extract_string(context, '$.format'), ''), "
+                              f"'{DEFAULT_FORMAT}')")),
+}
 
 _DDL = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -37,51 +56,7 @@ _DDL = (
         finished_at TIMESTAMP,
         labels JSON NOT NULL,
         profile JSON NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY,
-        experiment_id VARCHAR,
-        profile VARCHAR,
-        mesh VARCHAR,
-        runner VARCHAR NOT NULL,
-        runner_version VARCHAR NOT NULL,
-        environment VARCHAR,
-        mode VARCHAR,
-        policy VARCHAR,
-        data_plane VARCHAR,
-        mtls VARCHAR,
-        target VARCHAR,
-        rate_rps DOUBLE NOT NULL,
-        connections INTEGER,
-        duration_s DOUBLE NOT NULL,
-        warmup_s DOUBLE,
-        repeat INTEGER,
-        run_index INTEGER,
-        status VARCHAR NOT NULL,
-        started_at TIMESTAMP NOT NULL,
-        ended_at TIMESTAMP NOT NULL,
-        achieved_rate_rps DOUBLE NOT NULL,
-        requests BIGINT NOT NULL,
-        errors BIGINT NOT NULL,
-        error_rate DOUBLE NOT NULL,
-        bytes_received BIGINT NOT NULL,
-        p50_us DOUBLE,
-        p90_us DOUBLE,
-        p99_us DOUBLE,
-        p999_us DOUBLE,
-        min_us DOUBLE,
-        max_us DOUBLE,
-        mean_us DOUBLE,
-        stdev_us DOUBLE,
-        uncorrected_p50_us DOUBLE,
-        uncorrected_p99_us DOUBLE,
-        hostname VARCHAR,
-        error VARCHAR,
-        warnings JSON NOT NULL,
-        labels JSON NOT NULL,
-        spec JSON NOT NULL,
-        context JSON NOT NULL,
-        host JSON,
-        saved_at TIMESTAMP NOT NULL)""",
+    _runs_ddl(),
     """CREATE TABLE IF NOT EXISTS run_histograms (
         run_id VARCHAR NOT NULL,
         kind VARCHAR NOT NULL,
@@ -144,8 +119,9 @@ def stored_version(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path | str, *, read_only: bool) -> None:
-    """Check the stored schema version and, when writable, create every missing table."""
+def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path | str, *, read_only: bool) -> int:
+    """Check the stored schema version and, when writable, create every missing table and
+    migrate an older store; returns the version of the file as it is now."""
     version = stored_version(con)
     if version is not None and version > SCHEMA_VERSION:
         raise StoreError(
@@ -156,20 +132,43 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path | str, *, read_only
         if version is None:
             raise StoreError(f"{path} is a DuckDB file but not a meshlab store (no meta table); "
                              f"pass the path of a meshlab store")
-        return
+        return version
     from meshlab._version import __version__
 
     con.execute("BEGIN TRANSACTION")
     try:
         for ddl in _DDL:
             con.execute(ddl)
-        if version is None:
+        if version is None or version < SCHEMA_VERSION:
+            if version is not None:
+                _migrate(con, version)
             con.execute("INSERT INTO meta VALUES (?, ?, ?)",
                         [SCHEMA_VERSION, datetime.now(UTC).replace(tzinfo=None), __version__])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return SCHEMA_VERSION
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Bring the tables of a store at `version` to SCHEMA_VERSION (inside the caller's
+    transaction): add the columns later versions added and fill them for the stored rows."""
+    for added in range(version + 1, SCHEMA_VERSION + 1):
+        for name, type_, fill in _ADDED_COLUMNS.get(added, ()):
+            con.execute(f"ALTER TABLE runs ADD COLUMN {name} {type_}")
+            con.execute(f"UPDATE runs SET {name} = {fill}")
+
+
+def read_view(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """On a read-only connection to an older store: a temporary `runs` view that adds the
+    columns of later versions, so queries read every store alike (the file is not changed)."""
+    added = [c for v in range(version + 1, SCHEMA_VERSION + 1) for c in _ADDED_COLUMNS.get(v, ())]
+    if not added:
+        return
+    (db,) = con.execute("SELECT current_database()").fetchone() or ("",)
+    extra = ", ".join(f"{fill} AS {name}" for name, _type, fill in added)
+    con.execute(f'CREATE OR REPLACE TEMP VIEW runs AS SELECT *, {extra} FROM "{db}".main.runs')
 
 
 def create_empty(con: duckdb.DuckDBPyConnection) -> None:

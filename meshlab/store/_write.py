@@ -15,11 +15,12 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
+from meshlab.dimensions import as_text
 from meshlab.errors import StoreError
-from meshlab.results import RunResult, bucket_bounds_ns
+from meshlab.results import RunResult
+from meshlab.run_schema import bucket_columns
 from meshlab.store import _spool as spool
 from meshlab.store._rows import (
     delete_rows,
@@ -29,10 +30,8 @@ from meshlab.store._rows import (
     load_results,
     run_row,
     same,
-    scalar,
 )
 from meshlab.store._schema import RUN_TABLES
-from meshlab.units import NS_PER_US
 
 
 def batches(results: Iterable[RunResult], size: int) -> Iterator[list[RunResult]]:
@@ -191,32 +190,13 @@ def _telemetry(results: Sequence[RunResult]) -> pd.DataFrame:
 
 
 def _buckets(results: Sequence[RunResult]) -> pd.DataFrame:
-    """The non-empty buckets of both histograms of every run, built column-wise in numpy."""
-    keys: list[tuple[str, str]] = []
-    sizes: list[int] = []
-    idxs: list[npt.NDArray[np.int64]] = []
-    counts: list[npt.NDArray[np.int64]] = []
-    for r in results:
-        for kind, h in (("latency", r.latency), ("service_time", r.service_time)):
-            idx = np.flatnonzero(h.counts)
-            keys.append((r.run_id, kind))
-            sizes.append(idx.size)
-            idxs.append(idx)
-            counts.append(np.asarray(h.counts[idx], dtype=np.int64))
-    idx = np.concatenate(idxs) if idxs else np.zeros(0, dtype=np.int64)
-    lower, upper = bucket_bounds_ns(idx)
-    return pd.DataFrame({
-        "run_id": np.repeat(np.array([k[0] for k in keys], dtype=object), sizes),
-        "kind": np.repeat(np.array([k[1] for k in keys], dtype=object), sizes),
-        "bucket": idx.astype(np.int16),
-        "lower_us": np.asarray(lower, dtype=np.float64) / NS_PER_US,
-        "upper_us": np.asarray(upper, dtype=np.float64) / NS_PER_US,
-        "count": np.concatenate(counts) if counts else idx})
+    """The non-empty buckets of both histograms of every run (`run_schema.bucket_columns`)."""
+    return pd.DataFrame(bucket_columns(results))
 
 
 def _raw_format(result: RunResult) -> str:
     fmt = result.raw.get("format") if isinstance(result.raw, Mapping) else None
-    return scalar(fmt) or result.runner
+    return as_text(fmt) or result.runner
 
 
 def import_spooled(con: duckdb.DuckDBPyConnection, db_path: Path) -> int:

@@ -20,9 +20,10 @@ from meshlab.errors import ProfileError
 from meshlab.formats import FORMATS, export_run, export_runs, import_results
 from meshlab.formats._doc import go_duration_s, go_duration_text
 from meshlab.formats.fortio import fortio_json
-from meshlab.formats.table import BUCKET_COLUMNS, RUN_COLUMNS
 from meshlab.profile import RunSpec
 from meshlab.results import Histogram, RunResult, RunStatus
+from meshlab.run_schema import BUCKET_COLUMNS
+from meshlab.run_schema import RUN_COLUMN_NAMES as RUN_COLUMNS
 
 FORTIO_HTTP = next(p for p in FORTIO_FILES if "rest-run-http" in p.name)
 FORTIO_ITER8 = next(p for p in FORTIO_FILES if "iter8" in p.name)
