@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "columns narrow both sides. Runs that differ in anything but repeats are "
                     "refused unless grouped (--by) or pooled on purpose (--pool). Exit 2 when "
                     "a selector matches nothing.")
-    c.add_argument("--baseline", required=True, metavar="SELECTOR")
+    c.add_argument("--baseline", required=True, metavar="SELECTOR",
+                   help="the reference runs, e.g. mesh=none or 'mesh=none,experiment=latest'")
     c.add_argument("--candidate", metavar="SELECTOR",
                    help="required without --by; with --by it narrows the candidate groups")
     c.add_argument("--by", metavar="COLUMNS",
