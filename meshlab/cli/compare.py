@@ -101,6 +101,26 @@ def _interval(metric: str, row: Mapping[Any, Any]) -> str:
     return "-" if "-" in (lo, hi) else f"[{lo}, {hi}]"
 
 
+def _compact_us(row: Mapping[Any, Any]) -> str:
+    """`+227 ms [+147, +337]`: a delta and its interval in one unit (fits a table cell)."""
+    vals = []
+    for k in ("delta", "ci_low", "ci_high"):
+        try:
+            vals.append(float(row.get(k)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            vals.append(math.nan)
+    if math.isnan(vals[0]):
+        return "-"
+    top = max(abs(v) for v in vals if not math.isnan(v))
+    scale, unit = (1e6, "s") if top >= 1e6 else (1e3, "ms") if top >= 1e3 else (1.0, "us")
+    d, lo, hi = (v / scale for v in vals)
+    digits = 0 if unit == "us" or top / scale >= 100 else 2
+    text = f"{d:+.{digits}f} {unit}"
+    if math.isnan(lo) or math.isnan(hi):
+        return text
+    return f"{text} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
 def _print_pair(cmp: Comparison, *, as_json: bool) -> None:
     rows = cmp.table.to_dict(orient="records")
     if as_json:
@@ -159,7 +179,7 @@ def _print_by(cmp: Comparison, *, as_json: bool) -> None:
             "+p99 [95% CI]", "p99 is", "errors"]
     for col in cols:
         left = col in cmp.by or col.endswith(" is")
-        tab.add_column(col, justify="left" if left else "right", no_wrap=True)
+        tab.add_column(col, justify="left" if left else "right", no_wrap=col in cmp.by)
     for g in groups:
         cells = [value_text(g[k]) for k in cmp.by]
         cells += [str(g["runs"]), _value("rate", g["achieved_rate_rps"]),
@@ -170,8 +190,7 @@ def _print_by(cmp: Comparison, *, as_json: bool) -> None:
             d = _deltas(cmp, g)
             for metric in ("p50_us", "p99_us"):
                 r = d.get(metric, {})
-                cells += [f"{_value(metric, r.get('delta'), signed=True)} {_interval(metric, r)}",
-                          str(r.get("difference", "not judged"))]
+                cells += [_compact_us(r), str(r.get("difference", "not judged"))]
         cells.append(_value("error_rate", g["error_rate"]))
         tab.add_row(*cells)
     out.print(tab)
