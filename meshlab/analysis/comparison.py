@@ -138,7 +138,7 @@ def _pooled_problem(side: str, mixed: dict[str, list[str]], sel: Selection,
     fix = f"{sel},{dim}={values[0]}" if sel.conditions else f"{dim}={values[0]}"
     return (f"{side} runs differ in {dim} ({', '.join(values)}), not only in repeats: group "
             f"by it (--by {','.join([*by, dim])}), narrow the {side} (e.g. '{fix}'), or pool "
-            f"them on purpose with --pool")
+            f"them on purpose with --pool (pool=True)")
 
 
 def compare_groups(runs: pd.DataFrame, buckets: pd.DataFrame, *, baseline: Selector | Selection,
@@ -162,7 +162,8 @@ def compare_groups(runs: pd.DataFrame, buckets: pd.DataFrame, *, baseline: Selec
         m = varying(runs[runs["run_id"].isin(side)])
         if m and not pool:
             raise ProfileError(_pooled_problem(name, m, sel, ()))
-        mixed.update(m)
+        for k, v in m.items():
+            mixed[k] = sorted({*mixed.get(k, []), *v})
     table = judged(overhead(runs, buckets, baseline=ids[0], candidate=ids[1],
                             telemetry=telemetry, ps=ps, n_boot=n_boot, seed=seed))
     return Comparison(sels[0], sels[1], tuple(ids[0]), tuple(ids[1]), table, pooled=mixed,
