@@ -49,8 +49,8 @@ demo: install
 	@mkdir -p data/reports
 	$(BIN)/meshlab run data/profiles/quickstart.yaml --store $(STORE)
 	@echo
-	$(BIN)/meshlab compare --store $(STORE) --by mesh --baseline mesh=none --experiment latest
-	$(BIN)/meshlab report --store $(STORE) --baseline mesh=none,experiment=latest \
+	$(BIN)/meshlab compare --store $(STORE) --by mesh --baseline 'mesh=none,experiment=latest'
+	$(BIN)/meshlab report --store $(STORE) --baseline 'mesh=none,experiment=latest' \
 	  --candidate 'mesh!=none,experiment=latest' --out data/reports/quickstart.html --no-fail
 	@echo; echo "results: $(STORE)"; echo "report:  data/reports/quickstart.html"
 

@@ -11,16 +11,22 @@ import pandas as pd
 import pytest
 
 from meshlab.analysis import (
+    Difference,
     Frames,
+    Selection,
     RateSearch,
     Slo,
     Threshold,
     Verdict,
+    compare_by,
+    compare_groups,
     context_diff,
+    difference,
     load_frames,
     missing_runs,
     overhead,
     overhead_by,
+    parse_selector,
     parse_threshold,
     parse_thresholds,
     regression_verdict,
@@ -240,3 +246,58 @@ def test_experiment_latest_selects_the_most_recent_experiment() -> None:
     assert select_runs(runs, "mesh=none,experiment=latest") == ["b1"]
     assert select_runs(runs, "mesh!=none,experiment=latest") == ["b2"]
     assert select_runs(runs, "experiment=exp-a") == ["a1", "a2"]
+
+
+def test_selector_grammar() -> None:
+    sel = parse_selector("mesh=envoy|nginx, mesh=istio,mesh!=none,label.build=v2,experiment_id=e1")
+    assert str(sel) == "mesh=envoy|nginx|istio,mesh!=none,label.build=v2,experiment=e1"
+    assert parse_selector({"mesh!": "none", "policy": "a|b"}) == parse_selector(
+        "mesh!=none,policy=a|b")
+    assert parse_selector(["id1", "id2", "id1"]) == Selection(("id1", "id2"))
+    scoped = parse_selector("id1,id2") & parse_selector("experiment=latest")
+    assert scoped.run_ids == ("id1", "id2") and scoped.keys == ("experiment",)
+    base, rest = parse_selector("mesh=none,policy=retry3").split(["mesh"])
+    assert str(base) == "mesh=none" and str(rest) == "policy=retry3"
+    for bad in ("", " , ", "id1,mesh=none", "mesh=", "=none", "mesh=a||b"):
+        with pytest.raises(ProfileError):
+            parse_selector(bad)
+
+
+def test_selector_values_numbers_and_null() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "rate_rps": [1000.0, 500.0, 1000.0],
+                         "policy": ["retry3", None, "default"],
+                         "labels": ['{"build": "v2"}', "{}", '{"build": "v1"}']})
+    assert select_runs(runs, "rate_rps=1000") == ["a", "c"]
+    assert select_runs(runs, "rate_rps=1e3,policy!=default") == ["a"]
+    assert select_runs(runs, "policy=null") == ["b"]
+    assert select_runs(runs, "label.build=v2|v1") == ["a", "c"]
+    assert select_runs(runs, "c,a") == ["c", "a"]                     # ids in the order given
+    assert select_runs(runs, parse_selector("c,a,b") & parse_selector("policy!=default")) == [
+        "a", "b"]
+
+
+def test_difference_never_ranks_inside_the_noise() -> None:
+    assert difference("p99_us", -3.0, 40.0) is Difference.INDISTINGUISHABLE
+    assert difference("p99_us", 5.0, 40.0) is Difference.SLOWER
+    assert difference("p50_us", -9.0, -1.0) is Difference.FASTER
+    assert difference("throughput_rps", 10.0, 20.0, higher_is_better=True) is Difference.FASTER
+    assert difference("error_rate", 0.01, 0.02) is Difference.HIGHER
+    assert difference("p50_us", math.nan, math.nan) is Difference.NOT_JUDGED
+
+
+def test_compare_groups_and_by_judge_with_intervals(frames: Frames) -> None:
+    lat = _lat(frames)
+    cmp = compare_groups(frames.runs, lat, baseline="mesh=none", candidate="mesh=envoy",
+                         n_boot=200)
+    row = cmp.table.set_index("metric").loc["p50_us"]
+    assert row["difference"] == "slower" and 0 < row["ci_low"] <= row["delta"]
+    assert "pooled over repeats only" in cmp.header()
+    same = compare_groups(frames.runs, lat, baseline=BASE, candidate=SAME, n_boot=200)
+    assert same.table.set_index("metric").loc["p50_us", "difference"] == "indistinguishable"
+    fast = compare_groups(frames.runs, lat, baseline=BASE, candidate=SLOW, n_boot=0)
+    assert set(fast.table["difference"]) == {"not judged"} and "not judged" in fast.header()
+    by = compare_by(frames.runs, lat, by=["mesh"], baseline="mesh=none", n_boot=100)
+    assert list(by.groups["role"]) == ["baseline", "candidate"]
+    assert set(by.table["mesh"]) == {"envoy"}
+    with pytest.raises(ProfileError, match="matched no runs"):
+        compare_groups(frames.runs, lat, baseline="mesh=kuma", candidate="mesh=envoy")

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meshlab.errors import StoreError
+from meshlab.analysis import compare_groups, pooled_percentiles
+from meshlab.errors import ProfileError, StoreError
 from meshlab.results import Histogram, RunResult, RunStatus, TimeSeriesPoint
 from meshlab.store import Store, percentile_column
 from meshlab.store import _schema as _store_schema
@@ -175,7 +176,9 @@ def test_percentiles_pooled_and_buckets(store: Store) -> None:
     assert pct["p999_us"].iloc[1] == results[0].latency.percentile_us(99.9)
     assert percentile_column(50.0) == "p50_us" and percentile_column(99.9) == "p999_us"
 
-    pooled = store.pooled_percentiles(group_by=("mesh",))
+    # Pooling is analysis over the frames the store returns (the store only queries).
+    runs, buckets = store.runs(), store.buckets([r.run_id for r in results], kind=None)
+    pooled = pooled_percentiles(runs, buckets, group_by=("mesh",))
     assert list(pooled.columns[:3]) == ["mesh", "runs", "requests"]
     by_mesh = pooled.set_index("mesh")
     merged = Histogram.merged(r.latency for r in results if r.spec["mesh"] == "istio")
@@ -184,7 +187,8 @@ def test_percentiles_pooled_and_buckets(store: Store) -> None:
     assert by_mesh.loc["istio", "p99_us"] == merged.percentile_us(99)
     assert store.pooled_histogram([r.run_id for r in results if r.spec["mesh"] == "istio"]) \
         == merged
-    only = store.pooled_percentiles(mesh="none", kind="service_time")
+    only = pooled_percentiles(runs[runs["mesh"] == "none"], buckets, group_by=(),
+                              kind="service_time")
     assert list(only["runs"]) == [3]
     assert (only[["p50_us", "p90_us", "p99_us", "p999_us"]].diff(axis=1).iloc[0, 1:] >= 0).all()
 
@@ -195,25 +199,27 @@ def test_percentiles_pooled_and_buckets(store: Store) -> None:
     assert set(store.buckets("r0-none", kind=None)["kind"]) == {"latency", "service_time"}
     with pytest.raises(StoreError, match="unknown histogram kind"):
         store.buckets("r0-none", kind="p99")
-    with pytest.raises(StoreError, match="cannot group by 'colour'"):
-        store.pooled_percentiles(group_by=("colour",))
+    with pytest.raises(ProfileError, match="cannot group by 'colour'"):
+        pooled_percentiles(runs, buckets, group_by=("colour",))
 
 
-def test_compare(store: Store) -> None:
+def test_compare_reads_the_store_and_judges_in_analysis(store: Store) -> None:
     for rep in range(2):
         store.save(make_result(f"b{rep}", seed=rep, mesh="none"))
         store.save(make_result(f"c{rep}", seed=10 + rep, mesh="istio", scale_ns=400_000.0))
-    cmp = store.compare(baseline={"mesh": "none"}, candidate=["c0", "c1"])
-    assert list(cmp.columns) == ["metric", "baseline", "candidate", "delta", "delta_pct"]
-    row = cmp.set_index("metric").loc["p50_us"]
-    assert row["candidate"] > row["baseline"]
-    assert row["delta"] == pytest.approx(row["candidate"] - row["baseline"])
+    runs, buckets = store.runs(), store.buckets(["b0", "b1", "c0", "c1"])
+    cmp = compare_groups(runs, buckets, baseline={"mesh": "none"}, candidate=["c0", "c1"],
+                         n_boot=200)
+    row = cmp.table.set_index("metric").loc["p50_us"]
+    assert row["candidate"] > row["baseline"] and row["difference"] == "slower"
+    assert row["ci_low"] <= row["delta"] <= row["ci_high"]
     assert row["delta_pct"] == pytest.approx(100 * row["delta"] / row["baseline"])
-    assert {"p99_us", "p999_us", "achieved_rate_rps", "error_rate"} <= set(cmp["metric"])
-    with pytest.raises(StoreError, match="matches no runs"):
-        store.compare(baseline={"mesh": "kuma"}, candidate={"mesh": "istio"})
-    with pytest.raises(StoreError, match="run 'zz' not found"):
-        store.compare(baseline=["zz"], candidate={"mesh": "istio"})
+    assert {"p99_us", "p999_us", "throughput_rps", "error_rate"} <= set(cmp.table["metric"])
+    with pytest.raises(ProfileError, match="matched no runs"):
+        compare_groups(runs, buckets, baseline={"mesh": "kuma"}, candidate={"mesh": "istio"})
+    with pytest.raises(ProfileError, match="unknown run ids zz"):
+        compare_groups(runs, buckets, baseline=["zz"], candidate={"mesh": "istio"})
+    assert not hasattr(store, "compare") and not hasattr(store, "pooled_percentiles")
 
 
 def test_child_frames(store: Store) -> None:
@@ -264,7 +270,7 @@ def test_empty_store_gives_empty_frames(store: Store, tmp_path: Path) -> None:
                             (s.percentiles([]), ["run_id", "p50_us", "p90_us", "p99_us",
                                                  "p999_us"])):
             assert frame.empty and list(frame.columns) == cols
-        pooled = s.pooled_percentiles()
+        pooled = pooled_percentiles(s.runs(), s.buckets([]))
         assert pooled.empty and list(pooled.columns[:4]) == ["mesh", "rate_rps", "connections",
                                                              "runs"]
     assert not (tmp_path / "absent.duckdb").exists()

@@ -1,6 +1,16 @@
-"""Pure analysis over the store's DataFrames: overhead with bootstrap intervals, regression
-verdicts, context diffs, proxy counters, run selection, and the max-rate-under-SLO search."""
+"""Pure analysis over the store's DataFrames: overhead with bootstrap intervals, comparisons
+judged faster/slower/indistinguishable, regression verdicts, context diffs, proxy counters, the
+run-selector grammar, and the max-rate-under-SLO search."""
 
+from meshlab.analysis.comparison import (
+    Comparison,
+    Difference,
+    compare_by,
+    compare_groups,
+    difference,
+    judged,
+    pooled_percentiles,
+)
 from meshlab.analysis.context import context_diff, run_context
 from meshlab.analysis.counters import (
     counter_increase,
@@ -10,7 +20,13 @@ from meshlab.analysis.counters import (
 )
 from meshlab.analysis.frames import Frames, frames_from_results, load_frames
 from meshlab.analysis.overhead import overhead, overhead_by, resource_per_run
-from meshlab.analysis.selection import missing_runs, parse_selector, select_runs
+from meshlab.analysis.selection import (
+    Selection,
+    missing_runs,
+    no_match_problem,
+    parse_selector,
+    select_runs,
+)
 from meshlab.analysis.slo import RateSearch, Slo, SloSearchOutcome, search_max_rate
 from meshlab.analysis.synthetic import synthetic_result
 from meshlab.analysis.verdict import (
@@ -27,25 +43,34 @@ from meshlab.run_schema import DEFAULT_PS
 __all__ = [
     "DEFAULT_PS",
     "DEFAULT_THRESHOLDS",
+    "Comparison",
+    "Difference",
     "Frames",
     "RateSearch",
     "RegressionVerdict",
+    "Selection",
     "Slo",
     "SloSearchOutcome",
     "Threshold",
     "Verdict",
+    "compare_by",
+    "compare_groups",
     "context_diff",
     "counter_increase",
     "counter_ratio",
     "counters_by",
+    "difference",
     "frames_from_results",
+    "judged",
     "load_frames",
     "missing_runs",
+    "no_match_problem",
     "overhead",
     "overhead_by",
     "parse_selector",
     "parse_threshold",
     "parse_thresholds",
+    "pooled_percentiles",
     "regression_verdict",
     "resource_per_run",
     "run_context",

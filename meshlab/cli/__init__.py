@@ -17,6 +17,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = [
     "meshlab.cli.core",
     "meshlab.cli.data",
+    "meshlab.cli.compare",
     "meshlab.cli.playground",
     "meshlab.cli.report",
     "meshlab.cli.k8s",

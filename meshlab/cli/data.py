@@ -1,4 +1,5 @@
-"""Commands over stored runs: `runs` (list), `show`, `compare`, `import` and `export`.
+"""Commands over stored runs: `runs` (list), `show`, `import` and `export` (`compare` has a
+module of its own).
 
 With `--json` every command prints one JSON object per line (a run, a comparison row ...).
 """
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from meshlab.results import RunResult
-    from meshlab.store import Store
 
 # column -> header of the `runs` table (the run id starts with its UTC start time)
 _LIST_COLUMNS = {"run_id": "run_id", "profile": "profile", "mesh": "mesh", "runner": "runner",
@@ -28,11 +28,17 @@ _LIST_COLUMNS = {"run_id": "run_id", "profile": "profile", "mesh": "mesh", "runn
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("runs", help="list stored runs, newest first")
+    p = subparsers.add_parser(
+        "runs", help="list stored runs, newest first",
+        description="List stored runs, newest first. SELECTOR narrows them with the grammar "
+                    "of compare and report: run ids, or conditions such as "
+                    "'mesh!=none,experiment=latest', 'mesh=envoy|nginx', label.build=v2.")
+    p.add_argument("selector", nargs="?", metavar="SELECTOR", help="only runs it selects")
     add_store_option(p)
     p.add_argument("--profile", help="only runs of this profile")
     p.add_argument("--mesh", help="only runs with this mesh / data plane")
-    p.add_argument("--experiment", metavar="EXPERIMENT_ID", help="only runs of this experiment")
+    p.add_argument("--experiment", metavar="ID|latest",
+                   help="only runs of this experiment (= SELECTOR experiment=ID)")
     p.add_argument("--status", choices=("completed", "aborted", "failed"))
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0=all)")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
@@ -43,24 +49,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_store_option(s)
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=cmd_show)
-
-    c = subparsers.add_parser(
-        "compare", help="pooled percentiles, rate and errors: baseline vs candidate",
-        description="Each side is comma-separated run ids, or a filter such as "
-                    "mesh=none,rate_rps=1000 (histograms pooled over the matching runs). "
-                    "With --by COLUMN, one row per value of COLUMN (e.g. every mesh), each "
-                    "against the baseline value: meshlab compare --by mesh --baseline mesh=none "
-                    "--experiment latest")
-    c.add_argument("--baseline", required=True, metavar="RUN_IDS|FILTER")
-    c.add_argument("--candidate", metavar="RUN_IDS|FILTER",
-                   help="required unless --by is given")
-    c.add_argument("--by", metavar="COLUMN",
-                   help="group runs by this runs column (mesh, mode, policy, rate_rps ...)")
-    c.add_argument("--experiment", metavar="ID|latest",
-                   help="with --by: only runs of this experiment ('latest' = newest)")
-    add_store_option(c)
-    c.add_argument("--json", action="store_true", help="one JSON object per metric")
-    c.set_defaults(handler=cmd_compare)
 
     i = subparsers.add_parser("import", help="store runs from a fortio, Nighthawk, Meshery or "
                                              "SMP result document (the original is kept)")
@@ -82,8 +70,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = open_store(args, read_only=True)
-    df = store.runs(profile=args.profile, mesh=args.mesh, experiment_id=args.experiment,
-                    status=args.status)
+    df = store.runs(profile=args.profile, mesh=args.mesh, status=args.status)
+    if args.selector or args.experiment:
+        from meshlab.analysis.selection import Selection, parse_selector, select_runs
+
+        sel = parse_selector(args.selector) if args.selector else Selection()
+        if args.experiment:
+            sel = sel & parse_selector(f"experiment={args.experiment}")
+        df = df[df["run_id"].isin(select_runs(df, sel))]
     df = df.sort_values(["started_at", "run_id"], ascending=False)
     if args.limit > 0:
         df = df.head(args.limit)
@@ -195,136 +189,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print("spec:", json.dumps(result.spec, sort_keys=True))
     out.print("context:", json.dumps(result.context, sort_keys=True, default=str))
     return 0
-
-
-# --- compare -----------------------------------------------------------------------------------
-
-def parse_selection(text: str) -> list[str] | dict[str, Any]:
-    """`id1,id2` -> run ids; `mesh=none,rate_rps=1000` -> a filter (numbers become numbers)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        from meshlab.errors import ProfileError
-
-        raise ProfileError(f"selection {text!r} is empty; give run ids or key=value filters")
-    if not any("=" in p for p in parts):
-        return parts
-    out: dict[str, Any] = {}
-    for p in parts:
-        key, sep, value = p.partition("=")
-        if not sep:
-            from meshlab.errors import ProfileError
-
-            raise ProfileError(f"{p!r}: mix of run ids and filters; use key=value throughout")
-        v: Any = value
-        if key.strip() in ("rate_rps", "connections", "repeat"):
-            try:
-                v = int(value) if key.strip() == "connections" else float(value)
-            except ValueError:
-                v = value
-        out[key.strip()] = v
-    return out
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    store = open_store(args, read_only=True)
-    if args.by:
-        return _compare_by(store, args)
-    if not args.candidate:
-        from meshlab.errors import ProfileError
-
-        raise ProfileError("--candidate: required without --by; give run ids or a filter "
-                           "such as mesh=envoy, or use --by mesh")
-    df = store.compare(baseline=parse_selection(args.baseline),
-                       candidate=parse_selection(args.candidate))
-    if args.json:
-        for row in df.to_dict(orient="records"):
-            print_json(row)
-        return 0
-    tab = table(f"baseline {args.baseline}  vs  candidate {args.candidate}")
-    for col in ("metric", "baseline", "candidate", "delta", "delta %"):
-        tab.add_column(col, justify="left" if col == "metric" else "right")
-    for row in df.to_dict(orient="records"):
-        metric = str(row["metric"])
-        fmt = fmt_us if metric.endswith("_us") else _num
-        pct = row.get("delta_pct")
-        tab.add_row(metric, fmt(row["baseline"]), fmt(row["candidate"]), fmt(row["delta"]),
-                      "-" if pct is None or pct != pct else f"{pct:+.1f} %")
-    console().print(tab)
-    return 0
-
-
-def _compare_by(store: Store, args: argparse.Namespace) -> int:
-    """One row per value of `args.by`, pooled over repeats, with deltas against the baseline
-    value (`--baseline mesh=none`): what each mesh adds over no mesh, in one table."""
-    from meshlab.errors import ProfileError
-
-    by = args.by
-    base = parse_selection(args.baseline)
-    if not isinstance(base, dict) or set(base) != {by}:
-        raise ProfileError(f"--baseline: with --by {by} give one {by}=VALUE filter, "
-                           f"e.g. --baseline {by}=none")
-    filters: dict[str, Any] = {}
-    if args.candidate:
-        cand = parse_selection(args.candidate)
-        if not isinstance(cand, dict):
-            raise ProfileError("--candidate: with --by give key=value filters, not run ids")
-        filters.update(cand)
-    if args.experiment:
-        filters["experiment_id"] = _experiment_id(store, args.experiment)
-    df = store.pooled_percentiles(group_by=(by,), **filters)
-    base_rows = df[df[by].astype(str) == str(base[by])]
-    if base_rows.empty:
-        raise ProfileError(f"--baseline: no runs with {by}={base[by]} among the selected runs "
-                           f"({len(df)} groups: {', '.join(map(str, df[by]))})")
-    b = base_rows.iloc[0]
-    rows = [b.to_dict()] + [r.to_dict() for _, r in df.iterrows() if str(r[by]) != str(base[by])]
-    if args.json:
-        for row in rows:
-            row["delta_p50_us"] = float(row["p50_us"]) - float(b["p50_us"])
-            row["delta_p99_us"] = float(row["p99_us"]) - float(b["p99_us"])
-            print_json(row)
-        return 0
-    where = f" (experiment {filters['experiment_id']})" if "experiment_id" in filters else ""
-    tab = table(f"each {by} against {by}={base[by]}, histograms pooled over repeats{where}")
-    for col in (by, "runs", "req/s", "p50", "p90", "p99", "p99.9", "+p50", "+p99", "errors"):
-        tab.add_column(col, justify="left" if col == by else "right")
-    for row in rows:
-        is_base = row is rows[0]
-        tab.add_row(str(row[by]), str(row["runs"]), _num(row["achieved_rate_rps"]),
-                    fmt_us(row["p50_us"]), fmt_us(row["p90_us"]), fmt_us(row["p99_us"]),
-                    fmt_us(row["p999_us"]),
-                    "baseline" if is_base else _signed_us(row["p50_us"] - b["p50_us"]),
-                    "" if is_base else _signed_us(row["p99_us"] - b["p99_us"]),
-                    f"{100 * float(row['error_rate']):.2f} %")
-    console().print(tab)
-    return 0
-
-
-def _experiment_id(store: Store, which: str) -> str:
-    from meshlab.errors import ProfileError
-
-    exps = store.experiments()
-    if exps.empty:
-        raise ProfileError(f"--experiment: {store.path} holds no experiments yet; run a profile")
-    if which == "latest":
-        return str(exps.iloc[-1]["experiment_id"])
-    if which not in set(exps["experiment_id"]):
-        raise ProfileError(f"--experiment: {which!r} not found; list them with "
-                           f"`meshlab runs --json` or Store.experiments()")
-    return which
-
-
-def _signed_us(delta: Any) -> str:
-    text = fmt_us(abs(float(delta)))
-    return text if text == "-" else ("+" if float(delta) >= 0 else "-") + text
-
-
-def _num(value: Any) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if math.isnan(v) else f"{v:,.4g}"
 
 
 # --- import / export ---------------------------------------------------------------------------

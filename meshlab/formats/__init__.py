@@ -91,8 +91,8 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
     interpolation inside its buckets) in `context["headline_percentiles_us"]`; they are the
     run's own p50/p90/p99/p99.9 (`RunResult.headline_percentile_us`, the store's `runs`
     columns) exactly. The histogram spreads each fortio bucket uniformly, as fortio's rule
-    assumes, so merged and pooled percentiles (`Store.pooled_percentiles`, `compare`) come
-    from it and agree with fortio's only to within one fortio bucket."""
+    assumes, so merged and pooled percentiles (`analysis.pooled_percentiles`, `compare`)
+    come from it and agree with fortio's only to within one fortio bucket."""
     data, name = _read(source)
     doc = parse_bytes(data, source=name)
     fmt = fmt or detect_format(doc)

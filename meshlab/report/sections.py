@@ -19,8 +19,9 @@ from meshlab.analysis import (
     Threshold,
     Verdict,
     context_diff,
+    judged,
     load_frames,
-    missing_runs,
+    no_match_problem,
     overhead,
     parse_thresholds,
     regression_verdict,
@@ -45,34 +46,16 @@ class ReportContext:
     title: str = "meshlab report"
 
 
-def _describe(sel: Selector) -> str:
-    if isinstance(sel, str):
-        return sel
-    if isinstance(sel, Mapping):
-        return ",".join(f"{k}={v}" for k, v in sel.items())
-    return ",".join(sel)
-
-
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
                    ) -> tuple[list[str], list[str], str | None]:
     """(baseline ids, candidate ids, problem message or None) for two selectors."""
     if runs.empty:
         return [], [], ("The store holds no runs yet. Record some first, e.g. "
                         "`meshlab run profile.yaml`, then build the report again.")
-    problems = []
-    groups: list[list[str]] = []
-    for name, sel in (("baseline", baseline), ("candidate", candidate)):
-        unknown = missing_runs(runs, sel)
-        if unknown:
-            problems.append(f"{name}: unknown run ids {', '.join(unknown)} "
-                            "(list stored runs with `meshlab runs`)")
-        ids = select_runs(runs, sel)
-        if not ids and not unknown:
-            meshes = ", ".join(sorted(runs["mesh"].dropna().astype(str).unique()))
-            problems.append(f"{name}: selector {_describe(sel)!r} matched no runs "
-                            f"(meshes in the store: {meshes or 'none'})")
-        groups.append(ids)
-    return groups[0], groups[1], ("; ".join(problems) if problems else None)
+    problems = [p for name, sel in (("baseline", baseline), ("candidate", candidate))
+                if (p := no_match_problem(runs, name, sel))]
+    return (select_runs(runs, baseline), select_runs(runs, candidate),
+            "; ".join(problems) if problems else None)
 
 
 def prepare(
@@ -113,8 +96,9 @@ def prepare(
         return ctx
     f = ctx.frames
     lat = f.buckets[f.buckets["kind"] == "latency"] if not f.buckets.empty else f.buckets
-    ctx.overhead = overhead(f.runs, lat, baseline=ctx.baseline, candidate=ctx.candidate,
-                            telemetry=f.telemetry, n_boot=n_boot)
+    ctx.overhead = judged(overhead(f.runs, lat, baseline=ctx.baseline,
+                                   candidate=ctx.candidate, telemetry=f.telemetry,
+                                   n_boot=n_boot))
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
     return ctx
 
@@ -177,7 +161,8 @@ def overhead_table(ctx: ReportContext) -> object:
     if ctx.problem:
         return _problem(ctx)
     cols = ["metric", "unit", "baseline", "candidate", "delta_pct", "ci_low_pct", "ci_high_pct",
-            "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd"]
+            "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd",
+            "difference"]
     return ctx.overhead[cols].round(2)
 
 

@@ -27,9 +27,7 @@ from meshlab.store import _spool as spool
 from meshlab.store._connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
 from meshlab.store._query import (
     FILTERS,
-    compare_frame,
     percentile_frame,
-    pooled_frame,
     where_clause,
 )
 from meshlab.store._schema import (
@@ -328,39 +326,6 @@ class Store:
             self._require(con, ids)
             hists = rows.histograms(con, ids, kind)
         return percentile_frame(ids, hists, ps)
-
-    def pooled_percentiles(self, *, group_by: Sequence[str] = ("mesh", "rate_rps", "connections"),
-                           ps: Sequence[float] = DEFAULT_PS, kind: str = "latency",
-                           **filters: object) -> pd.DataFrame:
-        """Percentiles of histograms merged across the runs (repeats) of each group."""
-        _check_kind(kind)
-        with self._connect() as con:
-            df = self._select(con, filters)
-            hists = rows.histograms(con, list(df["run_id"]), kind)
-        return pooled_frame(df, hists, list(group_by), ps)
-
-    def compare(self, *, baseline: Sequence[str] | Mapping[str, object],
-                candidate: Sequence[str] | Mapping[str, object],
-                ps: Sequence[float] = DEFAULT_PS, kind: str = "latency") -> pd.DataFrame:
-        """Baseline vs candidate (run ids or a filter dict such as {"mesh": "none"}): pooled
-        percentiles, mean, achieved rate and error rate with delta and delta_pct."""
-        _check_kind(kind)
-        sides = []
-        with self._connect() as con:
-            for name, sel in (("baseline", baseline), ("candidate", candidate)):
-                if isinstance(sel, Mapping):
-                    df = self._select(con, sel)
-                else:
-                    ids = _ids(sel)
-                    self._require(con, ids)
-                    df = self._select(con, {"run_ids": ids})
-                if df.empty:
-                    raise StoreError(f"{name} {dict(sel) if isinstance(sel, Mapping) else sel} "
-                                     f"matches no runs in {self.path}; check it with "
-                                     f"Store.runs()")
-                hists = rows.histograms(con, list(df["run_id"]), kind)
-                sides.append((df, Histogram.merged(hists.values())))
-        return compare_frame(sides[0], sides[1], ps)
 
     def buckets(self, run_ids: str | Iterable[str], *,
                 kind: str | None = "latency") -> pd.DataFrame:

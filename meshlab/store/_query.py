@@ -1,10 +1,9 @@
-"""Query helpers of the store: run filters as SQL, and percentile, pooled and comparison frames
-computed from stored histograms (merged across repeats, never averaged percentiles).
+"""Query helpers of the store: run filters as SQL and per-run percentile frames of stored
+histograms (pooling and comparisons are analysis: `meshlab.analysis.comparison`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -78,57 +77,3 @@ def percentile_frame(run_ids: Sequence[str], hists: Mapping[str, Histogram],
     cols = ["run_id", *(percentile_column(p) for p in ps)]
     data = [{"run_id": r, **_pcts(hists.get(r, Histogram()), ps)} for r in run_ids]
     return pd.DataFrame(data, columns=cols)
-
-
-def pooled_frame(runs: pd.DataFrame, hists: Mapping[str, Histogram], group_by: list[str],
-                 ps: Sequence[float]) -> pd.DataFrame:
-    """One row per group: the group columns, runs, requests, errors, error_rate,
-    achieved_rate_rps (mean over runs) and the percentiles of the merged histogram."""
-    bad = [g for g in group_by if g not in runs.columns]
-    if bad:
-        raise StoreError(f"cannot group by {bad[0]!r}: not a runs column; use columns of "
-                         f"Store.runs() such as mesh, rate_rps, connections, mode")
-    cols = [*group_by, "runs", "requests", "errors", "error_rate", "achieved_rate_rps",
-            *(percentile_column(p) for p in ps)]
-    if runs.empty:
-        return pd.DataFrame({c: runs[c] for c in group_by} | {c: [] for c in cols[len(group_by):]},
-                            columns=cols)
-    data: list[dict[str, object]] = []
-    if not group_by:
-        groups: list[tuple[tuple[object, ...], pd.DataFrame]] = [((), runs)]
-    else:
-        groups = [(k if isinstance(k, tuple) else (k,), g)
-                  for k, g in runs.groupby(group_by, dropna=False, sort=True)]
-    for key, g in groups:
-        h = Histogram.merged(hists[r] for r in g["run_id"] if r in hists)
-        requests, errors = int(g["requests"].sum()), int(g["errors"].sum())
-        row: dict[str, object] = dict(zip(group_by, key, strict=True))
-        data.append({**row, "runs": len(g),
-                     "requests": requests, "errors": errors,
-                     "error_rate": errors / requests if requests else 0.0,
-                     "achieved_rate_rps": float(g["achieved_rate_rps"].mean()),
-                     **_pcts(h, ps)})
-    return pd.DataFrame(data, columns=cols)
-
-
-def _side(runs: pd.DataFrame, h: Histogram, ps: Sequence[float]) -> dict[str, float]:
-    requests, errors = int(runs["requests"].sum()), int(runs["errors"].sum())
-    return {**_pcts(h, ps), "mean_us": h.mean_us,
-            "achieved_rate_rps": float(runs["achieved_rate_rps"].mean()),
-            "error_rate": errors / requests if requests else 0.0,
-            "requests": float(requests), "runs": float(len(runs))}
-
-
-def compare_frame(baseline: tuple[pd.DataFrame, Histogram], candidate: tuple[pd.DataFrame,
-                  Histogram], ps: Sequence[float]) -> pd.DataFrame:
-    """Rows metric, baseline, candidate, delta (candidate - baseline), delta_pct."""
-    b = _side(*baseline, ps)
-    c = _side(*candidate, ps)
-    data = []
-    for metric, bv in b.items():
-        cv = c[metric]
-        delta = cv - bv
-        pct = delta / bv * 100.0 if bv and not math.isnan(bv) else math.nan
-        data.append({"metric": metric, "baseline": bv, "candidate": cv, "delta": delta,
-                     "delta_pct": pct})
-    return pd.DataFrame(data, columns=["metric", "baseline", "candidate", "delta", "delta_pct"])

@@ -94,7 +94,11 @@ class ResultsBrowser:
         if "=" in self.label.value:
             from meshlab.analysis import select_runs
 
-            ids = select_runs(df, f"label.{self.label.value.strip()}")
+            try:
+                ids = select_runs(df, f"label.{self.label.value.strip()}")
+            except MeshlabError as exc:
+                self.message.value = f"label: {exc}"
+                return
             df = df[df["run_id"].isin(ids)]
         if self.since.value.strip():
             try:

@@ -129,7 +129,9 @@ def test_runs_show_compare(
                          "mesh=none,rate_rps=300", *store, "--json")
     assert code == 0, err
     rows = {r["metric"]: r for r in json_lines(out)}
-    assert {"p50_us", "p99_us", "achieved_rate_rps", "error_rate"} <= set(rows)
+    assert {"p50_us", "p99_us", "throughput_rps", "error_rate"} <= set(rows)
+    assert {r["difference"] for r in rows.values()} <= {
+        "faster", "slower", "indistinguishable", "higher", "lower"}
     code, out, _ = cli(capsys, "compare", "--baseline", ids[0], "--candidate", ids[1], *store)
     assert code == 0 and "p99_us" in out
 
@@ -321,14 +323,15 @@ def test_compare_by_mesh_puts_every_mesh_against_the_baseline(
         profile = write_profile(tmp_path / f"{mesh}.yaml", echo_url + query, name="by",
                                 rates="[100]", extra=f"meshes: [{mesh}]\nrepeats: 2\n")
         assert meshlab("run", str(profile), "--store", str(store), "--quiet").returncode == 0
-    code, out, _ = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
-                       "--baseline", "mesh=none", "--json")
-    assert code == 0
+    code, out, err = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
+                         "--baseline", "mesh=none", "--json")
+    assert code == 0, err
     rows = {r["mesh"]: r for r in json_lines(out)}
     assert set(rows) == {"none", "slow"}
     assert rows["none"]["runs"] == 2 and rows["slow"]["runs"] == 2
-    assert rows["none"]["delta_p50_us"] == 0
+    assert rows["none"]["role"] == "baseline" and "delta_p50_us" not in rows["none"]
     assert 2_000 < rows["slow"]["delta_p50_us"] < 30_000
+    assert rows["slow"]["ci_low_p50_us"] > 0 and rows["slow"]["difference_p50_us"] == "slower"
     # --experiment latest keeps only the second profile's runs: no baseline among them
     code, _, err = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
                        "--baseline", "mesh=none", "--experiment", "latest")

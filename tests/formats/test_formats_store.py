@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from _formats_reference import ALL_RESULT_FILES, FORTIO_FILES, MESHERY_RESULTS, fortio_docs
 
+from meshlab.analysis import compare_groups, pooled_percentiles
 from meshlab.formats import export_run, fortio_histogram_data, import_results
 from meshlab.results import HEADLINE_COUNT_KEY, HEADLINE_PERCENTILES_KEY, Histogram, RunResult
 from meshlab.store import Store
@@ -62,11 +63,13 @@ def test_pooled_percentiles_come_from_the_spread_histograms(
     store, runs = stored
     meshery = [r for r in runs if r.context["format"] == "meshery"]
     ids = [r.run_id for r in meshery]
-    pooled = store.pooled_percentiles(group_by=[], run_ids=ids).iloc[0]
+    runs, buckets = store.runs(run_ids=ids), store.buckets(ids)
+    pooled = pooled_percentiles(runs, buckets, group_by=[]).iloc[0]
     merged = Histogram.merged(r.latency for r in meshery)
     for p, col in ((50, "p50_us"), (99, "p99_us")):
         assert pooled[col] == merged.percentile_us(p)
-    compared = store.compare(baseline=ids[:1], candidate=ids[1:]).set_index("metric")
+    compared = compare_groups(runs, buckets, baseline=ids[:1], candidate=ids[1:], pool=True,
+                              n_boot=50).table.set_index("metric")
     assert compared.loc["p99_us", "candidate"] == Histogram.merged(
         r.latency for r in meshery[1:]).percentile_us(99)
 
