@@ -45,14 +45,6 @@ log = logging.getLogger("meshlab.experiment")
 
 ResultCallback = Callable[[RunResult], None]
 
-_INSTALL_HINTS = {
-    "wrk": "apt-get install wrk",
-    "hey": "apt-get install hey",
-    "ab": "apt-get install apache2-utils",
-    "fortio": "go install fortio.org/fortio@latest; it is not packaged for Debian or PyPI",
-}
-
-
 # --- the experiment --------------------------------------------------------------------------
 
 class _Experiment:
@@ -100,7 +92,7 @@ class _Experiment:
         if not env.generates_load and not runner.is_available():
             raise MissingDependency(
                 f"the {runner.name!r} load generator",
-                install=_INSTALL_HINTS.get(runner.name, "see the runner's documentation")
+                install=(runner.install_hint or f"see the {runner.name} runner's documentation")
                 + " (or use runner 'native', which needs nothing installed)")
         return runner
 
