@@ -7,23 +7,32 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Mapping
 
-from meshlab.errors import MeshError, MeshlabError, ProfileError, RunnerError
+from meshlab.errors import (
+    MeshError,
+    MeshlabError,
+    MissingDependency,
+    ProfileError,
+    RunnerError,
+)
 
 
 class Registry:
     """Names -> `"module:Class"` (or `"module"`) import paths of one kind of extension.
 
     `kind` names it in messages (`unknown runner 'x'; choose one of ab, native`); `error` is
-    raised for an unknown name, `load_error` when a registered entry cannot be imported.
-    `builtin` names are valid but have nothing to load (the data plane `none`: no proxy)."""
+    raised for an unknown name, `load_error` when a registered entry cannot be imported, and
+    MissingDependency when the entry imports a package that is not installed (`extras` names
+    the meshlab extra that brings it, per entry). `builtin` names are valid but have nothing to
+    load (the data plane `none`: no proxy)."""
 
     def __init__(self, kind: str, entries: Mapping[str, str], *,
                  error: type[MeshlabError], load_error: type[MeshlabError] | None = None,
-                 builtin: Iterable[str] = ()) -> None:
+                 builtin: Iterable[str] = (), extras: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.error = error
         self.load_error = load_error or error
         self._builtin = frozenset(builtin)
+        self._extras = dict(extras or {})
         self._entries: dict[str, str] = {}
         for name, target in entries.items():
             self.register(name, target)
@@ -83,6 +92,17 @@ class Registry:
         try:
             module = importlib.import_module(module_name)
             return getattr(module, attr) if attr else module
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            own = missing == module_name or module_name.startswith(missing + ".")
+            if missing and not own:      # the entry exists; a package it imports does not
+                extra = self._extras.get(name)
+                raise MissingDependency(
+                    f"{missing} (needed by {self.kind} {name!r})",
+                    install=f"pip install 'meshlab[{extra}]'" if extra else
+                    f"pip install {missing.split('.')[0]}") from exc
+            raise self.load_error(f"{self.kind} {name!r} cannot be loaded from {target}: "
+                                  f"{exc}") from exc
         except (ImportError, AttributeError) as exc:
             raise self.load_error(f"{self.kind} {name!r} cannot be loaded from {target}: "
                                   f"{exc}") from exc
@@ -118,7 +138,8 @@ ENVIRONMENTS = Registry("environment", {
     "direct": "meshlab.environments.direct:DirectEnvironment",
     "local": "meshlab.environments.local:LocalEnvironment",
     "kubernetes": "meshlab.environments.kubernetes:KubernetesEnvironment",
-}, error=ProfileError, load_error=MeshlabError)
+}, error=ProfileError, load_error=MeshlabError,
+   extras={"local": "playground", "kubernetes": "k8s"})
 
 # A data plane is a compiler module of the playground: find_binary(), prepare(proxy, dir, *,
 # binary), FIELDS / FIELDS_L4 (policy support) and optionally MTLS_MODES. `none` is no proxy.

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from meshlab.environments.base import environment_for
-from meshlab.errors import MeshError, MeshlabError, ProfileError, RunnerError
+from meshlab.errors import MeshError, MeshlabError, MissingDependency, ProfileError, RunnerError
 from meshlab.experiment import run_profile
 from meshlab.meshes.base import get_mesh, register_mesh
 from meshlab.playground.playground import data_plane_module
 from meshlab.profile import Profile
-from meshlab.registry import DATA_PLANES, MESHES, RUNNERS, Registry
+from meshlab.registry import DATA_PLANES, ENVIRONMENTS, MESHES, RUNNERS, Registry
 from meshlab.runners.base import get_runner, register_runner, runner_names
 from meshlab.topology import DataPlane, parse_mesh
 
@@ -117,6 +117,17 @@ def test_entries_that_cannot_load_say_what_is_wrong(cleanup: list[tuple[Registry
         register_runner("Tiny", "_tiny_runner:TinyRunner")
     with pytest.raises(ValueError, match="not 'module:Class'"):
         register_runner("tiny", "_tiny_runner:")
+
+
+def test_an_entry_whose_dependency_is_missing_raises_missing_dependency(
+        cleanup: list[tuple[Registry, str]]) -> None:
+    ENVIRONMENTS.register("needy", "_needs_a_missing_package:NeedyEnvironment")
+    cleanup.append((ENVIRONMENTS, "needy"))
+    profile = Profile.from_dict({"name": "p", "target": "http://127.0.0.1:1/",
+                                 "environment": "needy"})
+    with pytest.raises(MissingDependency, match=r"meshlab_test_package_that_is_not_installed "
+                                                r"\(needed by environment 'needy'\)"):
+        environment_for(profile)
 
 
 def test_a_registered_data_plane_is_a_valid_mesh_string(

@@ -230,17 +230,10 @@ def _cancel_requested() -> bool:
     return bool(task is not None and task.cancelling())
 
 
-_ENVIRONMENT_EXTRAS = {"local": "playground", "kubernetes": "k8s"}
-
-
 def _environment(profile: Profile) -> Environment:
-    try:
-        return environment_for(profile)
-    except ImportError as exc:
-        extra = _ENVIRONMENT_EXTRAS.get(profile.environment, "")
-        raise MissingDependency(
-            f"the {profile.environment!r} environment ({exc.name or exc})",
-            install=f"pip install 'meshlab[{extra}]'" if extra else "pip install meshlab") from exc
+    # a package the environment needs and that is missing raises MissingDependency naming
+    # the meshlab extra (meshlab.registry.ENVIRONMENTS)
+    return environment_for(profile)
 
 
 def _open_store(arg: Store | str | Path | None, stack: contextlib.ExitStack) -> Store | None:
