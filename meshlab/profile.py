@@ -169,7 +169,8 @@ class Profile(_Model):
     description: str = ""
     target: str = Field(description="http(s) URL of the service under test")
     runner: RunnerName = Field(default="native", description=(
-        "a registered runner: native, wrk, hey, ab, fortio, or one added with register_runner"))
+        "a runner registered in meshlab.registry.RUNNERS (e.g. native, wrk) or added with "
+        "register_runner"))
     repeats: int = Field(default=1, ge=1, le=1000)
     environment: EnvironmentName = Field(default="direct", description=(
         "direct: load the target URL as is; local: a playground on loopback; kubernetes"))
