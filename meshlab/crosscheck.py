@@ -124,11 +124,12 @@ def _runner(name: str) -> Runner:
 def _unavailable(runner: Runner) -> MeshlabError:
     binary = getattr(runner, "binary", None)
     if isinstance(binary, str):
-        from meshlab.runners._tool import INSTALL_HINTS, NATIVE_ALTERNATIVE
+        from meshlab.runners._tool import NATIVE_ALTERNATIVE
 
-        return ToolNotFound(binary, install=INSTALL_HINTS.get(binary, f"install {binary}"),
+        return ToolNotFound(binary, install=runner.install_hint or f"install {binary}",
                             alternative=NATIVE_ALTERNATIVE)
-    return RunnerError(f"runner {runner.name} is not available on this machine")
+    hint = f"; install it ({runner.install_hint})" if runner.install_hint else ""
+    return RunnerError(f"runner {runner.name} is not available on this machine{hint}")
 
 
 def _reason(exc: MeshlabError) -> str:

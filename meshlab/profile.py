@@ -10,11 +10,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,7 @@ from pydantic import (
 
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
+from meshlab.registry import ENVIRONMENTS, RUNNERS
 from meshlab.topology import Topology
 
 REDACTED = "<redacted>"
@@ -155,7 +157,9 @@ class RequestSpec(_Model):
         return b""
 
 
-RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio")
+# Asked at validation time: a runner added with `register_runner` is accepted by a profile.
+RunnerName = Annotated[str, AfterValidator(RUNNERS.accept)]
+EnvironmentName = Annotated[str, AfterValidator(ENVIRONMENTS.accept)]
 
 
 class Profile(_Model):
@@ -164,9 +168,11 @@ class Profile(_Model):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     target: str = Field(description="http(s) URL of the service under test")
-    runner: str = "native"
+    runner: RunnerName = Field(default="native", description=(
+        "a runner registered in meshlab.registry.RUNNERS (e.g. native, wrk) or added with "
+        "register_runner"))
     repeats: int = Field(default=1, ge=1, le=1000)
-    environment: Literal["direct", "local", "kubernetes"] = Field(default="direct", description=(
+    environment: EnvironmentName = Field(default="direct", description=(
         "direct: load the target URL as is; local: a playground on loopback; kubernetes"))
     topology: Topology | dict[str, Any] | None = Field(default=None, description=(
         "environment topology: for local a meshlab.topology.Topology (services, replicas, "
@@ -215,13 +221,6 @@ class Profile(_Model):
         if self.environment == "direct" and (self.modes != ["both"] or self.topology):
             raise ValueError("modes and topology need environment: local or kubernetes")
         return self
-
-    @field_validator("runner")
-    @classmethod
-    def _runner(cls, v: str) -> str:
-        if v not in RUNNER_NAMES:
-            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNER_NAMES)}")
-        return v
 
     # construction -----------------------------------------------------------------------
     @classmethod

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -29,14 +28,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _available(module: str) -> bool:
-    # Modules written by other contributors may not exist yet: skip them, never break the CLI.
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
 def build_parser() -> argparse.ArgumentParser:
     from meshlab._version import __version__
 
@@ -47,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
-        if _available(name):
-            importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -102,37 +102,9 @@ def fmt_us(value: Any) -> str:
     return f"{us:.0f} us"
 
 
-def _meshlab_keys() -> set[str]:
-    from meshlab.profile import Profile
-
-    return set(Profile.model_fields)
-
-
 def load_profile_file(path: str) -> Profile:
-    """A meshlab profile YAML, or (through meshlab.formats) a Meshery JSON / SMP YAML profile.
+    """A meshlab profile YAML, or a Meshery JSON / SMP YAML profile: `meshlab.formats` detects
+    which (`load_profile_any`)."""
+    from meshlab.formats import load_profile_any
 
-    A mapping is taken as a meshlab profile when most of its keys are meshlab profile keys, so a
-    meshlab profile with a typo still gets meshlab's own problem list."""
-    import yaml
-
-    from meshlab.errors import ProfileError
-    from meshlab.profile import Profile
-
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"(file): cannot read {p}: {exc.strerror}", source=str(p)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        doc = None
-    if isinstance(doc, Mapping) and doc:
-        keys = {str(k) for k in doc}
-        if len(keys & _meshlab_keys()) * 2 > len(keys):
-            return Profile.from_dict(doc, source=str(p))
-    try:
-        from meshlab.formats import load_profile_any
-    except ImportError:
-        return Profile.from_yaml(text, source=str(p))
-    return load_profile_any(p)
+    return load_profile_any(path)

@@ -45,14 +45,6 @@ log = logging.getLogger("meshlab.experiment")
 
 ResultCallback = Callable[[RunResult], None]
 
-_INSTALL_HINTS = {
-    "wrk": "apt-get install wrk",
-    "hey": "apt-get install hey",
-    "ab": "apt-get install apache2-utils",
-    "fortio": "go install fortio.org/fortio@latest; it is not packaged for Debian or PyPI",
-}
-
-
 # --- the experiment --------------------------------------------------------------------------
 
 class _Experiment:
@@ -100,7 +92,7 @@ class _Experiment:
         if not env.generates_load and not runner.is_available():
             raise MissingDependency(
                 f"the {runner.name!r} load generator",
-                install=_INSTALL_HINTS.get(runner.name, "see the runner's documentation")
+                install=(runner.install_hint or f"see the {runner.name} runner's documentation")
                 + " (or use runner 'native', which needs nothing installed)")
         return runner
 
@@ -238,17 +230,10 @@ def _cancel_requested() -> bool:
     return bool(task is not None and task.cancelling())
 
 
-_ENVIRONMENT_EXTRAS = {"local": "playground", "kubernetes": "k8s"}
-
-
 def _environment(profile: Profile) -> Environment:
-    try:
-        return environment_for(profile)
-    except ImportError as exc:
-        extra = _ENVIRONMENT_EXTRAS.get(profile.environment, "")
-        raise MissingDependency(
-            f"the {profile.environment!r} environment ({exc.name or exc})",
-            install=f"pip install 'meshlab[{extra}]'" if extra else "pip install meshlab") from exc
+    # a package the environment needs and that is missing raises MissingDependency naming
+    # the meshlab extra (meshlab.registry.ENVIRONMENTS)
+    return environment_for(profile)
 
 
 def _open_store(arg: Store | str | Path | None, stack: contextlib.ExitStack) -> Store | None:
