@@ -12,6 +12,7 @@ import contextlib
 import errno
 import math
 import ssl
+import time
 from array import array
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from meshlab.results import ErrorKind, Histogram
 from meshlab.runners._http import Conn, HeadConn, build_request, ssl_context, target_address
 from meshlab.runners._pacing import Ticker
 from meshlab.runners._partial import Partial, Second
+from meshlab.runners._unsent import first_in_window, unsent_ages
 
 NS = 1_000_000_000
 MIN_TICK_NS = 50_000            # open loop: at most one pacing wake-up per 50 us (20k/s)
@@ -67,6 +69,7 @@ class Engine:
         self.period_ns = NS / spec.rate_rps if spec.open_loop else 0.0
         self.next_seq = 0                 # non-spread: next unsent sequence number
         self.seq_due = 0                  # spread: sequence numbers < seq_due were dispatched
+        self.due_seen = 0                 # non-spread: sequence numbers < due_seen came due
         self.idle: list[Conn] = []
         conn_cls = HeadConn if self.head_request else Conn
         self.conns = [conn_cls(self, i) for i in range(spec.connections)]
@@ -77,6 +80,13 @@ class Engine:
         self.last_flush_ns = 0
         self.flushed_terr = 0
         self.flushed_err_codes = 0
+        self.cpu0_ns = 0                  # the sending thread's CPU time at the window start
+        # stalls: no response for longer than the timeout while requests were outstanding
+        self.seen_responses = 0
+        self.last_response_ns = 0
+        self.stall_from_ns: int | None = None
+        self.stalls = 0
+        self.longest_stall_ns = 0
         self.result: Partial | None = None
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,6 +157,7 @@ class Engine:
         now = perf_counter_ns()
         if self.measuring:
             self._flush(now, final=True)
+            self._close_window(now)
         else:
             assert self.result is not None
             self.result.aborted = True
@@ -237,6 +248,8 @@ class Engine:
         assert self._loop is not None
         now = perf_counter_ns()
         limit = self.timeout_ns
+        if self.measuring:
+            self._watch_stall(now, limit)
         for c in self.conns:
             if c.busy and now - (c.t_int if self.closed_loop else c.t_sent) > limit:
                 c.busy = False
@@ -271,6 +284,7 @@ class Engine:
         now = perf_counter_ns()
         t0, period = self.t0, self.period_ns
         due = int((now - t0) / period) + 1          # sequence numbers < due are due
+        self.due_seen = due
         if self.spread:
             conns = self.conns
             n = len(conns)
@@ -312,12 +326,62 @@ class Engine:
         self.measuring = True
         self.measure_start_ns = self.last_flush_ns = now
         self.flushed_terr = self.flushed_err_codes = 0
+        self.cpu0_ns = time.thread_time_ns()
+        self.seen_responses, self.last_response_ns = 0, now
         if self.spec.max_requests:
             self.remaining = self.spec.max_requests
         self.end_ns = now + int(self.spec.duration_s * NS)
         self._at(self.end_ns, self.finish, "end")
         if now + NS < self.end_ns - NS // 10:
             self._at(now + NS, self._second, "second")
+
+    def _watch_stall(self, now: int, limit: int) -> None:
+        """Called every sweep: a stall is a stretch of more than the timeout without any
+        response while requests were outstanding (noticed to within one sweep)."""
+        seen = sum(self.codes)
+        if seen != self.seen_responses:
+            self.seen_responses, self.last_response_ns = seen, now
+            self._end_stall(now)
+        elif (self.stall_from_ns is None and now - self.last_response_ns > limit
+              and any(c.busy for c in self.conns)):
+            self.stall_from_ns = self.last_response_ns
+            self.stalls += 1
+
+    def _end_stall(self, now: int) -> None:
+        if self.stall_from_ns is not None:
+            self.longest_stall_ns = max(self.longest_stall_ns, now - self.stall_from_ns)
+            self.stall_from_ns = None
+
+    def _close_window(self, now: int) -> None:
+        """End of the measured window: unsent requests, the sender's CPU time, stalls."""
+        res = self.result
+        assert res is not None
+        res.cpu_s = (time.thread_time_ns() - self.cpu0_ns) / NS
+        self._end_stall(now)
+        if self.stalls:
+            res.warnings.append(
+                f"target stalled: no response for {self.longest_stall_ns / NS:.2f} s (longer "
+                f"than the {self.spec.timeout_s:g} s timeout) while requests were outstanding, "
+                f"{self.stalls} time(s); those requests timed out and count as errors")
+        if self.closed_loop or self.period_ns <= 0:
+            return
+        # Requests the pacer found due (at its last wake-up) that no connection ever sent:
+        # in open loop they are part of the offered load, so they join the corrected latency.
+        t0, period = self.t0, self.period_ns
+        window_seq = math.ceil((self.measure_start_ns - t0) / period)
+        ages: list[Histogram] = []
+        if self.spread:
+            n = len(self.conns)
+            ages = [unsent_ages(end_ns=now, t0_ns=t0, period_ns=period, stride=n,
+                                first_seq=first_in_window(c.next_seq, window_seq, n),
+                                stop_seq=self.seq_due) for c in self.conns]
+        else:
+            ages = [unsent_ages(end_ns=now, t0_ns=t0, period_ns=period,
+                                first_seq=max(self.next_seq, window_seq),
+                                stop_seq=self.due_seen)]
+        unsent = Histogram.merged(ages)
+        res.unsent_requests = unsent.total
+        res.latency.merge(unsent)
 
     def _second(self) -> None:
         if self.running:

@@ -21,7 +21,7 @@ from meshlab.results import (
     TelemetrySample,
     TimeSeriesPoint,
 )
-from meshlab.store._schema import DIMENSIONS
+from meshlab.store._schema import DIMENSIONS, has_column
 
 
 def utc_naive(t: datetime) -> datetime:
@@ -131,6 +131,7 @@ def run_row(result: RunResult, *, experiment_id: str | None,
         "context": dumps(result.context),
         "host": dumps(result.host.to_dict()) if result.host else None,
         "saved_at": datetime.now(UTC).replace(tzinfo=None),
+        "unsent_requests": int(result.unsent_requests),
     })
     return row
 
@@ -190,8 +191,9 @@ def load_results(con: duckdb.DuckDBPyConnection,
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return {}
-    heads = con.execute(f"SELECT {_RUN_FIELDS} FROM runs WHERE list_contains(?, run_id)",
-                        [ids]).fetchall()
+    unsent = "unsent_requests" if has_column(con, "runs", "unsent_requests") else "0"
+    heads = con.execute(f"SELECT {_RUN_FIELDS}, {unsent} FROM runs "
+                        f"WHERE list_contains(?, run_id)", [ids]).fetchall()
     if not heads:
         return {}
     lat = histograms(con, ids, "latency")
@@ -209,7 +211,8 @@ def load_results(con: duckdb.DuckDBPyConnection,
         "SELECT run_id, document FROM run_raw WHERE list_contains(?, run_id)", [ids]).fetchall()}
     out: dict[str, RunResult] = {}
     for (rid, spec, status, started, ended, duration_s, rate_rps, achieved, requests, errors,
-         host, runner, runner_version, context, warnings, error, bytes_received) in heads:
+         host, runner, runner_version, context, warnings, error, bytes_received,
+         unsent_requests) in heads:
         out[rid] = RunResult(
             run_id=rid,
             spec=json.loads(spec),
@@ -238,6 +241,7 @@ def load_results(con: duckdb.DuckDBPyConnection,
             error=error,
             raw=json.loads(raw[rid]) if rid in raw else None,
             bytes_received=int(bytes_received),
+            unsent_requests=int(unsent_requests or 0),
         )
     return out
 

@@ -13,7 +13,12 @@ import duckdb
 
 from meshlab.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added runs.unsent_requests (open-loop requests that came due and were never sent);
+# a version-1 file gains the column, every old run 0, when it is first opened writable.
+_MIGRATIONS = {
+    2: ("ALTER TABLE runs ADD COLUMN IF NOT EXISTS unsent_requests BIGINT DEFAULT 0",),
+}
 
 KINDS = ("latency", "service_time")
 
@@ -81,7 +86,8 @@ _DDL = (
         spec JSON NOT NULL,
         context JSON NOT NULL,
         host JSON,
-        saved_at TIMESTAMP NOT NULL)""",
+        saved_at TIMESTAMP NOT NULL,
+        unsent_requests BIGINT DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS run_histograms (
         run_id VARCHAR NOT NULL,
         kind VARCHAR NOT NULL,
@@ -166,10 +172,24 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: Path | str, *, read_only
         if version is None:
             con.execute("INSERT INTO meta VALUES (?, ?, ?)",
                         [SCHEMA_VERSION, datetime.now(UTC).replace(tzinfo=None), __version__])
+        elif version < SCHEMA_VERSION:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for sql in _MIGRATIONS.get(step, ()):
+                    con.execute(sql)
+            con.execute("UPDATE meta SET schema_version = ?", [SCHEMA_VERSION])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (a version-1 file opened read-only lacks new columns)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ? AND column_name = ?",
+        [table, column]).fetchone()
+    return bool(row and row[0])
 
 
 def create_empty(con: duckdb.DuckDBPyConnection) -> None:
