@@ -28,7 +28,7 @@ from meshlab.errors import StoreError
 from meshlab.results import Histogram, RunResult, RunStatus, TimeSeriesPoint
 from meshlab.store import Store, percentile_column
 from meshlab.store import _write as _store_write
-from meshlab.store._schema import RUN_TABLES
+from meshlab.store._schema import RUN_TABLES, SCHEMA_VERSION
 
 DATA_SCRIPT = Path(__file__).with_name("_store_data.py")
 
@@ -445,7 +445,7 @@ def test_creates_directory_and_schema(tmp_path: Path) -> None:
     assert db.exists()
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT schema_version FROM meta").fetchall() == [(1,)]
+        assert con.execute("SELECT schema_version FROM meta").fetchall() == [(SCHEMA_VERSION,)]
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     finally:
         con.close()
@@ -575,3 +575,33 @@ def test_threads_share_one_store(store: Store) -> None:
         t.join(timeout=60)
     assert not errors
     assert len(store.runs()) == 16
+
+
+def test_degraded_run_with_unsent_requests_round_trips(store: Store) -> None:
+    r = make_result("sat")
+    r.status, r.unsent_requests = RunStatus.DEGRADED, 1_228
+    store.save(r)
+    assert store.load("sat").status is RunStatus.DEGRADED
+    assert store.load("sat").unsent_requests == 1_228
+    runs = store.runs()
+    assert list(runs["status"]) == ["degraded"] and list(runs["unsent_requests"]) == [1_228]
+
+
+def test_version_1_file_is_read_and_migrated(db: Path) -> None:
+    """A store written before runs.unsent_requests: read as it is, migrated on a writable open."""
+    Store(db).save(make_result("old"))
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE runs DROP COLUMN unsent_requests")
+    con.execute("UPDATE meta SET schema_version = 1")
+    con.close()
+    assert Store(db, read_only=True).load("old").unsent_requests == 0
+    store = Store(db)
+    new = make_result("new")
+    new.unsent_requests = 7
+    store.save(new)
+    assert store.load("old").unsent_requests == 0 and store.load("new").unsent_requests == 7
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT schema_version FROM meta").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        con.close()
