@@ -124,7 +124,8 @@ def check_run(result: RunResult, slo: SloSpec | None = None) -> RunCheck:
         status = RunStatus.FAILED
         kinds = ", ".join(f"{k}: {n:,}" for k, n in sorted(result.error_kinds.items()))
         error = (f"no successful response: {result.errors:,} of {result.requests:,} requests "
-                 f"failed" + (f" ({kinds})" if kinds else ""))
+                 f"failed" + (f" ({kinds})" if kinds else "") if result.requests else
+                 "no successful response: no request finished in the measured window")
     elif status == RunStatus.COMPLETED and not (err.passed and (rate is None or rate.passed)):
         status = RunStatus.DEGRADED
     return RunCheck(status, tuple(criteria), "profile" if slo is not None else "default",
@@ -182,6 +183,9 @@ def stall_warning(result: RunResult) -> str | None:
                                             for w in result.warnings):
         return None
     timeouts = result.error_kinds.get("timeout", 0)
+    if not timeouts and result.requests == 0 and result.duration_s > 0:
+        return (f"{_STALL_PREFIX} (or never answered): no response and no error at all in the "
+                f"{result.duration_s:.1f} s window")
     if not timeouts:
         return None
     timeout_s = result.spec.get("timeout_s")
