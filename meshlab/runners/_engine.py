@@ -26,7 +26,8 @@ from meshlab.results import ErrorKind, Histogram
 from meshlab.runners._http import Conn, HeadConn, build_request, ssl_context, target_address
 from meshlab.runners._pacing import Ticker
 from meshlab.runners._partial import Partial, Second
-from meshlab.runners._unsent import first_in_window, unsent_ages
+from meshlab.runners._stall import StallWatch
+from meshlab.runners._unsent import unsent_histogram
 
 NS = 1_000_000_000
 MIN_TICK_NS = 50_000            # open loop: at most one pacing wake-up per 50 us (20k/s)
@@ -81,12 +82,7 @@ class Engine:
         self.flushed_terr = 0
         self.flushed_err_codes = 0
         self.cpu0_ns = 0                  # the sending thread's CPU time at the window start
-        # stalls: no response for longer than the timeout while requests were outstanding
-        self.seen_responses = 0
-        self.last_response_ns = 0
-        self.stall_from_ns: int | None = None
-        self.stalls = 0
-        self.longest_stall_ns = 0
+        self.stall = StallWatch()
         self.result: Partial | None = None
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -249,7 +245,8 @@ class Engine:
         now = perf_counter_ns()
         limit = self.timeout_ns
         if self.measuring:
-            self._watch_stall(now, limit)
+            self.stall.observe(now, sum(self.codes), limit_ns=limit,
+                               outstanding=any(c.busy for c in self.conns))
         for c in self.conns:
             if c.busy and now - (c.t_int if self.closed_loop else c.t_sent) > limit:
                 c.busy = False
@@ -327,7 +324,7 @@ class Engine:
         self.measure_start_ns = self.last_flush_ns = now
         self.flushed_terr = self.flushed_err_codes = 0
         self.cpu0_ns = time.thread_time_ns()
-        self.seen_responses, self.last_response_ns = 0, now
+        self.stall.reset(now)
         if self.spec.max_requests:
             self.remaining = self.spec.max_requests
         self.end_ns = now + int(self.spec.duration_s * NS)
@@ -335,51 +332,24 @@ class Engine:
         if now + NS < self.end_ns - NS // 10:
             self._at(now + NS, self._second, "second")
 
-    def _watch_stall(self, now: int, limit: int) -> None:
-        """Called every sweep: a stall is a stretch of more than the timeout without any
-        response while requests were outstanding (noticed to within one sweep)."""
-        seen = sum(self.codes)
-        if seen != self.seen_responses:
-            self.seen_responses, self.last_response_ns = seen, now
-            self._end_stall(now)
-        elif (self.stall_from_ns is None and now - self.last_response_ns > limit
-              and any(c.busy for c in self.conns)):
-            self.stall_from_ns = self.last_response_ns
-            self.stalls += 1
-
-    def _end_stall(self, now: int) -> None:
-        if self.stall_from_ns is not None:
-            self.longest_stall_ns = max(self.longest_stall_ns, now - self.stall_from_ns)
-            self.stall_from_ns = None
-
     def _close_window(self, now: int) -> None:
-        """End of the measured window: unsent requests, the sender's CPU time, stalls."""
+        """End of the measured window: the sender's CPU time, stalls, and (open loop) the
+        requests the pacer found due that no connection ever sent: part of the offered load,
+        they join the corrected latency at their age now."""
         res = self.result
         assert res is not None
         res.cpu_s = (time.thread_time_ns() - self.cpu0_ns) / NS
-        self._end_stall(now)
-        if self.stalls:
-            res.warnings.append(
-                f"target stalled: no response for {self.longest_stall_ns / NS:.2f} s (longer "
-                f"than the {self.spec.timeout_s:g} s timeout) while requests were outstanding, "
-                f"{self.stalls} time(s); those requests timed out and count as errors")
+        self.stall.close(now)
+        stalled = self.stall.warning(self.spec.timeout_s)
+        if stalled:
+            res.warnings.append(stalled)
         if self.closed_loop or self.period_ns <= 0:
             return
-        # Requests the pacer found due (at its last wake-up) that no connection ever sent:
-        # in open loop they are part of the offered load, so they join the corrected latency.
-        t0, period = self.t0, self.period_ns
-        window_seq = math.ceil((self.measure_start_ns - t0) / period)
-        ages: list[Histogram] = []
-        if self.spread:
-            n = len(self.conns)
-            ages = [unsent_ages(end_ns=now, t0_ns=t0, period_ns=period, stride=n,
-                                first_seq=first_in_window(c.next_seq, window_seq, n),
-                                stop_seq=self.seq_due) for c in self.conns]
-        else:
-            ages = [unsent_ages(end_ns=now, t0_ns=t0, period_ns=period,
-                                first_seq=max(self.next_seq, window_seq),
-                                stop_seq=self.due_seen)]
-        unsent = Histogram.merged(ages)
+        unsent = unsent_histogram(
+            end_ns=now, t0_ns=self.t0, period_ns=self.period_ns,
+            window_start_ns=self.measure_start_ns, spread=self.spread,
+            owed=[c.next_seq for c in self.conns] if self.spread else [self.next_seq],
+            stop_seq=self.seq_due if self.spread else self.due_seen)
         res.unsent_requests = unsent.total
         res.latency.merge(unsent)
 

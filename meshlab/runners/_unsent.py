@@ -61,3 +61,16 @@ def first_in_window(seq: int, window_seq: int, stride: int) -> int:
     if seq >= window_seq:
         return seq
     return seq + -(-(window_seq - seq) // stride) * stride
+
+
+def unsent_histogram(*, end_ns: int, t0_ns: int, period_ns: float, window_start_ns: int,
+                     owed: list[int], stop_seq: int, spread: bool) -> Histogram:
+    """Every request due (sequence number < stop_seq, as the pacer last saw) from the window's
+    start and never sent, at its age at `end_ns`. `owed` holds the oldest unsent sequence
+    number: one per connection when sends are spread round-robin, else one for all."""
+    window_seq = math.ceil((window_start_ns - t0_ns) / period_ns)
+    stride = len(owed) if spread else 1
+    return Histogram.merged(
+        unsent_ages(end_ns=end_ns, t0_ns=t0_ns, period_ns=period_ns, stride=stride,
+                    first_seq=first_in_window(seq, window_seq, stride), stop_seq=stop_seq)
+        for seq in owed)
