@@ -110,3 +110,14 @@ def test_search_with_a_profile_slo() -> None:
                                           max_rps=10_000, precision=0.05))
     assert capacity_rps * 0.9 <= outcome.max_rate_rps <= capacity_rps / 0.95 * 1.05
     assert any(not p.passed and "achieved_ratio" in p.reason for p in outcome.probes)
+
+
+def test_an_outcome_with_a_breached_slo_is_not_ok() -> None:
+    from meshlab.experiment import ExperimentOutcome, ExperimentStatus
+
+    held, breached = _run(p50_us=500), _run(p50_us=500)
+    apply_check(held, SloSpec(p99_ms=100))
+    apply_check(breached, SloSpec(p99_ms=0.1))
+    assert breached.status is RunStatus.COMPLETED
+    assert ExperimentOutcome("e", [held], ExperimentStatus.COMPLETED).ok
+    assert not ExperimentOutcome("e", [held, breached], ExperimentStatus.COMPLETED).ok

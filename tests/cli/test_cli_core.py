@@ -189,6 +189,19 @@ def test_target_down_is_a_failed_run(tmp_path: Path) -> None:
     assert list(Store(db, read_only=True).runs()["status"]) == ["failed"]
 
 
+def test_a_breached_slo_exits_1(echo_url: str, tmp_path: Path) -> None:
+    prof = write_profile(tmp_path / "slo.yaml", echo_url, rates="[100]", duration_s=0.3,
+                         extra="slo: {p50_ms: 0.001}\n")
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["status"] == "completed" and line["slo"]["pass"] is False
+    p50 = line["slo"]["criteria"]["p50_ms"]
+    assert p50["limit"] == 0.001 and p50["pass"] is False
+    assert p50["measured"] == pytest.approx(line["p50_us"] / 1000, rel=1e-4)
+    assert f"run {line['run_id']} completed: p50_ms" in proc.stderr
+
+
 def test_saturation_is_degraded_and_counted(echo_url: str, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """3x the capacity (2 connections x ?delay=10ms ~ 200 req/s, asked for 600 req/s)."""
