@@ -29,6 +29,7 @@ from pydantic import (
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
 from meshlab.registry import ENVIRONMENTS, RUNNERS
+from meshlab.slo import SloSpec
 from meshlab.topology import Topology
 
 REDACTED = "<redacted>"
@@ -187,6 +188,9 @@ class Profile(_Model):
     loads: LoadMatrix = Field(default_factory=LoadMatrix)
     request: RequestSpec = Field(default_factory=RequestSpec)
     labels: dict[str, str] = Field(default_factory=dict)
+    slo: SloSpec | None = Field(default=None, description=(
+        "limits every run is checked against (p50_ms, p99_ms, p999_ms, error_rate, "
+        "min_achieved_ratio); without it, >1 % errors or <95 % of the rate is degraded"))
 
     _lists = field_validator("meshes", "modes", mode="before")(_as_list)
 

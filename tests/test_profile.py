@@ -131,3 +131,17 @@ def test_runspec_defaults() -> None:
     s = RunSpec(target="http://127.0.0.1:1/")
     assert not s.open_loop and s.to_dict()["headers"] == {}
     assert RunSpec(target="http://x/", rate_rps=10).open_loop
+
+
+def test_slo_block() -> None:
+    prof = Profile.from_dict({**BASE, "slo": {"p99_ms": 25, "error_rate": 0.001}})
+    assert prof.slo is not None and prof.slo.p99_ms == 25.0 and prof.slo.p50_ms is None
+    assert prof.to_dict()["slo"]["p99_ms"] == 25.0
+    assert Profile.from_dict(BASE).slo is None
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict({**BASE, "slo": {"p99_ms": -1, "p50_ms": float("inf"),
+                                           "p999_ms": float("nan"), "error_rate": 2,
+                                           "min_achieved_ratio": 0, "p95_ms": 3}})
+    paths = {p.split(":", 1)[0] for p in info.value.problems}
+    assert paths == {"slo.p99_ms", "slo.p50_ms", "slo.p999_ms", "slo.error_rate",
+                     "slo.min_achieved_ratio", "slo.p95_ms"}

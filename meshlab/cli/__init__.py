@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # heavy modules (store, runners, pandas, plotly) only when they run, so `meshlab --help` is fast.
 _COMMAND_MODULES = [
     "meshlab.cli.core",
+    "meshlab.cli.search",
     "meshlab.cli.data",
     "meshlab.cli.compare",
     "meshlab.cli.playground",

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--mesh", help="only runs with this mesh / data plane")
     p.add_argument("--experiment", metavar="ID|latest",
                    help="only runs of this experiment (= SELECTOR experiment=ID)")
-    p.add_argument("--status", choices=("completed", "aborted", "failed"))
+    p.add_argument("--status", choices=("completed", "degraded", "aborted", "failed"))
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0=all)")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(handler=cmd_runs)
@@ -147,6 +147,24 @@ def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
     return doc
 
 
+def _print_slo(result: RunResult) -> None:
+    """The run's stored check: each criterion's limit, measured value and pass."""
+    check = result.context.get("slo")
+    if not isinstance(check, dict) or not isinstance(check.get("criteria"), dict):
+        return
+    t = table(f"SLO ({check.get('source', 'default')}): "
+              f"{'holds' if check.get('pass') else 'BREACHED'}")
+    for col in ("criterion", "limit", "measured", "pass"):
+        t.add_column(col, justify="left" if col == "criterion" else "right")
+    for name, c in check["criteria"].items():
+        if isinstance(c, dict):
+            measured = c.get("measured")
+            t.add_row(name, f"{c.get('limit'):g}" if isinstance(c.get("limit"), int | float)
+                      else str(c.get("limit")), "-" if measured is None else f"{measured:g}",
+                      "yes" if c.get("pass") else "NO")
+    console().print(t)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = open_store(args, read_only=True)
     result = store.load(args.run_id)
@@ -168,6 +186,10 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{dims.connections} connections  {result.duration_s:g} s")
     if result.error:
         out.print(f"[red]error:[/red] {result.error}")
+    if result.unsent_requests:
+        out.print(f"[yellow]{result.unsent_requests:,} requests came due and were never sent; "
+                  f"they are counted in the corrected latency at their age at the end of the "
+                  f"window (a lower bound)[/yellow]")
     pct = table("latency percentiles")
     pct.add_column("percentile")
     pct.add_column("corrected (from intended send)", justify="right")
@@ -184,6 +206,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             for k, v in counts.items():
                 t.add_row(str(k), f"{v:,}")
             out.print(t)
+    _print_slo(result)
     for w in result.warnings:
         out.print(f"[yellow]warning:[/yellow] {w}")
     out.print("spec:", json.dumps(result.spec, sort_keys=True))

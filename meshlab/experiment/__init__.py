@@ -25,6 +25,7 @@ from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ExperimentProgress, ExperimentSnapshot, Progress, TerminalProgress
 from meshlab.results import HostSnapshot, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner, get_runner
+from meshlab.slo import apply_check
 
 if TYPE_CHECKING:
     from meshlab.store import Store
@@ -222,6 +223,7 @@ class _Experiment:
         # The native runner swallows the cancellation and returns its partial result.
         cancelled = cancelled or _cancel_requested()
         merge_run(result, spec, run_spec, deployment, report, host, runner, exp_id)
+        apply_check(result, self.profile.slo)
         return result, cancelled
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshlab.results import RunResult, RunStatus
+from meshlab.slo import breaches
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,9 +34,10 @@ class ExperimentOutcome:
 
     @property
     def ok(self) -> bool:
-        """True when the experiment completed and every run completed."""
+        """True when the experiment completed and every run completed and held its SLO
+        (what `meshlab run` exits 0 for)."""
         return self.status == ExperimentStatus.COMPLETED and all(
-            r.status == RunStatus.COMPLETED for r in self.results)
+            r.status == RunStatus.COMPLETED and not breaches(r) for r in self.results)
 
     @property
     def run_ids(self) -> list[str]:
