@@ -20,6 +20,7 @@ from meshlab.environments.base import Deployment, DeploymentReport, Environment,
 from meshlab.errors import MeshError, MeshlabError, MissingDependency, ProfileError
 from meshlab.experiment._background import RunHandle, run_blocking
 from meshlab.experiment._record import complete, empty_result, end_deployment, merge_run, run_label
+from meshlab.experiment._worker import LoadWorker, Unsendable
 from meshlab.experiment.outcome import ExperimentOutcome, ExperimentStatus
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ExperimentProgress, ExperimentSnapshot, Progress, TerminalProgress
@@ -72,6 +73,7 @@ class _Experiment:
                                        status=str(ExperimentStatus.RUNNING),
                                        total_runs=profile.run_count())
         self._progress_failed = False
+        self.worker = LoadWorker()
 
     # progress -------------------------------------------------------------------------------
     def emit(self, event: str, **changes: Any) -> None:
@@ -128,10 +130,13 @@ class _Experiment:
             specs = [s if s.runner == runner.name else replace(s, runner=runner.name)
                      for s in self.profile.expand()]
             self._validate(specs, runner, env)
+            if not env.generates_load:
+                self.worker.start()         # imports meshlab while the first run deploys
             with contextlib.ExitStack() as stack:
                 store = _open_store(self.store_arg, stack)
                 return await self._run_all(specs, runner, env, store)
         finally:
+            self.worker.close()
             await complete(env.close())
 
     async def _run_all(self, specs: list[RunSpec], runner: Runner, env: Environment,
@@ -211,7 +216,7 @@ class _Experiment:
             # An environment may generate the load itself (fortio Jobs inside a cluster).
             result = await deployment.run_load(run_spec, progress=self._runner_progress(spec))
             if result is None:
-                result = await runner.run(run_spec, progress=self._runner_progress(spec))
+                result = await self._load(runner, run_spec, self._runner_progress(spec))
         except asyncio.CancelledError:
             # Only a runner that raises instead of returning its partial result gets here.
             cancelled = True
@@ -231,6 +236,23 @@ class _Experiment:
         cancelled = cancelled or _cancel_requested()
         merge_run(result, spec, run_spec, deployment, report, host, runner, exp_id)
         return result, cancelled
+
+
+    async def _load(self, runner: Runner, spec: RunSpec,
+                    progress: Callable[[Progress], None]) -> RunResult:
+        """`runner.run(spec)` in the experiment's worker process; in this process (with a
+        warning) only when the runner cannot be sent there (a class defined in a notebook)."""
+        try:
+            result = await self.worker.run(runner, spec, progress=progress)
+        except Unsendable as exc:
+            result = await runner.run(spec, progress=progress)
+            result.warnings.append(
+                f"the load ran in the experiment's own process (drawing or storing there can "
+                f"delay sends): runner {runner.name!r} cannot be sent to a worker process "
+                f"({exc}); define it in an importable module")
+        if self.worker.start_s is not None:
+            result.context.setdefault("load_worker_start_s", round(self.worker.start_s, 3))
+        return result
 
 
 def _cancel_requested() -> bool:
