@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -61,13 +62,19 @@ class _Experiment:
 
     def __init__(self, profile: Profile, *, store: Store | str | Path | None,
                  progress: ExperimentProgress | None, runner: str | Runner | None,
-                 on_result: ResultCallback | None, stop_on_failure: bool) -> None:
+                 on_result: ResultCallback | None, stop_on_failure: bool | None) -> None:
+        if profile.order == "interleaved" and profile.seed is None:
+            # Drawn here and stored with the experiment's profile (and every run's context), so
+            # the order can be replayed: Profile.expand() shuffles with it.
+            profile = profile.model_copy(update={"seed": secrets.randbelow(2**31)})
         self.profile = profile
         self.store_arg = store
         self.progress = progress
         self.runner_arg = runner
         self.on_result = on_result
-        self.stop_on_failure = stop_on_failure
+        self.stop_on_failure = (profile.on_failure == "stop" if stop_on_failure is None
+                                else stop_on_failure)
+        self.broken = ""                 # why an earlier run is broken ("" while none is)
         self.results: list[RunResult] = []
         self.snap = ExperimentSnapshot(event="start", experiment_id="", profile=profile.name,
                                        status=str(ExperimentStatus.RUNNING),
@@ -153,6 +160,7 @@ class _Experiment:
         host = host_snapshot(tools=[] if runner.name == "native" else [runner.name])
         self.emit("start", experiment_id=exp_id)
         status = ExperimentStatus.COMPLETED
+        reason = ""
         try:
             for i, spec in enumerate(specs):
                 if _cancel_requested():
@@ -167,6 +175,10 @@ class _Experiment:
                 if result is None:          # cancelled before any load: nothing to store
                     status = ExperimentStatus.ABORTED
                     break
+                broken = broken_reason(result)
+                if self.broken:
+                    result.warnings.append(f"an earlier run of this experiment is broken "
+                                           f"({self.broken}); this run may be affected too")
                 if store is not None:
                     store.save(result, experiment_id=exp_id)
                 self.results.append(result)
@@ -178,9 +190,13 @@ class _Experiment:
                 if cancelled or result.status == RunStatus.ABORTED:
                     status = ExperimentStatus.ABORTED
                     break
-                if failed and self.stop_on_failure:
-                    status = ExperimentStatus.FAILED
-                    break
+                if broken:
+                    why = f"run {i + 1} ({run_label(spec)}, {result.run_id}) {broken}"
+                    self.broken = self.broken or why
+                    if self.stop_on_failure:
+                        status, reason = ExperimentStatus.FAILED, f"stopped: {why}"
+                        log.warning("experiment %s %s", exp_id, reason)
+                        break
         except asyncio.CancelledError:
             # Cancelled outside a run's measurement (saving, a callback): stop as aborted.
             status = ExperimentStatus.ABORTED
@@ -190,9 +206,10 @@ class _Experiment:
         finally:
             if store is not None:
                 store.finish_experiment(exp_id, status=str(status))
-            self.emit("end", status=str(status), phase="")
+            self.emit("end", status=str(status), phase="", reason=reason)
         return ExperimentOutcome(experiment_id=exp_id, results=list(self.results), status=status,
-                                 profile=self.profile.name)
+                                 profile=self.profile.name, reason=reason,
+                                 seed=self.profile.seed if self.profile.shuffled else None)
 
     async def _one(self, spec: RunSpec, runner: Runner, env: Environment, host: HostSnapshot,
                    exp_id: str) -> tuple[RunResult | None, bool]:
@@ -235,6 +252,9 @@ class _Experiment:
         # The native runner swallows the cancellation and returns its partial result.
         cancelled = cancelled or _cancel_requested()
         merge_run(result, spec, run_spec, deployment, report, host, runner, exp_id)
+        result.context["order"] = self.profile.order
+        if self.profile.shuffled:
+            result.context["order_seed"] = self.profile.seed
         return result, cancelled
 
 
@@ -253,6 +273,21 @@ class _Experiment:
         if self.worker.start_s is not None:
             result.context.setdefault("load_worker_start_s", round(self.worker.start_s, 3))
         return result
+
+
+def broken_reason(result: RunResult) -> str:
+    """Why a run must not be pooled with the others ("" when it may): it failed, got no
+    successful response, or a process of its deployment died during it."""
+    if result.status == RunStatus.ABORTED:
+        return ""
+    if result.status == RunStatus.FAILED:
+        return f"failed: {result.error or 'no error text'}"
+    dead = result.context.get("dead_processes") or []
+    if dead:
+        return f"lost {', '.join(map(str, dead))} (died during the run)"
+    if result.requests == 0 or result.errors >= result.requests:
+        return f"got no successful response ({result.errors:,} errors)"
+    return ""
 
 
 def _cancel_requested() -> bool:
@@ -294,14 +329,17 @@ async def arun_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> ExperimentOutcome:
     """Run every run of `profile` in order against its environment, storing each as it ends.
 
     Before the first run every spec is checked by the runner and the environment: a bad matrix
-    raises one ProfileError; an uninstalled runner tool raises MissingDependency. A run whose
-    runner or deployment fails is stored as FAILED with the error text; the experiment goes on
-    (or stops with status FAILED when `stop_on_failure`). Cancelling the awaiting task stops
+    raises one ProfileError; an uninstalled runner tool raises MissingDependency. The load runs
+    in a worker process of the experiment's own. A run whose runner or deployment fails is
+    stored as FAILED with the error text. After a broken run (failed, no successful response,
+    or a deployment process died) the experiment stops with status FAILED and the outcome's
+    `reason` says why; with `stop_on_failure=False` (default: the profile's `on_failure`) it
+    goes on and every later run carries a warning. Cancelling the awaiting task stops
     the experiment: the partial run in flight is stored as ABORTED and an outcome with status
     ABORTED is returned, not raised. Any other exception (a bug, a store failure) marks the
     experiment FAILED and propagates. The environment is always closed. `store=None` keeps the
@@ -324,7 +362,7 @@ def run_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> ExperimentOutcome:
     """Blocking `arun_profile`. Inside a running event loop (a Jupyter cell) the experiment runs
     on a worker thread with its own loop; Ctrl-C or a kernel interrupt stops it, stores the
@@ -350,7 +388,7 @@ def start_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> RunHandle:
     """Start `arun_profile` on a background thread and return its handle at once (a notebook
     kernel stays responsive; a widget polls `handle.progress` or passes `progress`)."""
