@@ -93,6 +93,9 @@ class LoadMatrix(_Model):
     duration_s: float = Field(default=10.0, gt=0, le=86_400, description="measured seconds")
     warmup_s: float = Field(default=1.0, ge=0, le=3_600,
                             description="seconds of load before measuring (discarded)")
+    dataplane_warmup_s: float = Field(default=2.0, ge=0, le=3_600, description=(
+        "seconds of discarded load, on connections of their own, after the data plane is "
+        "(re)started or first used in an experiment, before the run's own warmup_s"))
     max_requests: int | None = Field(default=None, gt=0,
                                      description="stop after this many measured requests")
     spread_connections: bool = Field(default=True, description=(

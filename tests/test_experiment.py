@@ -34,7 +34,8 @@ SECRET = "Bearer s3cr3t-token-value"
 
 
 def _profile(url: str, **loads: Any) -> Profile:
-    load = {"rate_rps": [200, 300], "connections": 2, "duration_s": 0.5, "warmup_s": 0.0}
+    load = {"rate_rps": [200, 300], "connections": 2, "duration_s": 0.5, "warmup_s": 0.0,
+            "dataplane_warmup_s": 0.0}
     load.update(loads)
     return Profile.from_dict({"name": "exp-test", "target": url, "loads": load,
                               "request": {"headers": {"Authorization": SECRET}}})
@@ -432,3 +433,33 @@ def test_cancel_while_deploying_stores_no_run(echo_url: str, tmp_path: Path,
     store = Store(db, read_only=True)
     assert store.runs().empty and list(store.experiments()["status"]) == ["aborted"]
     assert _RecordingEnvironment.instances[0].events == ["deploy", "close"]
+
+
+class _RestartingDeployment(_RecordingDeployment):
+    def __init__(self, spec: RunSpec, env: _RecordingEnvironment) -> None:
+        super().__init__(spec, env)
+        self.context = {**self.context, "reused": False}   # a playground started for this run
+
+
+class _RestartingEnvironment(_RecordingEnvironment):
+    async def deploy(self, spec: RunSpec) -> Deployment:
+        self.events.append("deploy")
+        return _RestartingDeployment(spec, self)
+
+
+@pytest.mark.parametrize("restarts", [False, True])
+def test_data_plane_warm_up_after_each_restart(echo_url: str, restarts: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discarded load precedes the first run of an experiment and every run whose data plane
+    was (re)started; a reused one is not warmed again. The run's own numbers exclude it."""
+    _RecordingEnvironment.instances = []
+    monkeypatch.setattr(experiment, "environment_for",
+                        _RestartingEnvironment if restarts else _RecordingEnvironment)
+    out = run_profile(_profile(echo_url, rate_rps=[200, 300], duration_s=0.5,
+                               dataplane_warmup_s=0.5), store=None)
+    assert out.ok
+    warmed = [r.context.get("dataplane_warmup") for r in out.results]
+    assert warmed[0] is not None and warmed[0]["requests"] > 0 and warmed[0]["errors"] == 0
+    assert (warmed[1] is not None) == restarts
+    for r in out.results:                # 0.5 s at the run's rate, not 1 s
+        assert r.requests <= r.requested_rate_rps * 0.5 * 1.2

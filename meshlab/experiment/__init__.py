@@ -75,6 +75,7 @@ class _Experiment:
         self.stop_on_failure = (profile.on_failure == "stop" if stop_on_failure is None
                                 else stop_on_failure)
         self.broken = ""                 # why an earlier run is broken ("" while none is)
+        self.deployed = False            # a deployment has been measured in this experiment
         self.results: list[RunResult] = []
         self.snap = ExperimentSnapshot(event="start", experiment_id="", profile=profile.name,
                                        status=str(ExperimentStatus.RUNNING),
@@ -220,6 +221,7 @@ class _Experiment:
         deployment: Deployment | None = None
         report: DeploymentReport | None = None
         result: RunResult | None = None
+        settle: dict[str, Any] | None = None
         run_spec = spec
         cancelled = False
         error = ""
@@ -227,6 +229,10 @@ class _Experiment:
         try:
             deployment = await env.deploy(spec)
             run_spec = replace(spec, target=deployment.target_url)
+            if self._fresh(deployment, env):
+                stage = "warming up the data plane"
+                settle = await self._warm_up(runner, run_spec)
+            self.deployed = True
             stage = "starting the deployment"
             await deployment.begin()
             stage = "running the load"
@@ -253,13 +259,37 @@ class _Experiment:
         cancelled = cancelled or _cancel_requested()
         merge_run(result, spec, run_spec, deployment, report, host, runner, exp_id)
         result.context["order"] = self.profile.order
+        if settle is not None:
+            result.context["dataplane_warmup"] = settle
         if self.profile.shuffled:
             result.context["order_seed"] = self.profile.seed
         return result, cancelled
 
 
+    def _fresh(self, deployment: Deployment, env: Environment) -> bool:
+        """Whether the data plane is new to this experiment: its first deployment, or one
+        the environment (re)started rather than reused (a playground for another mesh)."""
+        if env.generates_load or self.profile.loads.dataplane_warmup_s <= 0:
+            return False
+        return not self.deployed or deployment.context.get("reused") is False
+
+    async def _warm_up(self, runner: Runner, spec: RunSpec) -> dict[str, Any]:
+        """Discarded load at the run's rate and connections right after the data plane came
+        up: a fresh Envoy/nginx/haproxy (and its backend) answers its first seconds slower,
+        which made the first repeat of each mesh look slower than the others."""
+        seconds = self.profile.loads.dataplane_warmup_s
+        self.emit("progress", phase="warmup", run_elapsed_s=0.0)
+        warm = await self._load(runner, replace(spec, duration_s=seconds, warmup_s=0.0,
+                                                max_requests=None), None)
+        if _cancel_requested():
+            raise asyncio.CancelledError
+        p50, p99 = (warm.latency.percentile_us(p) for p in (50, 99))
+        return {"duration_s": round(warm.duration_s, 3), "requests": warm.requests,
+                "errors": warm.errors, "p50_us": None if math.isnan(p50) else round(p50, 1),
+                "p99_us": None if math.isnan(p99) else round(p99, 1)}
+
     async def _load(self, runner: Runner, spec: RunSpec,
-                    progress: Callable[[Progress], None]) -> RunResult:
+                    progress: Callable[[Progress], None] | None) -> RunResult:
         """`runner.run(spec)` in the experiment's worker process; in this process (with a
         warning) only when the runner cannot be sent there (a class defined in a notebook)."""
         try:
