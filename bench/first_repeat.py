@@ -36,10 +36,12 @@ def ratios(dataplane_warmup_s: float, *, mesh: str, duration_s: float) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=0, help="rounds per arm (default 3, quick 2)")
     ap.add_argument("--mesh", default="envoy")
     ap.add_argument("--warmup-s", type=float, default=2.0, help="dataplane_warmup_s of the arm")
     args = ap.parse_args()
     rounds, duration_s = (2, 2.0) if args.quick else (3, 3.0)
+    rounds = args.rounds or rounds
     arms: dict[float, list[tuple[float, float]]] = {0.0: [], args.warmup_s: []}
     for i in range(rounds):
         order = list(arms) if i % 2 == 0 else list(reversed(arms))

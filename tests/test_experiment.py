@@ -241,13 +241,18 @@ def _order(out: experiment.ExperimentOutcome) -> list[tuple[int, str]]:
     return [(int(r.spec["repeat"]), str(r.spec["mesh"])) for r in out.results]
 
 
-def test_interleaved_order_is_a_seeded_permutation_per_repeat(echo_url: str) -> None:
+def test_interleaved_order_is_a_seeded_permutation_per_repeat(echo_url: str,
+                                                              tmp_path: Path) -> None:
     meshes = ["a", "b", "c", "d"]
     prof = Profile.from_dict({"name": "order", "target": echo_url, "meshes": meshes,
                               "repeats": 3, "loads": {"rate_rps": 100, "connections": 1,
-                                                      "duration_s": 0.1, "warmup_s": 0.0}})
-    out = run_profile(prof, store=None)
+                                                      "duration_s": 0.1, "warmup_s": 0.0,
+                                                      "dataplane_warmup_s": 0.0}})
+    db = tmp_path / "m.duckdb"
+    out = run_profile(prof, store=db)
     assert out.ok and out.seed is not None
+    stored = json.loads(Store(db, read_only=True).experiments()["profile"][0])
+    assert stored["seed"] == out.seed and stored["order"] == "interleaved"
     order = _order(out)
     for repeat in range(3):
         assert sorted(m for r, m in order if r == repeat) == meshes

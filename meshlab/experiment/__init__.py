@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from meshlab.environments.base import Deployment, DeploymentReport, Environment, environment_for
 from meshlab.errors import MeshError, MeshlabError, MissingDependency, ProfileError
 from meshlab.experiment._background import RunHandle, run_blocking
-from meshlab.experiment._record import complete, empty_result, end_deployment, merge_run, run_label
+from meshlab.experiment._record import (
+    broken_reason,
+    complete,
+    empty_result,
+    end_deployment,
+    merge_run,
+    run_label,
+    warmup_summary,
+)
 from meshlab.experiment._worker import LoadWorker, Unsendable
 from meshlab.experiment.outcome import ExperimentOutcome, ExperimentStatus
 from meshlab.profile import Profile, RunSpec
@@ -265,7 +273,6 @@ class _Experiment:
             result.context["order_seed"] = self.profile.seed
         return result, cancelled
 
-
     def _fresh(self, deployment: Deployment, env: Environment) -> bool:
         """Whether the data plane is new to this experiment: its first deployment, or one
         the environment (re)started rather than reused (a playground for another mesh)."""
@@ -283,10 +290,7 @@ class _Experiment:
                                                 max_requests=None), None)
         if _cancel_requested():
             raise asyncio.CancelledError
-        p50, p99 = (warm.latency.percentile_us(p) for p in (50, 99))
-        return {"duration_s": round(warm.duration_s, 3), "requests": warm.requests,
-                "errors": warm.errors, "p50_us": None if math.isnan(p50) else round(p50, 1),
-                "p99_us": None if math.isnan(p99) else round(p99, 1)}
+        return warmup_summary(warm)
 
     async def _load(self, runner: Runner, spec: RunSpec,
                     progress: Callable[[Progress], None] | None) -> RunResult:
@@ -303,21 +307,6 @@ class _Experiment:
         if self.worker.start_s is not None:
             result.context.setdefault("load_worker_start_s", round(self.worker.start_s, 3))
         return result
-
-
-def broken_reason(result: RunResult) -> str:
-    """Why a run must not be pooled with the others ("" when it may): it failed, got no
-    successful response, or a process of its deployment died during it."""
-    if result.status == RunStatus.ABORTED:
-        return ""
-    if result.status == RunStatus.FAILED:
-        return f"failed: {result.error or 'no error text'}"
-    dead = result.context.get("dead_processes") or []
-    if dead:
-        return f"lost {', '.join(map(str, dead))} (died during the run)"
-    if result.requests == 0 or result.errors >= result.requests:
-        return f"got no successful response ({result.errors:,} errors)"
-    return ""
 
 
 def _cancel_requested() -> bool:
