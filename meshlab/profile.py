@@ -6,6 +6,7 @@ A profile names a target and the matrix dimensions (meshes, rates, connections, 
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ class LoadMatrix(_Model):
     duration_s: float = Field(default=10.0, gt=0, le=86_400, description="measured seconds")
     warmup_s: float = Field(default=1.0, ge=0, le=3_600,
                             description="seconds of load before measuring (discarded)")
+    dataplane_warmup_s: float = Field(default=2.0, ge=0, le=3_600, description=(
+        "seconds of discarded load, on connections of their own, after the data plane is "
+        "(re)started or first used in an experiment, before the run's own warmup_s"))
     max_requests: int | None = Field(default=None, gt=0,
                                      description="stop after this many measured requests")
     spread_connections: bool = Field(default=True, description=(
@@ -191,6 +195,15 @@ class Profile(_Model):
     slo: SloSpec | None = Field(default=None, description=(
         "limits every run is checked against (p50_ms, p99_ms, p999_ms, error_rate, "
         "min_achieved_ratio); without it, >1 % errors or <95 % of the rate is degraded"))
+    order: Literal["interleaved", "sequential"] = Field(default="interleaved", description=(
+        "interleaved: within each repeat the data-plane configurations run in a shuffled order "
+        "(seeded), so drift of a noisy machine cannot pass for a mesh effect; sequential: in "
+        "the order written"))
+    seed: int | None = Field(default=None, ge=0, description=(
+        "seed of the interleaved order; when absent each experiment draws one and stores it"))
+    on_failure: Literal["stop", "continue"] = Field(default="stop", description=(
+        "after a broken run (failed, or a deployment process died): stop the experiment as "
+        "failed, or continue with a warning on every later run"))
 
     _lists = field_validator("meshes", "modes", mode="before")(_as_list)
 
@@ -269,17 +282,30 @@ class Profile(_Model):
     # expansion --------------------------------------------------------------------------
     def expand(self) -> Iterator[RunSpec]:
         """Concrete runs: repeats outermost, so every configuration is measured once before any
-        is measured twice (slow drift of a noisy machine then spreads over all of them). Mesh
-        `none` (the baseline) runs without policy; other meshes run once per policy."""
+        is measured twice. With `order: interleaved` and a `seed`, the data-plane
+        configurations (mesh, mode, policy) of each repeat run in an order shuffled by
+        `random.Random(seed)` (the load points of one configuration stay together, so a
+        playground is reused across them); without a seed, or `sequential`, in the order
+        written. Mesh `none` (the baseline) runs without policy; other meshes once per policy.
+        `index` is the position in this order."""
+        units = [(mesh, mode, policy) for mesh in self.meshes for mode in self.modes
+                 for policy in self._policies_for(mesh)]
+        rng = random.Random(self.seed) if self.shuffled else None
         index = 0
         for repeat in range(self.repeats):
-            for mesh in self.meshes:
-                for mode in self.modes:
-                    for policy in self._policies_for(mesh):
-                        for rate in self.loads.rate_rps:
-                            for conns in self.loads.connections:
-                                yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
-                                index += 1
+            order = list(units)
+            if rng is not None:
+                rng.shuffle(order)
+            for mesh, mode, policy in order:
+                for rate in self.loads.rate_rps:
+                    for conns in self.loads.connections:
+                        yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
+                        index += 1
+
+    @property
+    def shuffled(self) -> bool:
+        """Whether `expand()` shuffles each repeat (interleaved order with a seed)."""
+        return self.order == "interleaved" and self.seed is not None
 
     def run_count(self) -> int:
         per_mesh = sum(len(self._policies_for(m)) for m in self.meshes)

@@ -41,8 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="print one JSON object per run (one per line) on stdout")
     p.add_argument("--runner", metavar="NAME", help="use this runner instead of the profile's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    p.add_argument("--stop-on-failure", action="store_true",
-                   help="stop at the first failed run (default: store it and go on)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--stop-on-failure", action="store_true", default=None,
+                      help="stop after the first broken run (the default unless the profile "
+                           "says on_failure: continue)")
+    stop.add_argument("--continue-on-failure", dest="stop_on_failure", action="store_false",
+                      help="store a broken run and go on; later runs carry a warning")
     p.set_defaults(handler=cmd_run)
 
     e = subparsers.add_parser("echo", help="serve the echo workload until interrupted",
@@ -98,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           stop_on_failure=args.stop_on_failure)
     if not args.json:
         _print_outcome(outcome, path)
+    if outcome.reason:
+        print(f"experiment {outcome.status}: {outcome.reason}", file=sys.stderr)
     if outcome.status == ExperimentStatus.ABORTED:
         print(f"interrupted: the run in flight is stored as aborted in {path}", file=sys.stderr)
         return 130

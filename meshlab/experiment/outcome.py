@@ -20,7 +20,7 @@ class ExperimentStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     ABORTED = "aborted"        # cancelled: the run in flight is stored as an aborted run
-    FAILED = "failed"          # stopped on a failed run (stop_on_failure) or meshlab failed
+    FAILED = "failed"          # stopped after a broken run (on_failure: stop) or meshlab failed
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -31,6 +31,8 @@ class ExperimentOutcome:
     results: list[RunResult]
     status: ExperimentStatus
     profile: str = ""
+    reason: str = ""               # why the experiment stopped early ("" when it did not)
+    seed: int | None = None        # seed of the interleaved run order (Profile.seed)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,7 @@ class ExperimentOutcome:
         for r in self.results:
             counts[str(r.status)] = counts.get(str(r.status), 0) + 1
         runs = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        reason = f", reason={self.reason!r}" if self.reason else ""
         return (f"ExperimentOutcome(experiment_id={self.experiment_id!r}, "
                 f"profile={self.profile!r}, status={str(self.status)!r}, "
-                f"runs={len(self.results)} [{runs}])")
+                f"runs={len(self.results)} [{runs}]{reason})")

@@ -36,7 +36,8 @@ def write_profile(path: Path, target: str, *, name: str = "cli", rates: str = "[
     path.write_text(f"""\
 name: {name}
 target: {target}
-loads: {{rate_rps: {rates}, connections: 2, duration_s: {duration_s}, warmup_s: 0}}
+loads: {{rate_rps: {rates}, connections: 2, duration_s: {duration_s}, warmup_s: 0,
+        dataplane_warmup_s: 0}}
 request:
   headers: {{Authorization: "{SECRET}", X-Trace: visible}}
   cookies: {{session: "{COOKIE}"}}
@@ -189,6 +190,19 @@ def test_target_down_is_a_failed_run(tmp_path: Path) -> None:
     assert line["slo"]["pass"] is False
     assert f"run {line['run_id']} failed: no successful response" in proc.stderr
     assert list(Store(db, read_only=True).runs()["status"]) == ["failed"]
+
+
+def test_target_down_stores_the_run_and_stops_the_experiment(tmp_path: Path) -> None:
+    """Every request refused: the run is stored with its connect errors, then the experiment
+    stops as failed (exit 1) and says why instead of going on to the next rate."""
+    prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
+                         rates="[100, 200]", duration_s=0.5)
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    assert "experiment failed: stopped: run 1" in proc.stderr
+    assert "no successful response" in proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["requests"] > 0 and line["errors"] == line["requests"]
 
 
 def test_a_breached_slo_exits_1(echo_url: str, tmp_path: Path) -> None:
