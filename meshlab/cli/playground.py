@@ -5,6 +5,7 @@ $MESHLAB_STATE_DIR, or $XDG_RUNTIME_DIR/meshlab/playground (else <tmp>/meshlab-<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -134,8 +135,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace, state: Path) -> int:
     """Re-run `up --foreground` as a session leader; wait until its PID file says ready."""
-    from meshlab.errors import PlaygroundError
-    from meshlab.playground.process import read_pidfiles
+    from meshlab.playground.process import private_dir
 
     argv = [sys.executable, "-m", "meshlab.cli", "playground", "up", "--foreground",
             "--state-dir", str(state), "--timeout", str(args.timeout)]
@@ -143,11 +143,25 @@ def _detach(args: argparse.Namespace, state: Path) -> int:
                         ("--mode", args.mode), ("--mtls", args.mtls)):
         if value is not None:
             argv += [flag, str(Path(value).resolve()) if flag == "--topology" else value]
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state)
     log = state / f"{CLI_NAME}.log"
     with open(log, "wb") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return _wait_detached(child, args, state, log)
+    except KeyboardInterrupt:       # Ctrl-C, SIGTERM or SIGHUP during start-up: no playground
+        child.terminate()           # its own handler tears the playground down
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(args.timeout)
+        raise
+
+
+def _wait_detached(child: subprocess.Popen[bytes], args: argparse.Namespace, state: Path,
+                   log: Path) -> int:
+    from meshlab.errors import PlaygroundError
+    from meshlab.playground.process import read_pidfiles
+
     deadline = time.monotonic() + args.timeout + 10
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -175,17 +189,20 @@ def _print_up(status: dict[str, Any]) -> None:
 
 
 def _status_row(record: dict[str, Any]) -> dict[str, Any]:
-    from meshlab.playground.process import _same_process, record_alive
+    from meshlab.playground.process import _same_process, record_members
 
-    alive = set(record_alive(record))
+    members = record_members(record)
     sup = record.get("supervisor") or {}
     return {
         "name": record.get("name"), "state": record.get("state"), "url": record.get("url"),
         "data_plane": record.get("data_plane"), "mode": record.get("mode"),
         "owner_pid": sup.get("pid"),
         "owner_alive": bool(sup) and _same_process(int(sup["pid"]), float(sup["create_time"])),
+        # alive: the process group still has members (nginx workers outlive a killed master)
         "processes": [{"name": p["name"], "kind": p["kind"], "pid": p["pid"],
-                       "alive": p["name"] in alive, "ports": p.get("ports", {})}
+                       "pgid": p.get("pgid", p["pid"]),
+                       "alive": bool(members.get(p["name"])),
+                       "members": members.get(p["name"], []), "ports": p.get("ports", {})}
                       for p in record.get("processes", [])],
     }
 
@@ -203,24 +220,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         alive = sum(p["alive"] for p in row["processes"])
+        members = sum(len(p["members"]) for p in row["processes"])
         owner = "owner alive" if row["owner_alive"] else "ORPHANED (owner gone)"
         print(f"{row['name']}: {row['state']}, {row['data_plane']} mode {row['mode']}, "
-              f"{alive}/{len(row['processes'])} processes alive, {owner}, {row['url']}")
+              f"{alive}/{len(row['processes'])} processes alive ({members} in their process "
+              f"groups), {owner}, {row['url']}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    """Stop every process group a record names; a record is deleted only once its groups are
+    empty, so a group that survives (another user's?) can be stopped by a later `down`."""
     import shutil
 
+    from meshlab.errors import PlaygroundError
     from meshlab.playground.process import kill_record, read_pidfiles
 
     t0 = time.perf_counter()
     stopped = 0
+    failed = []
     for path, record in read_pidfiles(_state_dir(args)):
         row = _status_row(record)
         if path.stem != CLI_NAME and row["owner_alive"] and not args.all:
             continue        # a notebook's playground: its owner tears it down
-        kill_record(record)
+        try:
+            kill_record(record)
+        except PlaygroundError as exc:
+            failed.append(str(exc))
+            continue
         path.unlink(missing_ok=True)
         workdir = record.get("workdir")
         if workdir:
@@ -228,4 +255,6 @@ def cmd_down(args: argparse.Namespace) -> int:
         stopped += 1
     print(f"stopped {stopped} playground{'s' if stopped != 1 else ''} "
           f"in {time.perf_counter() - t0:.2f} s")
+    if failed:
+        raise PlaygroundError("; ".join(failed))
     return 0
