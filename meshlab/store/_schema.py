@@ -37,6 +37,12 @@ _DDL = (
         finished_at TIMESTAMP,
         labels JSON NOT NULL,
         profile JSON NOT NULL)""",
+    # who runs a `running` experiment: opening a store marks one whose owner is gone aborted
+    """CREATE TABLE IF NOT EXISTS experiment_owners (
+        experiment_id VARCHAR PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host VARCHAR NOT NULL,
+        process_started_s DOUBLE NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY,
         experiment_id VARCHAR,
