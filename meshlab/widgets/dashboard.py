@@ -91,7 +91,9 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     from meshlab.playground.process import kill_with_parent
 
     try:
+        # Voila's own temporary files go into the directory removed at the end, too
         proc = subprocess.Popen(argv, cwd=directory, start_new_session=True,
+                                env={**os.environ, "TMPDIR": str(directory)},
                                 preexec_fn=kill_with_parent if sys.platform == "linux" else None)
     except BaseException:
         if workdir is None:
