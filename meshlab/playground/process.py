@@ -130,11 +130,11 @@ def _pgids() -> dict[int, tuple[int, int]]:
             if not entry.name.isdigit():
                 continue
             try:
-                stat = Path(entry.path, "stat").read_bytes()
+                raw = Path(entry.path, "stat").read_bytes()
             except OSError:
                 continue
             # `pid (comm) state ppid pgrp session ...`; comm may hold spaces and parentheses
-            fields = stat[stat.rfind(b")") + 2:].split()
+            fields = raw[raw.rfind(b")") + 2:].split()
             if len(fields) > 3 and fields[0] != b"Z":
                 out[int(entry.name)] = (int(fields[2]), int(fields[3]))
         return out
