@@ -46,12 +46,18 @@ async def crosscheck_async(profile: Profile, *, runners: Sequence[str] | None = 
     """Run every load point of `profile` with each runner in turn (never two at once: they
     would share the cores); a runner that is missing or cannot honour a spec is a `skipped` row
     with the reason, a tool that fails is a `failed` row. At a rate, hey runs as a closed loop
-    limited by its `-q` (`HeyRunner(limit_rate=True)`), the tool users compare against."""
+    limited by its `-q` (`HeyRunner(limit_rate=True)`), the tool users compare against.
+    Cancelling the awaiting task stops the tool in flight and raises CancelledError."""
     names = list(runners) if runners is not None else runner_names()
     rows: list[dict[str, Any]] = []
     for spec in crosscheck_specs(profile):
         for name in names:
             rows.append(await _one(name, spec, progress))
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # a runner returns its partial result when cancelled (Ctrl-C, SIGTERM): stop
+                # here instead of going on with the next runner
+                raise asyncio.CancelledError
     df = pd.DataFrame(rows, columns=COLUMNS)
     df[["requests", "errors"]] = df[["requests", "errors"]].astype("Int64")
     return flag_coordinated_omission(df, factor=co_factor)

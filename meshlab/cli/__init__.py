@@ -1,14 +1,15 @@
 """The `meshlab` command line, a thin client of the library: `main(argv) -> exit code`
-(0 ok, 1 a run or command failed, 2 usage or profile error, 130 interrupted by Ctrl-C).
-"""
+(0 ok, 1 a run or command failed, 2 usage or profile error, 130 interrupted by Ctrl-C, 143 by
+SIGTERM, 129 by SIGHUP: both take the Ctrl-C path)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Each module exposes `register(subparsers)` and adds its sub-commands with
 # `parser.set_defaults(handler=fn)`, `fn(args: argparse.Namespace) -> int | None`. Handlers import
@@ -44,9 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/profile error, 130 Ctrl-C)."""
-    from meshlab.errors import MeshlabError, MissingDependency, ProfileError
-
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/profile error, 130 Ctrl-C,
+    128 + the signal number for SIGTERM and SIGHUP)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -56,6 +56,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_usage(sys.stderr)
         return EXIT_USAGE
+    if os.environ.get("MESHLAB_STATE_DIR"):
+        # `meshlab run` starts playgrounds too: `playground down` must find a crashed run's
+        from meshlab.playground.process import use_state_dir
+
+        use_state_dir(os.environ["MESHLAB_STATE_DIR"])
+    # progress lines reach a pipe as they happen (a killed `meshlab import | tee` shows them)
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)     # type: ignore[union-attr]
+    from meshlab.cli._signals import terminate_like_ctrl_c
+
+    with terminate_like_ctrl_c() as received:
+        code = _dispatch(handler, args)
+    if received and code == EXIT_INTERRUPTED:
+        return 128 + received[0]
+    return code
+
+
+def _dispatch(handler: Callable[[argparse.Namespace], int | None],
+              args: argparse.Namespace) -> int:
+    from meshlab.errors import MeshlabError, MissingDependency, ProfileError
+
     try:
         code = handler(args)
     except ProfileError as exc:

@@ -5,6 +5,7 @@ $MESHLAB_STATE_DIR, or $XDG_RUNTIME_DIR/meshlab/playground (else <tmp>/meshlab-<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -131,8 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace, state: Path) -> int:
     """Re-run `up --foreground` as a session leader; wait until its PID file says ready."""
-    from meshlab.errors import PlaygroundError
-    from meshlab.playground.state import playground_statuses
+    from meshlab.playground.process import private_dir
 
     argv = [sys.executable, "-m", "meshlab.cli", "playground", "up", "--foreground",
             "--state-dir", str(state), "--timeout", str(args.timeout)]
@@ -140,11 +140,25 @@ def _detach(args: argparse.Namespace, state: Path) -> int:
                         ("--mode", args.mode), ("--mtls", args.mtls)):
         if value is not None:
             argv += [flag, str(Path(value).resolve()) if flag == "--topology" else value]
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state)
     log = state / f"{CLI_NAME}.log"
     with open(log, "wb") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return _wait_detached(child, args, state, log)
+    except KeyboardInterrupt:       # Ctrl-C, SIGTERM or SIGHUP during start-up: no playground
+        child.terminate()           # its own handler tears the playground down
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(args.timeout)
+        raise
+
+
+def _wait_detached(child: subprocess.Popen[bytes], args: argparse.Namespace, state: Path,
+                   log: Path) -> int:
+    from meshlab.errors import PlaygroundError
+    from meshlab.playground.state import playground_statuses
+
     deadline = time.monotonic() + args.timeout + 10
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -185,11 +199,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for st in statuses:
         owner = "ORPHANED (owner gone)" if st.orphaned else "owner alive"
         print(f"{st.name}: {st.state}, {st.data_plane} mode {st.mode}, "
-              f"{st.alive_count}/{len(st.processes)} processes alive, {owner}, {st.url}")
+              f"{st.alive_count}/{len(st.processes)} processes alive ({st.member_count} in "
+              f"their process groups), {owner}, {st.url}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    """Stop every process group a record names; a record is deleted only once its groups are
+    empty, so a group that survives (another user's?) can be stopped by a later `down`."""
     from meshlab.playground.state import stop_playgrounds
 
     t0 = time.perf_counter()

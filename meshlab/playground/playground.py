@@ -342,7 +342,7 @@ class Playground:
                     used.add(p)
                     return p
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        _proc.private_dir(self.workdir)       # 0700: it holds the mTLS keys
         ca = CertificateAuthority(self.workdir / "certs") if topo.data_plane.mtls != "off" \
             else None
 

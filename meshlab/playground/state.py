@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshlab.playground.process import _same_process, kill_record, read_pidfiles, record_alive
+from meshlab.errors import PlaygroundError
+from meshlab.playground.process import _same_process, kill_record, read_pidfiles, record_members
 
 if TYPE_CHECKING:
     from meshlab.playground.playground import Playground
@@ -23,8 +24,10 @@ class ProcessStatus:
     name: str
     kind: str                      # echo | relay | envoy | nginx | haproxy
     pid: int
-    alive: bool
-    ports: dict[str, int]
+    alive: bool                    # its process group still has members (nginx workers outlive
+    ports: dict[str, int]          # a killed master)
+    pgid: int = 0
+    members: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,11 @@ class PlaygroundStatus:
         return sum(p.alive for p in self.processes)
 
     @property
+    def member_count(self) -> int:
+        """Live processes in the recorded process groups (leaders and their children)."""
+        return sum(len(p.members) for p in self.processes)
+
+    @property
     def orphaned(self) -> bool:
         """Its owner is gone: nobody will tear it down but `stop_playgrounds`."""
         return not self.owner_alive
@@ -57,14 +65,15 @@ class PlaygroundStatus:
             "name": self.name, "state": self.state, "url": self.url,
             "data_plane": self.data_plane, "mode": self.mode, "owner_pid": self.owner_pid,
             "owner_alive": self.owner_alive,
-            "processes": [{"name": p.name, "kind": p.kind, "pid": p.pid, "alive": p.alive,
+            "processes": [{"name": p.name, "kind": p.kind, "pid": p.pid, "pgid": p.pgid,
+                           "alive": p.alive, "members": list(p.members),
                            "ports": dict(p.ports)} for p in self.processes],
         }
 
 
 def status_from_record(path: Path, record: dict[str, Any]) -> PlaygroundStatus:
     """The status of one PID-file record (as `read_pidfiles` returns it)."""
-    alive = set(record_alive(record))
+    members = record_members(record)
     sup = record.get("supervisor") or {}
     owner_pid = int(sup["pid"]) if "pid" in sup else None
     owner_alive = owner_pid is not None and _same_process(owner_pid,
@@ -74,19 +83,24 @@ def status_from_record(path: Path, record: dict[str, Any]) -> PlaygroundStatus:
         url=str(record.get("url", "")), data_plane=str(record.get("data_plane", "")),
         mode=str(record.get("mode", "")), owner_pid=owner_pid, owner_alive=owner_alive,
         processes=tuple(ProcessStatus(str(p["name"]), str(p["kind"]), int(p["pid"]),
-                                      p["name"] in alive,
-                                      {str(k): int(v) for k, v in p.get("ports", {}).items()})
+                                      bool(members.get(p["name"])),
+                                      {str(k): int(v) for k, v in p.get("ports", {}).items()},
+                                      pgid=int(p.get("pgid", p["pid"])),
+                                      members=tuple(members.get(p["name"], ())))
                         for p in record.get("processes", [])),
         pidfile=path, workdir=str(record.get("workdir", "")))
 
 
 def status_of(playground: Playground) -> PlaygroundStatus:
     """The status of a playground this process runs (and owns)."""
+    members = record_members({"processes": [p.record() for p in playground.processes]})
     return PlaygroundStatus(
         name=playground.name, state="ready" if playground.processes else "stopped",
         url=playground.url, data_plane=playground.data_plane.label,
         mode=str(playground.data_plane.mode), owner_pid=os.getpid(), owner_alive=True,
-        processes=tuple(ProcessStatus(i.name, i.kind, i.pid, i.alive, dict(i.ports))
+        processes=tuple(ProcessStatus(i.name, i.kind, i.pid, bool(members.get(i.name)),
+                                      dict(i.ports), pgid=i.pid,
+                                      members=tuple(members.get(i.name, ())))
                         for i in playground.info()),
         pidfile=playground.pidfile, workdir=str(playground.workdir))
 
@@ -109,17 +123,27 @@ def stop_playgrounds(state_dir: Path, *, names: Collection[str] = (),
     """Stop orphaned playgrounds, the ones recorded under `names` whatever their owner, and
     with `include_owned` every one; remove their PID files and work directories. A playground
     whose owner (a notebook, a script) is alive is otherwise left to that owner. Returns the
-    names stopped."""
-    stopped = []
+    names stopped. A record is removed only once its process groups are empty: when a member
+    survives SIGKILL (another user's process?), the others are still stopped, its record is
+    kept for a later call, and PlaygroundError names it at the end."""
+    stopped: list[str] = []
+    failed: list[str] = []
     for path, record in read_pidfiles(state_dir):
         status = status_from_record(path, record)
         if path.stem not in names and status.owner_alive and not include_owned:
             continue
-        kill_record(record)
+        try:
+            kill_record(record)
+        except PlaygroundError as exc:
+            failed.append(str(exc))
+            continue
         path.unlink(missing_ok=True)
         if status.workdir:
             shutil.rmtree(status.workdir, ignore_errors=True)
         stopped.append(status.name)
+    if failed:
+        raise PlaygroundError(f"stopped {len(stopped)} playground(s); kept the record of "
+                              f"what survived: {'; '.join(failed)}")
     return stopped
 
 

@@ -189,6 +189,10 @@ def insert_experiment(con: duckdb.DuckDBPyConnection, doc: Mapping[str, Any], *,
     con.execute("INSERT INTO experiments VALUES (?, ?, ?, 'running', ?, NULL, ?, ?)",
                 [doc["experiment_id"], doc["name"], doc.get("description", ""), created,
                  dumps(doc.get("labels", {})), dumps(doc.get("profile", {}))])
+    if doc.get("owner"):
+        from meshlab.store._owner import insert_owner
+
+        insert_owner(con, str(doc["experiment_id"]), doc["owner"])
 
 
 def finish_experiment(con: duckdb.DuckDBPyConnection, doc: Mapping[str, Any]) -> bool:

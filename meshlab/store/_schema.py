@@ -59,6 +59,12 @@ _DDL = (
         finished_at TIMESTAMP,
         labels JSON NOT NULL,
         profile JSON NOT NULL)""",
+    # who runs a `running` experiment: opening a store marks one whose owner is gone aborted
+    """CREATE TABLE IF NOT EXISTS experiment_owners (
+        experiment_id VARCHAR PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host VARCHAR NOT NULL,
+        process_started_s DOUBLE NOT NULL)""",
     _runs_ddl(),
     """CREATE TABLE IF NOT EXISTS run_histograms (
         run_id VARCHAR NOT NULL,
