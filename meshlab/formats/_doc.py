@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from meshlab._limits import MAX_NODES, document_problems
 from meshlab.errors import OutputParseError
 
 MAX_COUNT = 1 << 53          # counts beyond this are not exact in float64, and never real
@@ -35,7 +36,17 @@ def _short_repr(value: object) -> str:
 # --- bytes -> value ---------------------------------------------------------------------------
 
 def parse_bytes(data: bytes, *, source: str = "document") -> object:
-    """JSON (when it starts with `{` or `[`) or YAML; empty, binary or broken input raises."""
+    """JSON (when it starts with `{` or `[`) or YAML; empty, binary, broken, too deeply nested
+    or alias-bomb input raises. Non-finite numbers are left to the field checks."""
+    doc = _parse(data, source)
+    # without aliases (JSON) a document holds fewer values than bytes; YAML aliases can hold more
+    shape = document_problems(doc, finite=False, max_nodes=max(MAX_NODES, len(data)), limit=1)
+    if shape:
+        raise OutputParseError(f"{source}: {shape[0]}")
+    return doc
+
+
+def _parse(data: bytes, source: str) -> object:
     try:
         text = bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
