@@ -10,6 +10,7 @@ from typing import Any
 
 MAX_PROFILE_BYTES = 1 << 20          # 1 MiB: a real profile is a few KiB
 MAX_IMPORT_BYTES = 64 << 20          # 64 MiB: a fortio result with every bucket is ~1 MiB
+MAX_YAML_BYTES = 4 << 20             # PyYAML reads ~0.1-0.3 MB/s: 64 MiB would take minutes
 MAX_DEPTH = 64                       # nesting of mappings/lists (real documents: ~10)
 MAX_NODES = 2_000_000                # values visited, counting YAML aliases at every use
 

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -154,37 +155,43 @@ def write_output(path: str, text: str, *, force: bool = False,
 
     p = Path(path)
     parent = p.parent
+    where = shown(p, markup=False)
     if not p.name or p.name in (".", ".."):
         raise refuse(f"{shown(path, markup=False)} names a directory; give a file name")
-    if p.is_symlink():
-        raise refuse(f"{shown(p, markup=False)} is a symbolic link; give the file's own path "
-                     "(outputs never follow links)")
-    for kept in protect:
-        for q in (Path(kept), Path(f"{kept}.wal")):
-            with contextlib.suppress(OSError):
-                if p.exists() and q.exists() and os.path.samefile(p, q):
-                    raise refuse(f"{shown(p, markup=False)} is the store this command reads; "
-                                 "write the output to another file")
-    if p.exists():
-        if p.is_dir():
-            raise refuse(f"{shown(p, markup=False)} is a directory; give a file name in it")
-        if not p.is_file():
-            raise refuse(f"{shown(p, markup=False)} is not a regular file; give a file path, "
-                         "or leave out --out to write to stdout")
-        if _is_duckdb(p):
-            raise refuse(f"{shown(p, markup=False)} is a DuckDB database; outputs never "
-                         "overwrite one")
-        if not force:
-            raise refuse(f"{shown(p, markup=False)} exists; pass --force to replace it")
-    if not parent.is_dir():
-        raise refuse(f"directory {shown(parent, markup=False)} does not exist; create it first")
     try:
-        name_max = os.pathconf(parent, "PC_NAME_MAX")
+        name_max = os.pathconf(parent if parent.is_dir() else ".", "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
     if len(os.fsencode(p.name)) > name_max:
         raise refuse(f"file name is {len(os.fsencode(p.name))} bytes, longer than the "
                      f"{name_max} this file system allows")
+    try:
+        st: os.stat_result | None = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise refuse(f"cannot use {where}: {exc.strerror or exc}") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise refuse(f"{where} is a symbolic link; give the file's own path (outputs never "
+                         "follow links)")
+        if stat.S_ISDIR(st.st_mode):
+            raise refuse(f"{where} is a directory; give a file name in it")
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(f"{where} is not a regular file; give a file path, or leave out "
+                         "--out to write to stdout")
+        for kept in protect:
+            for q in (Path(kept), Path(f"{kept}.wal")):
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(p, q):
+                        raise refuse(f"{where} is the store this command reads; write the "
+                                     "output to another file")
+        if _is_duckdb(p):
+            raise refuse(f"{where} is a DuckDB database; outputs never overwrite one")
+        if not force:
+            raise refuse(f"{where} exists; pass --force to replace it")
+    elif not parent.is_dir():
+        raise refuse(f"directory {shown(parent, markup=False)} does not exist; create it first")
     _write_replacing(p, text, force=force, refuse=refuse)
 
 

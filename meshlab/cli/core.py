@@ -14,6 +14,7 @@ from meshlab.cli._common import (
     fmt_us,
     load_profile_file,
     print_json,
+    shown,
     store_path,
     table,
 )
@@ -98,12 +99,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     bad = [r for r in outcome.results if r.status != RunStatus.COMPLETED]
     for r in bad:
-        print(f"run {r.run_id} {r.status}: {r.error or ''}".rstrip(), file=sys.stderr)
+        print(f"run {r.run_id} {r.status}: {shown(r.error or '', markup=False)}".rstrip(),
+              file=sys.stderr)
     return 1 if bad or outcome.status != ExperimentStatus.COMPLETED else 0
 
 
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
-    tab = table(f"{outcome.profile}: experiment {outcome.experiment_id} "
+    tab = table(f"{shown(outcome.profile)}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
     for col in ("run_id", "mesh", "rate", "conns", "status", "req/s", "requests", "errors",
                 "p50", "p90", "p99", "p99.9", "max"):
@@ -112,7 +114,7 @@ def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     for r in outcome.results:
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, str(r.spec.get("mesh", "")), "max" if rate <= 0 else f"{rate:g}",
+        tab.add_row(r.run_id, shown(r.spec.get("mesh", "")), "max" if rate <= 0 else f"{rate:g}",
                       str(s["connections"]), s["status"], f"{s['achieved_rate_rps']:,.0f}",
                       f"{s['requests']:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
                       fmt_us(s["p90_us"]), fmt_us(s["p99_us"]), fmt_us(s["p999_us"]),

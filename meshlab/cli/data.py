@@ -365,10 +365,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from meshlab.formats import import_results
 
     paths = _result_paths(args.file)
-    try:
-        results = [r for p in paths for r in import_results(p)]
-    except OutputParseError as exc:       # a bad input file is a usage error (exit 2)
-        raise ProfileError(f"FILE: {exc}") from None
+    results: list[RunResult] = []
+    for path in paths:
+        try:
+            results += import_results(path)
+        except OutputParseError as exc:   # a bad input file is an input error (exit 2)
+            text = str(exc)
+            raise ProfileError(text if str(path) in text else f"{path}: {text}") from None
     store = open_store(args)
     written = store.save_many(results)     # one connection, 200 runs per transaction
     for r in results:

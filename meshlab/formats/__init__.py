@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -246,6 +247,10 @@ def _meshlab(doc: object, d: str) -> list[RunResult]:
         if (h.counts < 0).any() or h.total != int(h.counts.sum()):
             raise OutputParseError(f"{kind}: bucket counts are negative or do not add up",
                                    excerpt=_excerpt(doc.get(kind)))
+    for name in ("requested_rate_rps", "achieved_rate_rps", "duration_s"):
+        if not math.isfinite(getattr(r, name)):      # from_dict takes "NaN" for a number
+            raise OutputParseError(f"{name}: expected a finite number",
+                                   excerpt=_excerpt(doc.get(name)))
     r.context.setdefault("format", "meshlab")
     return [r]
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from meshlab._limits import MAX_NODES, document_problems
+from meshlab._limits import MAX_NODES, MAX_YAML_BYTES, document_problems, mib
 from meshlab.errors import OutputParseError
 
 MAX_COUNT = 1 << 53          # counts beyond this are not exact in float64, and never real
@@ -70,6 +70,10 @@ def _parse(data: bytes, source: str) -> object:
         except (RecursionError, ValueError) as exc:
             raise OutputParseError(f"{source}: unreadable JSON: {exc}",
                                    excerpt=stripped[:120]) from None
+    if len(stripped) > MAX_YAML_BYTES:
+        raise OutputParseError(f"{source}: a YAML document is limited to {mib(MAX_YAML_BYTES)} "
+                               f"({MAX_YAML_BYTES:,} characters; reading YAML is slow); convert "
+                               "it to JSON, which may be up to 64 MiB", excerpt=stripped[:120])
     try:
         return yaml.safe_load(stripped)
     except yaml.YAMLError as exc:
