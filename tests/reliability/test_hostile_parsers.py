@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from _store_data import make_result
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,7 @@ PIECES = ["a", "://", "@", "http://u:p@h/?token=", "&key=", "\r\n", "\x00", "\x1
           "\u202e", "[", "{", "- ", ": ", "&a ", "*a ", "\ud800", "é", " "]
 # Generous (the machine may be busy): a quadratic or exponential path takes minutes or hours.
 DEADLINE = timedelta(seconds=30)
-SETTINGS = settings(max_examples=60, deadline=DEADLINE,
+SETTINGS = settings(max_examples=40, deadline=DEADLINE,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 long_text = st.builds(lambda p, n: p * n, st.sampled_from(PIECES), st.integers(1, 100_000))
@@ -38,17 +39,20 @@ leaves = st.one_of(
                      "Authorization: Bearer x", "10ms", "-1", "1" * 400]))
 
 
-def _nest(value: Any, depth: int, as_dict: bool) -> Any:
-    for _ in range(depth):
-        value = {"k": value} if as_dict else [value]
-    return value
+DEEP = "__deep__"
+
+
+def _deep(depth: int, as_dict: bool) -> str:
+    """A placeholder `_dumps` expands to `depth` nested lists or objects (deeper than the
+    interpreter's recursion limit, which json.dumps of a real structure would hit)."""
+    return f"{DEEP}{'d' if as_dict else 'l'}{depth}"
 
 
 hostile = st.one_of(
     leaves,
     st.recursive(leaves, lambda c: st.lists(c, max_size=4)
                  | st.dictionaries(st.text(max_size=12), c, max_size=4), max_leaves=12),
-    st.builds(_nest, leaves, st.integers(30, 900), st.booleans()),
+    st.builds(_deep, st.sampled_from([40, 400, 1_500, 5_000]), st.booleans()),
 )
 
 
@@ -107,10 +111,20 @@ def _mutate(data: st.DataObject, doc: Any, value: Any) -> Any:
 
 
 def _dumps(doc: Any) -> bytes:
+    text = json.dumps(doc, allow_nan=True)
+    while (i := text.find(f'"{DEEP}')) != -1:
+        end = text.index('"', i + 1)
+        kind, depth = text[i + 1 + len(DEEP)], int(text[i + 2 + len(DEEP):end])
+        opener, closer = ('{"k": ', "}") if kind == "d" else ("[", "]")
+        text = text[:i] + opener * depth + "1" + closer * depth + text[end + 1:]
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _load(raw: bytes) -> Any:
     try:
-        return json.dumps(doc, allow_nan=True).encode("utf-8", "surrogatepass")
+        return json.loads(raw)
     except RecursionError:
-        return b"[" * 10_000
+        return [[[]]]
 
 
 @SETTINGS
@@ -154,8 +168,8 @@ def _accepted_is_clean(p: Profile) -> None:
 @SETTINGS
 @given(st.data(), hostile)
 def test_profile_parsers_raise_only_meshlab_errors(data: st.DataObject, value: Any) -> None:
-    doc = _mutate(data, PROFILE_SEED, value)
-    raw = _dumps(doc)
+    raw = _dumps(_mutate(data, PROFILE_SEED, value))
+    doc = _load(raw)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.yaml"
         path.write_bytes(raw)
@@ -166,6 +180,30 @@ def test_profile_parsers_raise_only_meshlab_errors(data: st.DataObject, value: A
             except MeshlabError:
                 continue
             _accepted_is_clean(profile)
+
+
+NUMBERS = ["loads.rate_rps", "loads.rate_rps[1]", "loads.duration_s", "loads.warmup_s",
+           "request.timeout_s", "policies[0].rate_limit.requests_per_s", "repeats"]
+
+
+@SETTINGS
+@given(st.sampled_from(NUMBERS), st.sampled_from([math.nan, math.inf, -math.inf]),
+       st.sampled_from(["float", "yaml", "text"]))
+def test_no_non_finite_number_anywhere_in_a_profile(path: str, value: float, how: str) -> None:
+    doc: dict[str, Any] = json.loads(json.dumps(PROFILE_SEED))
+    *parents, last = path.replace("[", ".").replace("]", "").split(".")
+    node: Any = doc
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    spelled = {"float": value, "yaml": {math.inf: ".inf", -math.inf: "-.inf"}.get(value, ".nan"),
+               "text": str(value)}[how]
+    node[int(last) if last.isdigit() else last] = "X" if how == "yaml" else spelled
+    with pytest.raises(MeshlabError) as ei:
+        if how == "yaml":   # `.nan` / `.inf` as a YAML author writes them
+            Profile.from_yaml(yaml.safe_dump(doc).replace(" X\n", f" {spelled}\n"))
+        else:
+            Profile.from_dict(doc)
+    assert path.split("[")[0].split(".")[0] in str(ei.value)
 
 
 @SETTINGS

@@ -11,7 +11,7 @@ import pytest
 from _hostile import cli, meshlab, recording_server, stored_run
 
 from meshlab.formats import export_run, import_results
-from meshlab.profile import REDACTED, Profile, redact_url
+from meshlab.profile import REDACTED, Profile
 from meshlab.store import Store
 
 SECRETS = ("pa55w0rd", "T0KEN-aa11", "K3Y-bb22", "S1G-cc33", "PWD-dd44")
@@ -34,6 +34,8 @@ QUERY = (f"access_token={SECRETS[1]}&n=1&api_key={SECRETS[2]}&X-Amz-Signature={S
     ("no url here, a:b@c?token=x", "no url here, a:b@c?token=x"),
 ])
 def test_redact_url(url: str, expected: str) -> None:
+    from meshlab.redaction import redact_url
+
     assert redact_url(url) == expected
     assert redact_url(expected) == expected             # idempotent
 
@@ -66,6 +68,8 @@ def test_run_sends_the_real_url_and_keeps_no_credential(capsys: pytest.CaptureFi
     finally:
         con.close()
     _no_secret(dumped, "the store")
+    from meshlab.redaction import redact_url
+
     assert stored_target == redact_url(target) and "access_token=<redacted>" in stored_target
     (run_id,) = Store(db, read_only=True).runs()["run_id"]
     for args in (("show", run_id), ("show", run_id, "--json"), ("runs", "--json"),
