@@ -218,3 +218,11 @@ def test_long_strings_in_a_profile(text: str, where: str) -> None:
         doc[where] = text
     with contextlib.suppress(MeshlabError):
         _accepted_is_clean(Profile.from_yaml(yaml.safe_dump(doc)))
+
+
+@pytest.mark.parametrize("field", ["duration_s", "requested_rate_rps", "achieved_rate_rps"])
+@pytest.mark.parametrize("spelled", ["NaN", "inf", "-Infinity"])
+def test_meshlab_document_with_a_non_finite_number_is_refused(field: str, spelled: str) -> None:
+    doc = dict(SEEDS["meshlab"], **{field: spelled})     # found by the importer test above
+    with pytest.raises(MeshlabError, match=field):
+        import_results(json.dumps(doc).encode(), fmt="meshlab")
