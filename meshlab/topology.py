@@ -30,7 +30,7 @@ Name = Annotated[str, AfterValidator(_dns_label)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataPlaneKind(enum.StrEnum):

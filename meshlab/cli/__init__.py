@@ -1,5 +1,5 @@
 """The `meshlab` command line, a thin client of the library: `main(argv) -> exit code`
-(0 ok, 1 a run or command failed, 2 usage or profile error, 130 interrupted by Ctrl-C, 143 by
+(0 ok, 1 a run or command failed, 2 usage or input error, 130 interrupted by Ctrl-C, 143 by
 SIGTERM, 129 by SIGHUP: both take the Ctrl-C path)."""
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshlab.errors import ProfileError
 
 # Each module exposes `register(subparsers)` and adds its sub-commands with
 # `parser.set_defaults(handler=fn)`, `fn(args: argparse.Namespace) -> int | None`. Handlers import
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/profile error, 130 Ctrl-C,
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/input error, 130 Ctrl-C,
     128 + the signal number for SIGTERM and SIGHUP)."""
     parser = build_parser()
     try:
@@ -80,7 +84,7 @@ def _dispatch(handler: Callable[[argparse.Namespace], int | None],
     try:
         code = handler(args)
     except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_problem(exc) or exc}", file=sys.stderr)
         return EXIT_USAGE
     except MissingDependency as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -96,6 +100,13 @@ def _dispatch(handler: Callable[[argparse.Namespace], int | None],
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     return EXIT_OK if code is None else int(code)
+
+
+def _one_problem(exc: ProfileError) -> str | None:
+    """One problem on one line (`error: bad.yaml: (file): not UTF-8 text ...`); None for a list."""
+    if len(exc.problems) != 1:
+        return None
+    return (f"{exc.source}: " if exc.source else "") + exc.problems[0]
 
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]

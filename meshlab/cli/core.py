@@ -14,6 +14,7 @@ from meshlab.cli._common import (
     fmt_us,
     load_profile_file,
     print_json,
+    shown,
     store_path,
     table,
 )
@@ -110,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     bad = [r for r in outcome.results if r.status != RunStatus.COMPLETED or breaches(r)]
     for r in bad:
         why = r.error or _slo_reason(r)
-        print(f"run {r.run_id} {r.status}: {why}".rstrip(": "), file=sys.stderr)
+        print(f"run {r.run_id} {r.status}: {shown(why, markup=False)}".rstrip(": "),
+              file=sys.stderr)
     return 1 if bad or outcome.status != ExperimentStatus.COMPLETED else 0
 
 
@@ -135,7 +137,7 @@ def _slo_cell(result: RunResult) -> str:
 
 
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
-    tab = table(f"{outcome.profile}: experiment {outcome.experiment_id} "
+    tab = table(f"{shown(outcome.profile)}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
     for col in ("run_id", "mesh", "rate", "conns", "status", "slo", "req/s", "requests",
                 "unsent", "errors", "p50", "p90", "p99", "p99.9", "max"):
@@ -145,7 +147,7 @@ def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     for r in outcome.results:
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, r.dimensions.mesh or "", "max" if rate <= 0 else f"{rate:g}",
+        tab.add_row(r.run_id, shown(r.dimensions.mesh or ""), "max" if rate <= 0 else f"{rate:g}",
                       str(s["connections"]), s["status"], _slo_cell(r),
                       f"{s['achieved_rate_rps']:,.0f}", f"{s['requests']:,}",
                       f"{r.unsent_requests:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),

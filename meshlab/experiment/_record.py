@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from meshlab.environments.base import Deployment, DeploymentReport
 from meshlab.errors import MeshlabError
-from meshlab.profile import REDACTED, RunSpec, is_secret_name
+from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.results import Histogram, HostSnapshot, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner
 
@@ -62,11 +62,12 @@ def empty_result(spec: RunSpec, runner: Runner, started: datetime, status: RunSt
 
 
 def scrub(text: str, spec: RunSpec) -> str:
-    """Remove secret header values from free text (a tool's argv in an error message)."""
+    """Remove secret header values and URL credentials from free text (a tool's argv in an
+    error message)."""
     for name, value in spec.headers:
         if value and is_secret_name(name):
             text = text.replace(value, REDACTED)
-    return text
+    return redact_url(text)
 
 
 def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: Deployment | None,
@@ -84,7 +85,7 @@ def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: D
     context.update(result.context)
     context["experiment_id"] = exp_id
     if run_spec.target != spec.target:
-        context["profile_target"] = spec.target
+        context["profile_target"] = redact_url(spec.target)
     result.context = context
     if deployment is not None:
         context.update(deployment.derive(result))     # needs telemetry + the achieved rate

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFound
-from meshlab.profile import REDACTED, RunSpec, is_secret_name
+from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner
@@ -55,15 +55,15 @@ def split_output(document: str) -> tuple[str, dict[str, str]]:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """argv with the values of secret-bearing headers (`-H "Authorization: ..."`) redacted, for
-    error messages and stored results."""
+    """argv with the values of secret-bearing headers (`-H "Authorization: ..."`) and URL
+    credentials (userinfo, `?access_token=`) redacted, for error messages and stored results."""
     out = []
     for arg in argv:
         name, sep, _ = arg.partition(":")
         if sep and name and " " not in name.strip() and is_secret_name(name.strip()):
             out.append(f"{name}: {REDACTED}")
         else:
-            out.append(arg)
+            out.append(redact_url(arg))
     return out
 
 

@@ -142,7 +142,7 @@ def test_runs_show_compare(
     assert code == 0 and "p99_us" in out
 
     missing = meshlab("show", "no-such-run", *store)     # a real process: no traceback
-    assert missing.returncode == 1 and "no-such-run" in missing.stderr
+    assert missing.returncode == 2 and "no-such-run" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
@@ -351,7 +351,7 @@ def test_export_then_import(
     bad = tmp_path / "garbage.json"
     bad.write_text('{"hello": "world"}')
     code, _, err = cli(capsys, "import", str(bad), "--store", str(other))
-    assert code == 1 and "not a recognised result document" in err
+    assert code == 2 and "not a recognised result document" in err
 
 
 def test_crosscheck_reports_missing_tools_as_skipped(echo_url: str, tmp_path: Path) -> None:
