@@ -284,6 +284,8 @@ class KubernetesMesh(abc.ABC):
                     else:
                         cluster.apply_all(docs, log=log)    # a failing doc undoes its step
             except (MeshError, ClusterError, yaml.YAMLError) as exc:
+                if isinstance(exc, ClusterError):     # what the failed step's own undo left
+                    log.left.extend(exc.not_restored)
                 if delete:
                     raise MeshError(f"{self.name} uninstall stopped at {st.show(delete=True)!r}: "
                                     f"{exc}; run it again once the cause is fixed") from exc
@@ -296,7 +298,8 @@ class KubernetesMesh(abc.ABC):
                    timeout_s: float) -> str:
         """Undo the completed install steps, newest first; says what was and was not undone."""
         n = len(log)
-        left = cluster.undo(log) if cluster is not None else []
+        stuck_objects = cluster.undo(log) if cluster is not None else []
+        left = [*stuck_objects, *log.left]
         undone, stuck = [], []
         for st in reversed(done):
             if not st.undo:
@@ -306,7 +309,7 @@ class KubernetesMesh(abc.ABC):
                 undone.append(" ".join(st.undo))
             except MeshError as exc:
                 stuck.append(f"{' '.join(st.undo)!r} failed ({exc})")
-        parts = [f"rolled back {n - len(left)} object(s) meshlab had applied"]
+        parts = [f"rolled back {n - len(stuck_objects)} object(s) meshlab had applied"]
         parts += [f"ran {u!r}" for u in undone]
         if left or stuck:
             parts.append(f"NOT rolled back: {', '.join([*left, *stuck])}; remove by hand or "
@@ -333,11 +336,17 @@ class KubernetesMesh(abc.ABC):
 
     def apply_policy(self, cluster: Cluster, policy: TrafficPolicy,
                      ctx: RenderContext) -> list[Manifest]:
-        """Render and apply; on any failure the resources applied so far are rolled back."""
+        """Render and apply; on any failure the resources applied so far are rolled back, and
+        the error names each one the rollback could not restore."""
         manifests = self.render(policy, ctx)
         try:
             cluster.apply_all(manifests, namespace=ctx.namespace, field_manager=POLICY_MANAGER)
         except ClusterError as exc:
+            if exc.not_restored:
+                raise MeshError(
+                    f"applying {self.name} policy {policy.name!r} failed: {exc}; NOT rolled "
+                    f"back: {', '.join(exc.not_restored)}; restore or delete them by hand"
+                ) from exc
             raise MeshError(f"applying {self.name} policy {policy.name!r} failed and was rolled "
                             f"back: {exc}") from exc
         return manifests
