@@ -11,12 +11,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from meshlab.environments._service import ServiceWorkloads, not_as_requested
 from meshlab.environments.base import Deployment, DeploymentReport, Environment
 from meshlab.errors import ClusterError, MeshError, MeshlabError, ProfileError
 from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
+from meshlab.k8s.service import restarts_during
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
 from meshlab.k8s.workload import (
@@ -28,9 +30,14 @@ from meshlab.k8s.workload import (
     roll_workloads,
     server_manifests,
     target_url,
-    verify_meshed,
 )
-from meshlab.meshes.detect import kubernetes_mesh, kubernetes_meshes, proxy_facts, snapshot
+from meshlab.meshes.detect import (
+    check_pinned_version,
+    kubernetes_mesh,
+    kubernetes_meshes,
+    proxy_facts,
+    snapshot,
+)
 from meshlab.meshes.kubernetes import Injection, KubernetesMesh, MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
@@ -57,7 +64,8 @@ class KubernetesDeployment(Deployment):
         self.env, self.spec, self.before, self.target, self.mesh = env, spec, before, target, mesh
         mode = spec.dim("mode", "both")
         settings = env.settings
-        self.target_url = target_url(env.server, mode)
+        own = env.own
+        self.target_url = own.url if own is not None else target_url(env.server, mode)
         self.context: dict[str, Any] = {
             "environment": "kubernetes", "data_plane": spec.mesh, "mesh": spec.mesh,
             "mesh_version": before.mesh_version if mesh is not None else "", "mode": mode,
@@ -69,8 +77,15 @@ class KubernetesDeployment(Deployment):
             "load_parallelism": settings.load_parallelism, "cluster": before.to_dict(),
             "smp": before.to_smp()}
         if mesh is not None:
-            inj = mesh.injection()
+            inj = mesh.workload_injection() if own is not None else mesh.injection()
             self.context["injection"] = {**inj.labels, **inj.annotations}
+            self.context["data_plane_mode"] = mesh.data_plane
+        if own is not None:
+            self.context.update(load="in-cluster fortio Job against the user's Service",
+                                target_service={"service": own.service, "port": own.port,
+                                                "mode": own.mode, "workloads": own.names,
+                                                "url": own.url},
+                                workload=own.state(env.cluster))
         self.started_s = 0.0
         self.ended_s = 0.0
         self._observed = False
@@ -165,6 +180,12 @@ class KubernetesDeployment(Deployment):
         report.context["cluster_after"] = after.to_dict()
         report.context["changes"] = [str(c) for c in changes]
         report.warnings += [f"not comparable: {c}" for c in changes]
+        if self.env.own is not None:
+            state = await asyncio.to_thread(self.env.own.state, self.env.cluster)
+            restarts = restarts_during(self.context["workload"], state)
+            report.context.update(workload_after=state, workload_restarts=restarts)
+            report.warnings += [f"not comparable: {n} had {r} container restart(s) during the "
+                                f"run" for n, r in restarts.items() if r > 0]
         s = self.env.settings
         if s.prometheus_url:
             prom = PrometheusClient(s.prometheus_url)
@@ -210,6 +231,8 @@ class KubernetesEnvironment(Environment):
         self.settings = KubernetesTopology.from_profile(profile.topology)
         self.server = ServerSpec.from_topology(self.settings)
         self._cluster = cluster
+        self.own = (ServiceWorkloads.from_topology(self.settings) if self.settings.service
+                    else None)
         self._mesh_name: str | None = None
         self._ns_before: dict[str, dict[str, str]] | None = None   # None: namespace not touched
         self._created_namespace = False
@@ -225,8 +248,14 @@ class KubernetesEnvironment(Environment):
         return self._cluster
 
     def render_context(self, policy: TrafficPolicy | None = None) -> RenderContext:
+        if self.own is not None:
+            return RenderContext(namespace=self.own.namespace, service=self.own.service,
+                                 port=self.own.port or self.settings.service_port or 80,
+                                 client=f"{self.own.service}-load",
+                                 waypoint=self.settings.waypoint or "")
         return RenderContext(namespace=self.server.namespace, service=self.server.name,
-                             port=8080, client=f"{self.server.name}-load")
+                             port=8080, client=f"{self.server.name}-load",
+                             waypoint=self.settings.waypoint or "")
 
     def check(self, spec: RunSpec) -> None:
         mode = spec.dim("mode", "both")
@@ -235,6 +264,12 @@ class KubernetesEnvironment(Environment):
                                f"{', '.join(MODES)}")
         n = self.settings.load_parallelism
         problems = []
+        mesh = kubernetes_mesh(spec.mesh)
+        if mode in ("none", "client-only") and (self.own is not None or (
+                mesh is not None and not mesh.skip_inbound_annotation)):
+            problems.append(f"modes: {mode!r} needs a server port kept out of the data plane; "
+                            f"{'the Service' if self.own else spec.mesh} has none: use "
+                            f"server-only or both")
         if spec.connections % n:
             problems.append(f"loads.connections: {spec.connections} does not split evenly over "
                             f"topology.load_parallelism {n} fortio pods")
@@ -249,7 +284,6 @@ class KubernetesEnvironment(Environment):
             problems.append("request.body: fortio's -payload takes text; this body is binary")
         if problems:
             raise ProfileError(problems)
-        mesh = kubernetes_mesh(spec.mesh)
         if spec.policy is not None and spec.policy.features():
             if mesh is None:
                 raise MeshError(f"mesh none cannot express policy {spec.policy.name!r}: "
@@ -276,6 +310,12 @@ class KubernetesEnvironment(Environment):
         if self._mesh_name == spec.mesh:
             return mesh
         cluster = self.cluster
+        check_pinned_version(cluster, mesh, self.settings.mesh_versions)
+        if self.own is not None:
+            self._mesh_name = None
+            mesh = self.own.prepare(cluster, spec.mesh)
+            self._mesh_name = spec.mesh
+            return mesh
         self._touch_namespace()
         self._mesh_name = None          # until the switch completes
         if mesh is not None and mesh.detect(cluster) is None:
@@ -289,9 +329,12 @@ class KubernetesEnvironment(Environment):
         deploy_server(cluster, self.server,
                       pod_annotations=mesh.skip_inbound([DIRECT_PORT]) if mesh else None)
         roll_workloads(cluster, ns)
-        if mesh is not None:
-            verify_meshed(cluster, ns, selector={"app": self.server.name},
-                          sidecars=mesh.sidecar_containers, mesh=mesh.name)
+        bad = not_as_requested(cluster.pods(namespace=ns, selector={"app": self.server.name}),
+                               mesh)
+        if bad:
+            raise MeshError(f"{len(bad)} pod(s) in {ns} are not ready in "
+                            f"{mesh.name if mesh else 'no mesh'}: {', '.join(sorted(bad))}; "
+                            f"check the injection webhook and that the rollout finished")
         self._mesh_name = spec.mesh
         return mesh
 
@@ -344,6 +387,8 @@ class KubernetesEnvironment(Environment):
                 self.release(mesh, target)
             except MeshlabError as exc:
                 left.append(f"policy resources {[m['kind'] for m in target.applied]}: {exc}")
+        if self.own is not None:
+            return left + self._teardown_own()
         if self.settings.keep or self._ns_before is None:
             return left
         cluster, ns = self.cluster, self.server.namespace
@@ -362,6 +407,18 @@ class KubernetesEnvironment(Environment):
         except MeshlabError as exc:
             left.append(f"namespace {ns}: {exc}")
         return left
+
+    def _teardown_own(self) -> list[str]:
+        """The user's namespace: delete meshlab's load Jobs, put the pod templates back."""
+        assert self.own is not None
+        left: list[str] = []
+        cluster, ns = self.cluster, self.own.namespace
+        try:
+            for job in cluster.list_objects("batch/v1", "Job", namespace=ns, selector=PART_OF):
+                cluster.delete("batch/v1", "Job", job["metadata"]["name"], namespace=ns)
+        except MeshlabError as exc:
+            left.append(f"load Jobs in {ns}: {exc}")
+        return left + self.own.restore(cluster)
 
     async def close(self) -> None:
         """Remove policies still applied, then the namespace when meshlab created it (else the

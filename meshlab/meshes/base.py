@@ -62,6 +62,7 @@ _REGISTRY: dict[str, str] = {
     "nginx": "meshlab.meshes.playground:NginxMesh",
     "haproxy": "meshlab.meshes.playground:HaproxyMesh",
     "istio": "meshlab.meshes.istio:IstioMesh",
+    "istio-ambient": "meshlab.meshes.istio:IstioAmbientMesh",
     "linkerd": "meshlab.meshes.linkerd:LinkerdMesh",
     "consul": "meshlab.meshes.consul:ConsulMesh",
     "kuma": "meshlab.meshes.kuma:KumaMesh",

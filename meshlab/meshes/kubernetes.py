@@ -36,6 +36,7 @@ class RenderContext:
     port: int = 8080
     client: str = "meshlab-client"
     mesh_name: str = "default"          # Kuma's Mesh
+    waypoint: str = ""                  # Istio ambient: the waypoint Gateway's name, "" = none
 
     def target(self, policy: TrafficPolicy) -> str:
         return policy.service or self.service
@@ -159,6 +160,7 @@ class KubernetesMesh(abc.ABC):
     satisfy that interface; `info_fields()` feeds their `describe()`."""
 
     name: ClassVar[str]
+    data_plane: ClassVar[str] = "sidecar"        # "sidecar" | "ambient"
     cli: ClassVar[str]
     install_hint: ClassVar[str]
     sidecar_containers: ClassVar[tuple[str, ...]]
@@ -211,6 +213,18 @@ class KubernetesMesh(abc.ABC):
         versions = sorted({image_version(i) for i in mine})
         return MeshInstallation(self.name, versions[-1] if len(versions) == 1 else
                                 ",".join(versions), images[mine[0]], tuple(mine))
+
+    def workload_injection(self) -> Injection:
+        """The pod-template label/annotation that puts one workload in this mesh."""
+        return self.injection()
+
+    def pod_meshed(self, pod: Mapping[str, Any]) -> bool:
+        """Whether a pod runs in this mesh's data plane (default: it has this mesh's sidecar,
+        native sidecars included)."""
+        spec = pod.get("spec") or {}
+        names = {c.get("name") for c in [*(spec.get("containers") or []),
+                                          *(spec.get("initContainers") or [])]}
+        return bool(names & set(self.sidecar_containers))
 
     def skip_inbound(self, ports: Sequence[int]) -> dict[str, str]:
         """Pod annotations that keep `ports` out of the sidecar's inbound capture."""
