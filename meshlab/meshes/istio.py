@@ -64,6 +64,11 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
             return Injection(labels={"istio.io/rev": self.revision})
         return Injection(labels={"istio-injection": "enabled"})
 
+    def workload_injection(self) -> Injection:
+        if self.revision:
+            return Injection(labels={"istio.io/rev": self.revision})
+        return Injection(labels={"sidecar.istio.io/inject": "true"})
+
     def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
         # a revision label (`istio.io/rev=canary`) turns injection on as well
         return (super().injection_enabled(namespace_meta)
@@ -223,6 +228,9 @@ class IstioAmbientMesh(IstioMesh):
 
     def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
         return KubernetesMesh.injection_enabled(self, namespace_meta)
+
+    def workload_injection(self) -> Injection:
+        return self.injection()
 
     def skip_inbound(self, ports: Sequence[int]) -> dict[str, str]:
         return {}        # ztunnel captures a pod's inbound traffic as a whole, not per port
