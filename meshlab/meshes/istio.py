@@ -35,6 +35,7 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
     data_plane = "sidecar"
     cli = "istioctl"
     install_hint = "https://istio.io/latest/docs/setup/getting-started/#download"
+    client_version_argv = ("istioctl", "version", "--remote=false", "--short")
     sidecar_containers: ClassVar[tuple[str, ...]] = ("istio-proxy",)
     control_plane_image = re.compile(r"(^|/)istio/pilot(:|@|$)|/pilot:|(^|/)istiod(:|@|$)")
     supported = frozenset({"mtls", "retries", "timeout", "circuit_breaker", "outlier_detection",
@@ -87,6 +88,10 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
 
     def uninstall_steps(self) -> list[CliStep]:
         return [step("istioctl", "uninstall", "--purge", "-y")]
+
+    def upgrade_steps(self) -> list[CliStep]:
+        profile = "ambient" if self.data_plane == "ambient" else self.profile
+        return [step("istioctl", "upgrade", "-y", "--set", f"profile={profile}")]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
         self.check_supported(policy)

@@ -178,6 +178,7 @@ class KubernetesMesh(abc.ABC):
     mtls_resource: ClassVar[tuple[str, str] | None] = None
     mtls_default: ClassVar[str] = ""
     request_metrics: ClassVar[RequestMetrics | None] = None   # the mesh's own Prometheus series
+    client_version_argv: ClassVar[tuple[str, ...]] = ()       # prints the CLI's own release
 
     # --- pure parts: tested without a cluster -------------------------------------------
     @abc.abstractmethod
@@ -195,6 +196,10 @@ class KubernetesMesh(abc.ABC):
     @abc.abstractmethod
     def uninstall_steps(self) -> list[CliStep]:
         """CLI steps that remove it."""
+
+    def upgrade_steps(self) -> list[CliStep]:
+        """CLI steps that upgrade it in place to the CLI's release ([]: not supported)."""
+        return []
 
     def check_supported(self, policy: TrafficPolicy, *, extra: Sequence[str] = ()) -> None:
         missing = [*policy.unsupported(self.supported), *extra]
