@@ -200,3 +200,24 @@ def test_modes_that_need_a_bypass_port_are_refused_for_a_service(kubeconfig: Pat
     spec = replace(next(iter(profile.expand())), dims={"mode": "none"})
     with pytest.raises(Exception, match="needs a server port kept out of the data plane"):
         env.check(spec)
+
+
+def test_an_interrupted_run_still_restores_the_workloads(api: ApiStandIn, cluster: Cluster,
+                                                         kubeconfig: Path) -> None:
+    _sample_app(api, cluster, ns_labels={})
+    before = _namespace_objects(cluster)
+    api.job_hangs = True
+    started: list[str] = []
+    api.on_job = lambda job: started.append(job["metadata"]["name"])
+    profile = _profile(kubeconfig, ["linkerd"], service_mode="toggle")
+
+    async def interrupt() -> None:
+        task = asyncio.ensure_future(_run_all(environment_for(profile), profile))
+        while not started:                      # the workloads are in linkerd, load running
+            await asyncio.sleep(0.05)
+        assert _app_meshes(api) == ["linkerd"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    asyncio.run(asyncio.wait_for(interrupt(), 60))
+    assert _namespace_objects(cluster) == before
