@@ -6,6 +6,7 @@ pod ready and meshed as asked) and puts their pod templates back exactly at the 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from meshlab.k8s.service import (
     meta_patch,
     pod_ready,
     pods_of,
+    restarts_during,
     service_port,
     service_url,
     set_template_meta,
@@ -91,6 +93,22 @@ class ServiceWorkloads:
     def state(self, cluster: Cluster) -> dict[str, Any]:
         return workload_state(cluster, self.namespace, self.names)
 
+    def context(self, cluster: Cluster) -> dict[str, Any]:
+        """What a run records before its load: the target and the workloads' state."""
+        return {"load": "in-cluster fortio Job against the user's Service",
+                "target_service": {"service": self.service, "port": self.port,
+                                   "mode": self.mode, "workloads": self.names, "url": self.url},
+                "workload": self.state(cluster)}
+
+    def observe(self, cluster: Cluster,
+                before: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The workloads after the run and the container restarts during it (warnings)."""
+        after = self.state(cluster)
+        restarts = restarts_during(before, after)
+        warns = [f"not comparable: {n} had {r} container restart(s) during the run"
+                 for n, r in restarts.items() if r > 0]
+        return {"workload_after": after, "workload_restarts": restarts}, warns
+
     def prepare(self, cluster: Cluster, mesh_name: str) -> KubernetesMesh | None:
         """Make the workloads run in `mesh_name` (toggle) or check that they do (as_is)."""
         mesh = kubernetes_mesh(mesh_name)
@@ -152,6 +170,18 @@ class ServiceWorkloads:
                     f"{mesh.name if mesh else 'no mesh'}: {', '.join([*short, *bad])}; check "
                     f"the injection webhook (or ztunnel) and the rollout")
             time.sleep(0.5)
+
+    def teardown(self, cluster: Cluster, *, job_selector: Mapping[str, str]) -> list[str]:
+        """Delete meshlab's load Jobs, put the pod templates back; returns what is left."""
+        left: list[str] = []
+        try:
+            for job in cluster.list_objects("batch/v1", "Job", namespace=self.namespace,
+                                            selector=job_selector):
+                cluster.delete("batch/v1", "Job", job["metadata"]["name"],
+                               namespace=self.namespace)
+        except ClusterError as exc:
+            left.append(f"load Jobs in {self.namespace}: {exc}")
+        return left + self.restore(cluster)
 
     def restore(self, cluster: Cluster) -> list[str]:
         """Put every pod template back as it was; returns what could not be restored."""

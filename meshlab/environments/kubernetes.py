@@ -18,7 +18,6 @@ from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
-from meshlab.k8s.service import restarts_during
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
 from meshlab.k8s.workload import (
@@ -81,11 +80,7 @@ class KubernetesDeployment(Deployment):
             self.context["injection"] = {**inj.labels, **inj.annotations}
             self.context["data_plane_mode"] = mesh.data_plane
         if own is not None:
-            self.context.update(load="in-cluster fortio Job against the user's Service",
-                                target_service={"service": own.service, "port": own.port,
-                                                "mode": own.mode, "workloads": own.names,
-                                                "url": own.url},
-                                workload=own.state(env.cluster))
+            self.context.update(own.context(env.cluster))
         self.started_s = 0.0
         self.ended_s = 0.0
         self._observed = False
@@ -181,11 +176,10 @@ class KubernetesDeployment(Deployment):
         report.context["changes"] = [str(c) for c in changes]
         report.warnings += [f"not comparable: {c}" for c in changes]
         if self.env.own is not None:
-            state = await asyncio.to_thread(self.env.own.state, self.env.cluster)
-            restarts = restarts_during(self.context["workload"], state)
-            report.context.update(workload_after=state, workload_restarts=restarts)
-            report.warnings += [f"not comparable: {n} had {r} container restart(s) during the "
-                                f"run" for n, r in restarts.items() if r > 0]
+            ctx, warns = await asyncio.to_thread(self.env.own.observe, self.env.cluster,
+                                                 self.context["workload"])
+            report.context.update(ctx)
+            report.warnings += warns
         s = self.env.settings
         if s.prometheus_url:
             prom = PrometheusClient(s.prometheus_url)
@@ -387,8 +381,8 @@ class KubernetesEnvironment(Environment):
                 self.release(mesh, target)
             except MeshlabError as exc:
                 left.append(f"policy resources {[m['kind'] for m in target.applied]}: {exc}")
-        if self.own is not None:
-            return left + self._teardown_own()
+        if self.own is not None:      # the user's namespace: load Jobs, then the pod templates
+            return left + self.own.teardown(self.cluster, job_selector=PART_OF)
         if self.settings.keep or self._ns_before is None:
             return left
         cluster, ns = self.cluster, self.server.namespace
@@ -407,18 +401,6 @@ class KubernetesEnvironment(Environment):
         except MeshlabError as exc:
             left.append(f"namespace {ns}: {exc}")
         return left
-
-    def _teardown_own(self) -> list[str]:
-        """The user's namespace: delete meshlab's load Jobs, put the pod templates back."""
-        assert self.own is not None
-        left: list[str] = []
-        cluster, ns = self.cluster, self.own.namespace
-        try:
-            for job in cluster.list_objects("batch/v1", "Job", namespace=ns, selector=PART_OF):
-                cluster.delete("batch/v1", "Job", job["metadata"]["name"], namespace=ns)
-        except MeshlabError as exc:
-            left.append(f"load Jobs in {ns}: {exc}")
-        return left + self.own.restore(cluster)
 
     async def close(self) -> None:
         """Remove policies still applied, then the namespace when meshlab created it (else the
