@@ -27,6 +27,7 @@ from pydantic import (
 
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
+from meshlab.shape import ConstantShape, TrafficShape
 from meshlab.topology import Topology
 
 REDACTED = "<redacted>"
@@ -96,6 +97,8 @@ class LoadMatrix(_Model):
                                      description="stop after this many measured requests")
     spread_connections: bool = Field(default=True, description=(
         "open loop: assign sends to connections round-robin so each carries rate/connections"))
+    shape: TrafficShape = Field(default_factory=ConstantShape, description=(
+        "how the open-loop rate moves over the run: {kind: constant|ramp|steps|poisson, ...}"))
 
     _lists = field_validator("rate_rps", "connections", mode="before")(_as_list)
 
@@ -108,6 +111,13 @@ class LoadMatrix(_Model):
             if r > 10_000_000:
                 raise ValueError(f"rate {r} is above 10,000,000 req/s")
         return v
+
+    @model_validator(mode="after")
+    def _shape_needs_open_loop(self) -> LoadMatrix:
+        if self.shape.kind != "constant" and 0 in self.rate_rps:
+            raise ValueError(f"shape {self.shape.kind} needs an open-loop rate: every "
+                             f"rate_rps > 0 (0 is closed loop)")
+        return self
 
     @field_validator("connections")
     @classmethod
@@ -316,6 +326,7 @@ class Profile(_Model):
             warmup_s=self.loads.warmup_s,
             max_requests=self.loads.max_requests,
             spread_connections=self.loads.spread_connections,
+            shape=self.loads.shape,
             runner=self.runner,
             repeat=repeat,
             mesh=mesh,
@@ -348,6 +359,7 @@ class RunSpec:
     labels: tuple[tuple[str, str], ...] = ()
     dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
     policy: TrafficPolicy | None = None
+    shape: TrafficShape = field(default_factory=ConstantShape)
 
     def dim(self, name: str, default: str = "") -> str:
         return dict(self.dims).get(name, default)
@@ -375,6 +387,7 @@ class RunSpec:
             "warmup_s": self.warmup_s,
             "max_requests": self.max_requests,
             "spread_connections": self.spread_connections,
+            "shape": self.shape.model_dump(mode="json"),
             "runner": self.runner,
             "repeat": self.repeat,
             "mesh": self.mesh,

@@ -259,6 +259,10 @@ class KubernetesEnvironment(Environment):
         n = self.settings.load_parallelism
         problems = []
         mesh = kubernetes_mesh(spec.mesh)
+        if spec.shape.kind != "constant":
+            problems.append(f"loads.shape: kind {spec.shape.kind!r}: the in-cluster fortio load "
+                            f"runs constant rates only (fortio has no ramp, steps or Poisson "
+                            f"arrivals)")
         if mode in ("none", "client-only") and (self.own is not None or (
                 mesh is not None and not mesh.skip_inbound_annotation)):
             problems.append(f"modes: {mode!r} needs a server port kept out of the data plane; "

@@ -221,3 +221,12 @@ def test_an_interrupted_run_still_restores_the_workloads(api: ApiStandIn, cluste
             await task
     asyncio.run(asyncio.wait_for(interrupt(), 60))
     assert _namespace_objects(cluster) == before
+
+
+def test_in_cluster_fortio_refuses_shapes_it_cannot_run(kubeconfig: Path) -> None:
+    profile = Profile.from_dict({**_profile(kubeconfig, ["none"]).to_dict(redact=False),
+                                 "loads": {"rate_rps": [50], "connections": [2],
+                                           "duration_s": 1, "shape": {"kind": "poisson"}}})
+    (spec,) = profile.expand()
+    with pytest.raises(Exception, match="in-cluster fortio load runs constant rates only"):
+        environment_for(profile).check(spec)
