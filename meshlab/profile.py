@@ -42,6 +42,7 @@ from meshlab.redaction import redact_document as redact_document
 from meshlab.redaction import redact_mapping as redact_mapping
 from meshlab.redaction import redact_url as redact_url
 from meshlab.registry import ENVIRONMENTS, RUNNERS
+from meshlab.shape import ConstantShape, TrafficShape
 from meshlab.slo import SloSpec
 from meshlab.topology import Topology
 
@@ -72,6 +73,8 @@ class LoadMatrix(_Model):
                                      description="stop after this many measured requests")
     spread_connections: bool = Field(default=True, description=(
         "open loop: assign sends to connections round-robin so each carries rate/connections"))
+    shape: TrafficShape = Field(default_factory=ConstantShape, description=(
+        "how the open-loop rate moves over the run: {kind: constant|ramp|steps|poisson, ...}"))
 
     _lists = field_validator("rate_rps", "connections", mode="before")(_as_list)
 
@@ -84,6 +87,13 @@ class LoadMatrix(_Model):
             if r > 10_000_000:
                 raise ValueError(f"rate {r} is above 10,000,000 req/s")
         return v
+
+    @model_validator(mode="after")
+    def _shape_needs_open_loop(self) -> LoadMatrix:
+        if self.shape.kind != "constant" and 0 in self.rate_rps:
+            raise ValueError(f"shape {self.shape.kind} needs an open-loop rate: every "
+                             f"rate_rps > 0 (0 is closed loop)")
+        return self
 
     @field_validator("connections")
     @classmethod
@@ -338,6 +348,7 @@ class Profile(_Model):
             warmup_s=self.loads.warmup_s,
             max_requests=self.loads.max_requests,
             spread_connections=self.loads.spread_connections,
+            shape=self.loads.shape,
             runner=self.runner,
             repeat=repeat,
             mesh=mesh,
@@ -370,6 +381,7 @@ class RunSpec:
     labels: tuple[tuple[str, str], ...] = ()
     dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
     policy: TrafficPolicy | None = None
+    shape: TrafficShape = field(default_factory=ConstantShape)
 
     def dim(self, name: str, default: str = "") -> str:
         return dict(self.dims).get(name, default)
@@ -399,6 +411,7 @@ class RunSpec:
             "warmup_s": self.warmup_s,
             "max_requests": self.max_requests,
             "spread_connections": self.spread_connections,
+            "shape": self.shape.model_dump(mode="json"),
             "runner": self.runner,
             "repeat": self.repeat,
             "mesh": self.mesh,

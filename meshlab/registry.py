@@ -129,6 +129,7 @@ MESHES = Registry("mesh", {
     "nginx": "meshlab.meshes.playground:NginxMesh",
     "haproxy": "meshlab.meshes.playground:HaproxyMesh",
     "istio": "meshlab.meshes.istio:IstioMesh",
+    "istio-ambient": "meshlab.meshes.istio:IstioAmbientMesh",
     "linkerd": "meshlab.meshes.linkerd:LinkerdMesh",
     "consul": "meshlab.meshes.consul:ConsulMesh",
     "kuma": "meshlab.meshes.kuma:KumaMesh",
