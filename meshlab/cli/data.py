@@ -127,18 +127,35 @@ def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
 
 # --- show --------------------------------------------------------------------------------------
 
+_SHOW_PS = (50, 75, 90, 99, 99.9, 99.99)
+
+
+def _latency_corrected(result: RunResult) -> bool:
+    """False when the run's tool timed each request from its actual send (fortio, Nighthawk and
+    SMP imports say so with `latency_corrected: false`): its latency is not corrected for
+    coordinated omission, whatever histogram it is stored in."""
+    return result.context.get("latency_corrected") is not False
+
+
 def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
+    # The same percentiles as `runs`, `run --json` and the store's p50_us.. columns: the
+    # tool's own values for fortio/Nighthawk imports (`headline_percentile_us`).
+    corrected = _latency_corrected(result)
+    uncorrected = {str(p): result.headline_percentile_us(p, kind="service_time")
+                   for p in _SHOW_PS}
     doc = result.summary()
     doc.update(
         experiment_id=experiment_id,
         started_at=result.started_at.isoformat(),
         ended_at=result.ended_at.isoformat(),
         error=result.error,
+        latency_corrected=corrected,
         percentiles_us={
-            "corrected": {str(p): result.latency.percentile_us(p)
-                          for p in (50, 75, 90, 99, 99.9, 99.99)},
-            "uncorrected": {str(p): result.service_time.percentile_us(p)
-                            for p in (50, 75, 90, 99, 99.9, 99.99)},
+            # null for a run whose tool never measured from the intended send time
+            "corrected": ({str(p): result.headline_percentile_us(p) for p in _SHOW_PS}
+                          if corrected else None),
+            "uncorrected": (uncorrected if corrected else
+                            {str(p): result.headline_percentile_us(p) for p in _SHOW_PS}),
         },
         spec=result.spec, context=result.context,
         host=result.host.to_dict() if result.host else None,
@@ -168,14 +185,12 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{dims.connections} connections  {result.duration_s:g} s")
     if result.error:
         out.print(f"[red]error:[/red] {result.error}")
-    pct = table("latency percentiles")
-    pct.add_column("percentile")
-    pct.add_column("corrected (from intended send)", justify="right")
-    pct.add_column("uncorrected (service time)", justify="right")
-    for p, v in doc["percentiles_us"]["corrected"].items():
-        pct.add_row(f"p{p}", fmt_us(v), fmt_us(doc["percentiles_us"]["uncorrected"][p]))
-    pct.add_row("max", fmt_us(result.latency.max_us), fmt_us(result.service_time.max_us))
-    out.print(pct)
+    if not doc["latency_corrected"]:
+        source = (f"as {result.runner} reported them" if result.context.get("percentile_rule")
+                  else "from the stored histogram")
+        out.print(f"latency NOT corrected for coordinated omission: {result.runner} timed each "
+                  f"request from its actual send; percentiles {source} (as in `meshlab runs`)")
+    out.print(_percentile_table(result, doc["percentiles_us"]))
     for title, counts in (("status codes", doc["status_codes"]), ("errors", doc["error_kinds"])):
         if counts:
             t = table(title)
@@ -189,6 +204,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print("spec:", json.dumps(result.spec, sort_keys=True))
     out.print("context:", json.dumps(result.context, sort_keys=True, default=str))
     return 0
+
+
+def _percentile_table(result: RunResult, percentiles_us: dict[str, Any]) -> Any:
+    pct = table("latency percentiles")
+    pct.add_column("percentile")
+    uncorrected = percentiles_us["uncorrected"]
+    if percentiles_us["corrected"] is None:
+        pct.add_column("uncorrected (from actual send)", justify="right")
+        for p, v in uncorrected.items():
+            pct.add_row(f"p{p}", fmt_us(v))
+        pct.add_row("max", fmt_us(result.latency.max_us))
+        return pct
+    pct.add_column("corrected (from intended send)", justify="right")
+    pct.add_column("uncorrected (service time)", justify="right")
+    for p, v in percentiles_us["corrected"].items():
+        pct.add_row(f"p{p}", fmt_us(v), fmt_us(uncorrected[p]))
+    pct.add_row("max", fmt_us(result.latency.max_us), fmt_us(result.service_time.max_us))
+    return pct
 
 
 # --- import / export ---------------------------------------------------------------------------
