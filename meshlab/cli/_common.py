@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,32 @@ def table(title: str) -> Table:
 
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                  collapse_padding=True)
+
+
+# Dimensions a run table shows only when they vary among its runs (mesh, rate and connections
+# are always shown): a profile with two policies gives two rows per mesh that would otherwise
+# look identical except for their numbers. Run-schema column -> header.
+VARYING_DIMENSIONS = {"policy": "policy", "mode": "mode", "mtls": "mtls",
+                      "protocol": "protocol"}
+
+
+def varying_dimensions(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The `VARYING_DIMENSIONS` columns that take more than one value among `rows` (a missing
+    value counts as a value of its own)."""
+    seen: dict[str, set[str]] = {col: set() for col in VARYING_DIMENSIONS}
+    for row in rows:
+        for col, values in seen.items():
+            values.add(dimension_text(row.get(col)))
+    return [col for col, values in seen.items() if len(values) > 1]
+
+
+def dimension_text(value: Any) -> str:
+    """A dimension cell: `-` for a missing value (None, NaN, pandas' NA)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return "-"
+    return str(value)
 
 
 def fmt_us(value: Any) -> str:

@@ -9,13 +9,16 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from meshlab.cli._common import (
+    VARYING_DIMENSIONS,
     add_store_option,
     console,
+    dimension_text,
     fmt_us,
     load_profile_file,
     print_json,
     store_path,
     table,
+    varying_dimensions,
 )
 
 if TYPE_CHECKING:
@@ -106,14 +109,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     tab = table(f"{outcome.profile}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
-    for col in ("run_id", "mesh", "rate", "conns", "status", "req/s", "requests", "errors",
-                "p50", "p90", "p99", "p99.9", "max"):
-        tab.add_column(col, justify="left" if col in ("run_id", "mesh", "status") else "right",
+    dims = [{col: getattr(r.dimensions, col) for col in VARYING_DIMENSIONS}
+            for r in outcome.results]
+    extra = varying_dimensions(dims)
+    left = ("run_id", "mesh", "status", *extra)
+    for col in ("run_id", "mesh", *extra, "rate", "conns", "status", "req/s", "requests",
+                "errors", "p50", "p90", "p99", "p99.9", "max"):
+        tab.add_column(col, justify="left" if col in left else "right",
                          no_wrap=True, min_width=22 if col == "run_id" else None)
-    for r in outcome.results:
+    for r, d in zip(outcome.results, dims, strict=True):
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, r.dimensions.mesh or "", "max" if rate <= 0 else f"{rate:g}",
+        tab.add_row(r.run_id, r.dimensions.mesh or "",
+                      *(dimension_text(d[col]) for col in extra),
+                      "max" if rate <= 0 else f"{rate:g}",
                       str(s["connections"]), s["status"], f"{s['achieved_rate_rps']:,.0f}",
                       f"{s['requests']:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
                       fmt_us(s["p90_us"]), fmt_us(s["p99_us"]), fmt_us(s["p999_us"]),

@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshlab.cli._common import add_store_option, console, fmt_us, open_store, print_json, table
+from meshlab.cli._common import (
+    add_store_option,
+    console,
+    fmt_us,
+    open_store,
+    print_json,
+    table,
+    varying_dimensions,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,8 +93,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for row in df.to_dict(orient="records"):
             print_json({str(k): _json_field(str(k), v) for k, v in row.items()})
         return 0
-    _print_frame(df, [c for c in _LIST_COLUMNS if c in df.columns],
-                 title=f"{len(df)} run(s) in {store.path}")
+    extra = varying_dimensions(df.to_dict(orient="records"))
+    columns = [c for c in _LIST_COLUMNS if c in df.columns]
+    columns[columns.index("mesh") + 1:columns.index("mesh") + 1] = extra
+    _print_frame(df, columns, title=f"{len(df)} run(s) in {store.path}")
     return 0
 
 
@@ -116,7 +126,8 @@ def _cell(key: str, value: Any) -> str:
 
 def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
     tab = table(title)
-    left = ("run_id", "profile", "mesh", "runner", "status", "started_at", "metric")
+    left = ("run_id", "profile", "mesh", "runner", "status", "started_at", "metric",
+            "policy", "mode", "mtls", "protocol")
     for col in columns:
         tab.add_column(_LIST_COLUMNS.get(col, col), justify="left" if col in left else "right",
                          no_wrap=True, min_width=22 if col == "run_id" else None)
