@@ -94,7 +94,7 @@ VARYING_DIMENSIONS = {"policy": "policy", "mode": "mode", "mtls": "mtls",
                       "protocol": "protocol"}
 
 
-def varying_dimensions(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def varying_dimensions(rows: Iterable[Mapping[Any, Any]]) -> list[str]:
     """The `VARYING_DIMENSIONS` columns that take more than one value among `rows` (a missing
     value counts as a value of its own)."""
     seen: dict[str, set[str]] = {col: set() for col in VARYING_DIMENSIONS}
