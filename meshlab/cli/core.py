@@ -15,6 +15,7 @@ from meshlab.cli._common import (
     dimension_text,
     fmt_us,
     load_profile_file,
+    open_store,
     print_json,
     store_path,
     table,
@@ -56,9 +57,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="query applied when a request does not set it, e.g. status=503:50")
     e.set_defaults(handler=cmd_echo)
 
-    c = subparsers.add_parser("crosscheck", help="run a profile with every available runner "
-                                                 "and compare what they measured")
-    c.add_argument("profile", metavar="PROFILE")
+    c = subparsers.add_parser(
+        "crosscheck", help="run a profile with every available runner and compare what they "
+                           "measured",
+        description="Run each load point of PROFILE with every runner in turn and compare them "
+                    "side by side. The runs are stored (like `meshlab run`) in one experiment "
+                    "labelled crosscheck=true; --from-store rebuilds the table from it.",
+        epilog="examples: meshlab crosscheck p.yaml --store cc.duckdb; later: meshlab "
+               "crosscheck --from-store latest --store cc.duckdb; the runs: meshlab runs "
+               "label.crosscheck=true --store cc.duckdb")
+    c.add_argument("profile", metavar="PROFILE", nargs="?",
+                   help="the profile to run (omit with --from-store)")
+    add_store_option(c)
+    c.add_argument("--from-store", metavar="EXPERIMENT|latest", dest="from_store",
+                   help="run nothing: print the stored cross-check EXPERIMENT again")
     c.add_argument("--runners", metavar="NAMES",
                    help="comma-separated runners (default: every registered runner; missing "
                         "tools are reported as skipped)")
@@ -153,15 +165,30 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     """Exit 1 when a runner failed; a runner whose tool is missing is a skipped row."""
-    from meshlab.crosscheck import crosscheck, render_crosscheck
+    from meshlab.crosscheck import crosscheck, crosscheck_from_store, render_crosscheck
 
-    profile = load_profile_file(args.profile)
-    runners = [r.strip() for r in args.runners.split(",") if r.strip()] if args.runners else None
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    df = crosscheck(profile, runners=runners, progress=progress)
+    if (args.profile is None) == (args.from_store is None):
+        print("error: crosscheck takes a PROFILE to run, or --from-store EXPERIMENT to print a "
+              "stored cross-check again (not both)", file=sys.stderr)
+        return 2
+    path = store_path(args)
+    if args.from_store:
+        df = crosscheck_from_store(open_store(args, read_only=True), args.from_store)
+    else:
+        profile = load_profile_file(args.profile)
+        runners = ([r.strip() for r in args.runners.split(",") if r.strip()]
+                   if args.runners else None)
+        progress = (None if args.quiet else
+                    (lambda line: print(line, file=sys.stderr, flush=True)))
+        df = crosscheck(profile, runners=runners, progress=progress, store=path)
+    exp_id = df.attrs.get("experiment_id")
     if args.json:
         for row in df.to_dict(orient="records"):
-            print_json(row)
+            print_json({**row, "experiment_id": exp_id})
     else:
-        console().print(render_crosscheck(df))
+        out = console()
+        out.print(render_crosscheck(df))
+        done = "read from" if args.from_store else "stored in"
+        out.print(f"{done} {path} as experiment {exp_id}; print it again with: meshlab "
+                  f"crosscheck --from-store {exp_id} --store {path}")
     return 1 if (df["status"] == "failed").any() else 0
