@@ -131,6 +131,17 @@ def fmt_us(value: Any) -> str:
 def load_profile_file(path: str) -> Profile:
     """A meshlab profile YAML, or a Meshery JSON / SMP YAML profile: `meshlab.formats` detects
     which (`load_profile_any`)."""
-    from meshlab.formats import load_profile_any
+    import warnings
 
-    return load_profile_any(path)
+    from meshlab.formats import load_profile_any
+    from meshlab.formats.profile_import import ProfileImportWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ProfileImportWarning)
+        profile = load_profile_any(path)
+    for w in caught:
+        if issubclass(w.category, ProfileImportWarning):
+            print(f"warning: {path}: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return profile

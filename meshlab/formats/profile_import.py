@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import go_duration_s, snake_keys
@@ -25,6 +28,14 @@ CLIENT_KEYS = frozenset({"internal", "load_generator", "protocol", "connections"
                          "headers", "cookies", "body", "content_type", "endpoint_urls",
                          "endpoint_url", "ssl_certificate", "additional_options"})
 _MESHLAB_KEYS = frozenset(Profile.model_fields)
+DECLARED_MESH_LABEL = "declared_mesh"
+SCHEDULE_ALTERNATIVE = ("meshlab runs a profile once; schedule it in CI instead (docs/ci-example."
+                        "md: a nightly job that appends runs to a store and renders the trend)")
+
+
+class ProfileImportWarning(UserWarning):
+    """Something an imported profile document means that meshlab records differently: a
+    declared mesh the target cannot be, a Meshery schedule meshlab does not run."""
 _HTTP_PROTOCOLS = {"", "0", "1", "http", "https", "protocol_http", "protocol_invalid"}
 
 
@@ -142,6 +153,13 @@ def _meshery(raw: object, *, prefix: str, source: str | None) -> list[Profile]:
     labels["imported.format"] = "meshery-profile"
     if isinstance(d.get("id"), str) and d["id"]:
         labels["meshery.id"] = d["id"]
+    schedule = d.get("schedule")
+    if schedule not in (None, "", {}, []):
+        labels["meshery.schedule"] = (schedule if isinstance(schedule, str)
+                                      else json.dumps(schedule))
+        warnings.warn(f"{prefix}{names.get('schedule', 'schedule')}: Meshery schedule "
+                      f"{labels['meshery.schedule']!r} is not run by meshlab: "
+                      f"{SCHEDULE_ALTERNATIVE}", ProfileImportWarning, stacklevel=2)
     base = {
         "name": str(name).strip(), "runner": runner,
         "description": "Imported from a Meshery performance profile.",
@@ -153,7 +171,8 @@ def _meshery(raw: object, *, prefix: str, source: str | None) -> list[Profile]:
     paths = {"target": f"{prefix}endpoints", "name": f"{prefix}name",
              "loads.rate_rps": f"{prefix}qps",
              "loads.connections": nm('concurrent_request'),
-             "loads.duration_s": f"{prefix}duration", "request": f"{prefix}request_*"}
+             "loads.duration_s": f"{prefix}duration", "request": f"{prefix}request_*",
+             "mesh": nm("service_mesh")}
     return _build(base, endpoints, paths, source)
 
 
@@ -223,7 +242,7 @@ def _test_config(raw: Mapping[str, Any], *, source: str | None) -> list[Profile]
                 "labels": {**labels, **clabels, "imported.format": "smp-config"}, **part}
         paths = {"target": f"clients[{i}].endpoint_urls", "loads.rate_rps": f"clients[{i}].rps",
                  "loads.connections": f"clients[{i}].connections",
-                 "loads.duration_s": "duration", "name": "name"}
+                 "loads.duration_s": "duration", "name": "name", "mesh": "labels.mesh"}
         out.extend(_build(base, urls, paths, source))
     return out
 
@@ -237,12 +256,40 @@ def _build(base: dict[str, Any], targets: list[str], paths: Mapping[str, str],
         data = dict(base, target=target)
         if len(targets) > 1:
             data["name"] = f"{base['name']}-{i + 1}"
+        declared = [m for m in data.get("meshes", []) if m != "none"]
+        if declared and not target_could_be_mesh(target):
+            # e.g. `service_mesh: Istio` with a local echo server as the endpoint: storing
+            # mesh=istio would label a no-mesh measurement as Istio's cost.
+            data["meshes"] = ["none"]
+            data["labels"] = {**data.get("labels", {}), DECLARED_MESH_LABEL: declared[0]}
+            warnings.warn(f"{paths.get('mesh', 'service_mesh')}: the document declares mesh "
+                          f"{declared[0]!r} but its target {target} is on this machine's "
+                          f"loopback, where no {declared[0]} sidecar can be on the path; the "
+                          f"runs are stored as mesh 'none' with label "
+                          f"{DECLARED_MESH_LABEL}={declared[0]}", ProfileImportWarning,
+                          stacklevel=3)
         try:
             out.append(Profile.from_dict(data, source=source))
         except ProfileError as exc:
             raise ProfileError([_source_path(p, paths) for p in exc.problems],
                                source=source) from None
     return out
+
+
+def target_could_be_mesh(target: str) -> bool:
+    """False when a direct target cannot be behind a service mesh: a loopback address
+    (localhost, 127.0.0.0/8, ::1) reaches a process on this machine, not a meshed workload."""
+    try:
+        host = (urlsplit(target).hostname or "").lower()
+    except ValueError:
+        return True
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return not (ip.is_loopback or ip.is_unspecified)
 
 
 def _source_path(problem: str, paths: Mapping[str, str]) -> str:
