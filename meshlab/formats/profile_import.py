@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import go_duration_s, snake_keys
 from meshlab.profile import Profile
-from meshlab.registry import RUNNERS
+from meshlab.registry import DATA_PLANES, RUNNERS
 
 MESHERY_KEYS = frozenset({
     "id", "name", "owner", "user_id", "schedule", "load_generators", "endpoints", "service_mesh",
@@ -257,7 +257,7 @@ def _build(base: dict[str, Any], targets: list[str], paths: Mapping[str, str],
         if len(targets) > 1:
             data["name"] = f"{base['name']}-{i + 1}"
         declared = [m for m in data.get("meshes", []) if m != "none"]
-        if declared and not target_could_be_mesh(target):
+        if declared and not target_could_be_mesh(target, declared[0]):
             # e.g. `service_mesh: Istio` with a local echo server as the endpoint: storing
             # mesh=istio would label a no-mesh measurement as Istio's cost.
             data["meshes"] = ["none"]
@@ -276,9 +276,12 @@ def _build(base: dict[str, Any], targets: list[str], paths: Mapping[str, str],
     return out
 
 
-def target_could_be_mesh(target: str) -> bool:
-    """False when a direct target cannot be behind a service mesh: a loopback address
-    (localhost, 127.0.0.0/8, ::1) reaches a process on this machine, not a meshed workload."""
+def target_could_be_mesh(target: str, mesh: str) -> bool:
+    """False when a direct target cannot be behind `mesh`: a loopback address (localhost,
+    127.0.0.0/8, ::1) reaches a process on this machine, never a Kubernetes mesh's workload;
+    only a playground data plane (envoy, envoy+mtls, nginx, haproxy) can sit there."""
+    if mesh.split("+")[0] in DATA_PLANES.names():
+        return True
     try:
         host = (urlsplit(target).hostname or "").lower()
     except ValueError:
