@@ -24,6 +24,7 @@ from meshlab.cli._common import (
 
 if TYPE_CHECKING:
     from meshlab.experiment import ExperimentOutcome
+    from meshlab.profile import Profile
     from meshlab.results import RunResult
 
 
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from meshlab.progress import TerminalProgress
     from meshlab.results import RunStatus
 
-    profile = load_profile_file(args.profile)
+    profile = _through_running_playground(load_profile_file(args.profile))
     path = store_path(args)
     progress = None if args.quiet else TerminalProgress()
     outcome = run_profile(profile, store=path, progress=progress, runner_override=args.runner,
@@ -116,6 +117,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in bad:
         print(f"run {r.run_id} {r.status}: {r.error or ''}".rstrip(), file=sys.stderr)
     return 1 if bad or outcome.status != ExperimentStatus.COMPLETED else 0
+
+
+def _through_running_playground(profile: Profile) -> Profile:
+    """A direct profile whose target is a running playground's entry point (`meshlab playground
+    up --data-plane envoy+mtls`) and that names no mesh measures that playground's data plane:
+    its runs are stored as that mesh (the environment records data plane, mode and mTLS). A
+    profile naming another mesh is refused by the environment's check, with the reason."""
+    import os
+    from pathlib import Path
+
+    from meshlab.playground.process import default_state_dir
+    from meshlab.playground.state import playground_at
+
+    if profile.environment != "direct" or profile.meshes != ["none"]:
+        return profile
+    chosen = os.environ.get("MESHLAB_STATE_DIR")       # as `meshlab playground up` does
+    pg = playground_at(profile.target, [Path(chosen) if chosen else default_state_dir()])
+    if pg is None or pg.data_plane in ("", "none"):
+        return profile
+    print(f"note: {profile.target} is the entry point of the running playground {pg.name!r}: "
+          f"the runs are stored as mesh {pg.data_plane} (mode {pg.mode})", file=sys.stderr)
+    return profile.model_copy(update={"meshes": [pg.data_plane]})
 
 
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
