@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshlab.formats._doc import as_list, as_map, fail, import_run_id
+from meshlab.formats._mesh_claim import DECLARED_MESH_LABEL, target_could_be_mesh
 from meshlab.formats.fortio import is_fortio, run_from_fortio
-from meshlab.formats.profile_import import DECLARED_MESH_LABEL, target_could_be_mesh
 from meshlab.results import RunResult
 
 _RUNNER_KEYS = ("runner_results", "runnerResults")

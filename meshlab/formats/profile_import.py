@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import go_duration_s, snake_keys
+from meshlab.formats._mesh_claim import DECLARED_MESH_LABEL, target_could_be_mesh
 from meshlab.profile import Profile
-from meshlab.registry import DATA_PLANES, RUNNERS
+from meshlab.registry import RUNNERS
 
 MESHERY_KEYS = frozenset({
     "id", "name", "owner", "user_id", "schedule", "load_generators", "endpoints", "service_mesh",
@@ -28,7 +27,6 @@ CLIENT_KEYS = frozenset({"internal", "load_generator", "protocol", "connections"
                          "headers", "cookies", "body", "content_type", "endpoint_urls",
                          "endpoint_url", "ssl_certificate", "additional_options"})
 _MESHLAB_KEYS = frozenset(Profile.model_fields)
-DECLARED_MESH_LABEL = "declared_mesh"
 SCHEDULE_ALTERNATIVE = ("meshlab runs a profile once; schedule it in CI instead (docs/ci-example."
                         "md: a nightly job that appends runs to a store and renders the trend)")
 
@@ -274,25 +272,6 @@ def _build(base: dict[str, Any], targets: list[str], paths: Mapping[str, str],
             raise ProfileError([_source_path(p, paths) for p in exc.problems],
                                source=source) from None
     return out
-
-
-def target_could_be_mesh(target: str, mesh: str) -> bool:
-    """False when a direct target cannot be behind `mesh`: a loopback address (localhost,
-    127.0.0.0/8, ::1) reaches a process on this machine, never a Kubernetes mesh's workload;
-    only a playground data plane (envoy, envoy+mtls, nginx, haproxy) can sit there."""
-    if mesh.split("+")[0] in DATA_PLANES.names():
-        return True
-    try:
-        host = (urlsplit(target).hostname or "").lower()
-    except ValueError:
-        return True
-    if host == "localhost" or host.endswith(".localhost"):
-        return False
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return True
-    return not (ip.is_loopback or ip.is_unspecified)
 
 
 def _source_path(problem: str, paths: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshlab.formats import import_results
-from meshlab.formats.profile_import import target_could_be_mesh
+from meshlab.formats._mesh_claim import target_could_be_mesh
 
 MESHERY_RESULTS = (Path(__file__).resolve().parent.parent / "fixtures" / "smp"
                    / "meshery-test-results.json")
