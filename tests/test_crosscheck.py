@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from rich.table import Table
 
 from meshlab.crosscheck import (
     COLUMNS,
     crosscheck,
+    crosscheck_from_store,
     flag_coordinated_omission,
     render_crosscheck,
 )
+from meshlab.errors import StoreError
 from meshlab.profile import Profile
+from meshlab.store import Store
 
 FORTIO = shutil.which("fortio") is not None
 
@@ -144,3 +149,30 @@ def test_sync_wrapper_works_inside_a_running_event_loop(echo_url: str) -> None:
 
     df = asyncio.run(notebook_cell())
     assert list(df["status"]) == ["completed" if FORTIO else "skipped"]
+
+
+def test_a_stored_crosscheck_is_rebuilt_from_the_store(echo_url: str, tmp_path: Path) -> None:
+    """`store=`: the runs land in one labelled experiment; the table comes back from it with
+    the same numbers, skipped runners and their reasons included."""
+    db = tmp_path / "cc.duckdb"
+    live = crosscheck(profile(echo_url, rate_rps=[200], duration_s=0.5),
+                      runners=["native", "hey", "nosuchtool"], store=db)
+    exp_id = live.attrs["experiment_id"]
+    assert list(live["status"]) == ["completed", "completed", "skipped"]
+    store = Store(db, read_only=True)
+    runs = store.runs(experiment_id=exp_id, label={"crosscheck": "true"})
+    assert sorted(runs["runner"]) == ["hey", "native"]
+    assert set(runs["run_id"]) == set(live["run_id"].dropna())
+    again = crosscheck_from_store(store, "latest")
+    assert again.attrs["experiment_id"] == exp_id
+    cols = ["runner", "rate_rps", "connections", "status", "reason", "requests", "errors",
+            "p50_us", "p99_us", "uncorrected_p99_us", "co_distorted", "note", "run_id"]
+    pd.testing.assert_frame_equal(again[cols], live[cols])
+    assert crosscheck_from_store(db, exp_id)[cols].equals(again[cols])
+
+
+def test_from_store_names_what_is_missing(tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    Store(db).close()
+    with pytest.raises(StoreError, match="no cross-check stored"):
+        crosscheck_from_store(db)

@@ -41,8 +41,8 @@ def _unknown_env() -> None:
     (lambda: get_runner("warp"), ProfileError,
      "unknown runner 'warp'; choose one of ab, fortio, hey, native, wrk"),
     (lambda: get_mesh("linkerd2"), MeshError,
-     "unknown mesh 'linkerd2'; choose one of consul, envoy, haproxy, istio, kuma, linkerd, "
-     "nginx, none"),
+     "unknown mesh 'linkerd2'; choose one of consul, envoy, haproxy, istio, istio-ambient, kuma, "
+     "linkerd, nginx, none"),
     (_unknown_env, ProfileError,
      "unknown environment 'mars'; choose one of direct, kubernetes, local"),
     (lambda: data_plane_module("traefik"), ProfileError,

@@ -12,7 +12,7 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,32 @@ def table(title: str) -> Table:
 
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                  collapse_padding=True)
+
+
+# Dimensions a run table shows only when they vary among its runs (mesh, rate and connections
+# are always shown): a profile with two policies gives two rows per mesh that would otherwise
+# look identical except for their numbers. Run-schema column -> header.
+VARYING_DIMENSIONS = {"policy": "policy", "mode": "mode", "mtls": "mtls",
+                      "protocol": "protocol"}
+
+
+def varying_dimensions(rows: Iterable[Mapping[Any, Any]]) -> list[str]:
+    """The `VARYING_DIMENSIONS` columns that take more than one value among `rows` (a missing
+    value counts as a value of its own)."""
+    seen: dict[str, set[str]] = {col: set() for col in VARYING_DIMENSIONS}
+    for row in rows:
+        for col, values in seen.items():
+            values.add(dimension_text(row.get(col)))
+    return [col for col, values in seen.items() if len(values) > 1]
+
+
+def dimension_text(value: Any) -> str:
+    """A dimension cell: `-` for a missing value (None, NaN, pandas' NA)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return "-"
+    return str(value)
 
 
 def fmt_us(value: Any) -> str:
@@ -231,6 +257,17 @@ def _write_replacing(p: Path, text: str, *, force: bool,
 def load_profile_file(path: str) -> Profile:
     """A meshlab profile YAML, or a Meshery JSON / SMP YAML profile: `meshlab.formats` detects
     which (`load_profile_any`)."""
-    from meshlab.formats import load_profile_any
+    import warnings
 
-    return load_profile_any(path)
+    from meshlab.formats import load_profile_any
+    from meshlab.formats.profile_import import ProfileImportWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ProfileImportWarning)
+        profile = load_profile_any(path)
+    for w in caught:
+        if issubclass(w.category, ProfileImportWarning):
+            print(f"warning: {path}: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return profile

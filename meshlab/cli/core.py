@@ -9,18 +9,23 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from meshlab.cli._common import (
+    VARYING_DIMENSIONS,
     add_store_option,
     console,
+    dimension_text,
     fmt_us,
     load_profile_file,
+    open_store,
     print_json,
     shown,
     store_path,
     table,
+    varying_dimensions,
 )
 
 if TYPE_CHECKING:
     from meshlab.experiment import ExperimentOutcome
+    from meshlab.profile import Profile
     from meshlab.results import RunResult
 
 
@@ -60,9 +65,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="query applied when a request does not set it, e.g. status=503:50")
     e.set_defaults(handler=cmd_echo)
 
-    c = subparsers.add_parser("crosscheck", help="run a profile with every available runner "
-                                                 "and compare what they measured")
-    c.add_argument("profile", metavar="PROFILE")
+    c = subparsers.add_parser(
+        "crosscheck", help="run a profile with every available runner and compare what they "
+                           "measured",
+        description="Run each load point of PROFILE with every runner in turn and compare them "
+                    "side by side. The runs are stored (like `meshlab run`) in one experiment "
+                    "labelled crosscheck=true; --from-store rebuilds the table from it.",
+        epilog="examples: meshlab crosscheck p.yaml --store cc.duckdb; later: meshlab "
+               "crosscheck --from-store latest --store cc.duckdb; the runs: meshlab runs "
+               "label.crosscheck=true --store cc.duckdb")
+    c.add_argument("profile", metavar="PROFILE", nargs="?",
+                   help="the profile to run (omit with --from-store)")
+    add_store_option(c)
+    c.add_argument("--from-store", metavar="EXPERIMENT|latest", dest="from_store",
+                   help="run nothing: print the stored cross-check EXPERIMENT again")
     c.add_argument("--runners", metavar="NAMES",
                    help="comma-separated runners (default: every registered runner; missing "
                         "tools are reported as skipped)")
@@ -95,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from meshlab.results import RunStatus
     from meshlab.slo import breaches
 
-    profile = load_profile_file(args.profile)
+    profile = _through_running_playground(load_profile_file(args.profile))
     path = store_path(args)
     progress = None if args.quiet else TerminalProgress()
     outcome = run_profile(profile, store=path, progress=progress, runner_override=args.runner,
@@ -136,18 +152,45 @@ def _slo_cell(result: RunResult) -> str:
     return "pass" if check.get("pass") else "FAIL"
 
 
+def _through_running_playground(profile: Profile) -> Profile:
+    """A direct profile whose target is a running playground's entry point (`meshlab playground
+    up --data-plane envoy+mtls`) and that names no mesh measures that playground's data plane:
+    its runs are stored as that mesh (the environment records data plane, mode and mTLS). A
+    profile naming another mesh is refused by the environment's check, with the reason."""
+    import os
+    from pathlib import Path
+
+    from meshlab.playground.process import default_state_dir
+    from meshlab.playground.state import playground_at
+
+    if profile.environment != "direct" or profile.meshes != ["none"]:
+        return profile
+    chosen = os.environ.get("MESHLAB_STATE_DIR")       # as `meshlab playground up` does
+    pg = playground_at(profile.target, [Path(chosen) if chosen else default_state_dir()])
+    if pg is None or pg.data_plane in ("", "none"):
+        return profile
+    print(f"note: {profile.target} is the entry point of the running playground {pg.name!r}: "
+          f"the runs are stored as mesh {pg.data_plane} (mode {pg.mode})", file=sys.stderr)
+    return profile.model_copy(update={"meshes": [pg.data_plane]})
+
+
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     tab = table(f"{shown(outcome.profile)}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
-    for col in ("run_id", "mesh", "rate", "conns", "status", "slo", "req/s", "requests",
+    dims = [{col: getattr(r.dimensions, col) for col in VARYING_DIMENSIONS}
+            for r in outcome.results]
+    extra = varying_dimensions(dims)
+    left = ("run_id", "mesh", "status", "slo", *extra)
+    for col in ("run_id", "mesh", *extra, "rate", "conns", "status", "slo", "req/s", "requests",
                 "unsent", "errors", "p50", "p90", "p99", "p99.9", "max"):
-        tab.add_column(col, justify="left" if col in ("run_id", "mesh", "status", "slo")
-                       else "right",
+        tab.add_column(col, justify="left" if col in left else "right",
                          no_wrap=True, min_width=22 if col == "run_id" else None)
-    for r in outcome.results:
+    for r, d in zip(outcome.results, dims, strict=True):
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, shown(r.dimensions.mesh or ""), "max" if rate <= 0 else f"{rate:g}",
+        tab.add_row(r.run_id, shown(r.dimensions.mesh or ""),
+                      *(shown(dimension_text(d[col])) for col in extra),
+                      "max" if rate <= 0 else f"{rate:g}",
                       str(s["connections"]), s["status"], _slo_cell(r),
                       f"{s['achieved_rate_rps']:,.0f}", f"{s['requests']:,}",
                       f"{r.unsent_requests:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
@@ -182,15 +225,30 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     """Exit 1 when a runner failed; a runner whose tool is missing is a skipped row."""
-    from meshlab.crosscheck import crosscheck, render_crosscheck
+    from meshlab.crosscheck import crosscheck, crosscheck_from_store, render_crosscheck
 
-    profile = load_profile_file(args.profile)
-    runners = [r.strip() for r in args.runners.split(",") if r.strip()] if args.runners else None
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    df = crosscheck(profile, runners=runners, progress=progress)
+    if (args.profile is None) == (args.from_store is None):
+        print("error: crosscheck takes a PROFILE to run, or --from-store EXPERIMENT to print a "
+              "stored cross-check again (not both)", file=sys.stderr)
+        return 2
+    path = store_path(args)
+    if args.from_store:
+        df = crosscheck_from_store(open_store(args, read_only=True), args.from_store)
+    else:
+        profile = load_profile_file(args.profile)
+        runners = ([r.strip() for r in args.runners.split(",") if r.strip()]
+                   if args.runners else None)
+        progress = (None if args.quiet else
+                    (lambda line: print(line, file=sys.stderr, flush=True)))
+        df = crosscheck(profile, runners=runners, progress=progress, store=path)
+    exp_id = df.attrs.get("experiment_id")
     if args.json:
         for row in df.to_dict(orient="records"):
-            print_json(row)
+            print_json({**row, "experiment_id": exp_id})
     else:
-        console().print(render_crosscheck(df))
+        out = console()
+        out.print(render_crosscheck(df))
+        done = "read from" if args.from_store else "stored in"
+        out.print(f"{done} {path} as experiment {exp_id}; print it again with: meshlab "
+                  f"crosscheck --from-store {exp_id} --store {path}")
     return 1 if (df["status"] == "failed").any() else 0

@@ -22,6 +22,7 @@ from meshlab.cli._common import (
     shown,
     store_path,
     table,
+    varying_dimensions,
     write_output,
 )
 
@@ -98,8 +99,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for row in df.to_dict(orient="records"):
             print_json({str(k): _json_field(str(k), v) for k, v in row.items()})
         return 0
-    _print_frame(df, [c for c in _LIST_COLUMNS if c in df.columns],
-                 title=f"{len(df)} run(s) in {store.path}")
+    extra = varying_dimensions(df.to_dict(orient="records"))
+    columns = [c for c in _LIST_COLUMNS if c in df.columns]
+    columns[columns.index("mesh") + 1:columns.index("mesh") + 1] = extra
+    _print_frame(df, columns, title=f"{len(df)} run(s) in {store.path}")
     return 0
 
 
@@ -133,7 +136,8 @@ def _cell(key: str, value: Any) -> str:
 
 def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
     tab = table(title)
-    left = ("run_id", "profile", "mesh", "runner", "status", "started_at", "metric")
+    left = ("run_id", "profile", "mesh", "runner", "status", "started_at", "metric",
+            "policy", "mode", "mtls", "protocol")
     for col in columns:
         tab.add_column(_LIST_COLUMNS.get(col, col), justify="left" if col in left else "right",
                          no_wrap=True, min_width=22 if col == "run_id" else None)
@@ -144,20 +148,37 @@ def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
 
 # --- show --------------------------------------------------------------------------------------
 
+_SHOW_PS = (50, 75, 90, 99, 99.9, 99.99)
+
+
+def _latency_corrected(result: RunResult) -> bool:
+    """False when the run's tool timed each request from its actual send (fortio, Nighthawk and
+    SMP imports say so with `latency_corrected: false`): its latency is not corrected for
+    coordinated omission, whatever histogram it is stored in."""
+    return result.context.get("latency_corrected") is not False
+
+
 def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
     from meshlab.profile import redact_document
 
+    # The same percentiles as `runs`, `run --json` and the store's p50_us.. columns: the
+    # tool's own values for fortio/Nighthawk imports (`headline_percentile_us`).
+    corrected = _latency_corrected(result)
+    uncorrected = {str(p): result.headline_percentile_us(p, kind="service_time")
+                   for p in _SHOW_PS}
     doc = result.summary()
     doc.update(
         experiment_id=experiment_id,
         started_at=result.started_at.isoformat(),
         ended_at=result.ended_at.isoformat(),
         error=result.error,
+        latency_corrected=corrected,
         percentiles_us={
-            "corrected": {str(p): result.latency.percentile_us(p)
-                          for p in (50, 75, 90, 99, 99.9, 99.99)},
-            "uncorrected": {str(p): result.service_time.percentile_us(p)
-                            for p in (50, 75, 90, 99, 99.9, 99.99)},
+            # null for a run whose tool never measured from the intended send time
+            "corrected": ({str(p): result.headline_percentile_us(p) for p in _SHOW_PS}
+                          if corrected else None),
+            "uncorrected": (uncorrected if corrected else
+                            {str(p): result.headline_percentile_us(p) for p in _SHOW_PS}),
         },
         spec=redact_document(result.spec),
         context=redact_document(result.context, by_name=False),
@@ -223,14 +244,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.print(f"[yellow]{result.unsent_requests:,} requests came due and were never sent; "
                   f"they are counted in the corrected latency at their age at the end of the "
                   f"window (a lower bound)[/yellow]")
-    pct = table("latency percentiles")
-    pct.add_column("percentile")
-    pct.add_column("corrected (from intended send)", justify="right")
-    pct.add_column("uncorrected (service time)", justify="right")
-    for p, v in doc["percentiles_us"]["corrected"].items():
-        pct.add_row(f"p{p}", fmt_us(v), fmt_us(doc["percentiles_us"]["uncorrected"][p]))
-    pct.add_row("max", fmt_us(result.latency.max_us), fmt_us(result.service_time.max_us))
-    out.print(pct)
+    if not doc["latency_corrected"]:
+        source = (f"as {shown(result.runner)} reported them"
+                  if result.context.get("percentile_rule") else "from the stored histogram")
+        out.print(f"latency NOT corrected for coordinated omission: {shown(result.runner)} timed "
+                  f"each request from its actual send; percentiles {source} (as in `meshlab "
+                  f"runs`)")
+    out.print(_percentile_table(result, doc["percentiles_us"]))
     for title, counts in (("status codes", doc["status_codes"]), ("errors", doc["error_kinds"])):
         if counts:
             t = table(title)
@@ -245,6 +265,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.print("spec:", shown(json.dumps(spec, sort_keys=True)))
     out.print("context:", shown(json.dumps(doc["context"], sort_keys=True, default=str)))
     return 0
+
+
+def _percentile_table(result: RunResult, percentiles_us: dict[str, Any]) -> Any:
+    pct = table("latency percentiles")
+    pct.add_column("percentile")
+    uncorrected = percentiles_us["uncorrected"]
+    if percentiles_us["corrected"] is None:
+        pct.add_column("uncorrected (from actual send)", justify="right")
+        for p, v in uncorrected.items():
+            pct.add_row(f"p{p}", fmt_us(v))
+        pct.add_row("max", fmt_us(result.latency.max_us))
+        return pct
+    pct.add_column("corrected (from intended send)", justify="right")
+    pct.add_column("uncorrected (service time)", justify="right")
+    for p, v in percentiles_us["corrected"].items():
+        pct.add_row(f"p{p}", fmt_us(v), fmt_us(uncorrected[p]))
+    pct.add_row("max", fmt_us(result.latency.max_us), fmt_us(result.service_time.max_us))
+    return pct
 
 
 # --- import / export ---------------------------------------------------------------------------

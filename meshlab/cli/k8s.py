@@ -76,10 +76,31 @@ def _cluster(args: argparse.Namespace) -> Any:
     return Cluster.connect(context=args.context, kubeconfig=args.kubeconfig)
 
 
+def _no_kubeconfig_hint(kubeconfig: str | None) -> str:
+    """What to do when no kubeconfig can be read: the user cannot act on the client's
+    `Invalid kube-config file. No configuration found` alone."""
+    where = (f"--kubeconfig {kubeconfig}" if kubeconfig else
+             f"KUBECONFIG={os.environ['KUBECONFIG']}" if os.environ.get("KUBECONFIG") else
+             "~/.kube/config (KUBECONFIG is not set)")
+    return (f"no usable kubeconfig at {where}; point KUBECONFIG or --kubeconfig FILE at the "
+            f"kubeconfig of your cluster (kind, minikube and cloud CLIs write one)")
+
+
 def _contexts(args: argparse.Namespace) -> int:
+    """Exit 2 when there is no kubeconfig to read: a setup problem, not a failed command."""
+    import sys
+
+    from meshlab.errors import ClusterError
     from meshlab.k8s.cluster import list_contexts
 
-    for c in list_contexts(args.kubeconfig):
+    try:
+        contexts = list_contexts(args.kubeconfig)
+    except ClusterError as exc:
+        if exc.reason != "KubeconfigInvalid":
+            raise
+        print(f"error: {_no_kubeconfig_hint(args.kubeconfig)}\n  ({exc})", file=sys.stderr)
+        return 2
+    for c in contexts:
         print(f"{'*' if c.current else ' '} {c.name}\tcluster={c.cluster}\tnamespace={c.namespace}")
     return 0
 

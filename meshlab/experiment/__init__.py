@@ -112,7 +112,9 @@ class _Experiment:
             raise MissingDependency(
                 f"the {runner.name!r} load generator",
                 install=(runner.install_hint or f"see the {runner.name} runner's documentation")
-                + " (or use runner 'native', which needs nothing installed)")
+                + f"; or substitute meshlab's own runner, which needs nothing installed: "
+                f"meshlab run --runner native (runner_override='native' from Python; the runs "
+                f"record runner_substituted_for={runner.name})")
         return runner
 
     def _validate(self, specs: list[RunSpec], runner: Runner, env: Environment) -> None:
@@ -184,6 +186,8 @@ class _Experiment:
                 if self.broken:
                     result.warnings.append(f"an earlier run of this experiment is broken "
                                            f"({self.broken}); this run may be affected too")
+                if runner.name != self.profile.runner:    # --runner instead of the profile's
+                    result.context["runner_substituted_for"] = self.profile.runner
                 if store is not None:
                     store.save(result, experiment_id=exp_id)
                 self.results.append(result)

@@ -23,7 +23,12 @@ from meshlab.formats.fortio import fortio_json, is_fortio, is_nighthawk_fortio, 
 from meshlab.formats.fortio_histogram import FortioHistogramData, parse_histogram_data
 from meshlab.formats.meshery import is_meshery, runs_from_meshery
 from meshlab.formats.nighthawk import is_nighthawk, run_from_nighthawk
-from meshlab.formats.profile_import import profile_from_doc, profile_kind, profiles_from_doc
+from meshlab.formats.profile_import import (
+    ProfileImportWarning,
+    profile_from_doc,
+    profile_kind,
+    profiles_from_doc,
+)
 from meshlab.formats.smp import is_smp_result, run_from_smp, smp_result
 from meshlab.formats.table import buckets_csv, runs_csv, write_tables
 from meshlab.profile import Profile, redact_document
@@ -269,6 +274,7 @@ __all__ = [
     "FORMATS",
     "FormatInfo",
     "FortioHistogramData",
+    "ProfileImportWarning",
     "detect_format",
     "export_run",
     "export_runs",

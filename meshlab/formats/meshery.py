@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshlab.formats._doc import as_list, as_map, fail, import_run_id
+from meshlab.formats._mesh_claim import DECLARED_MESH_LABEL, target_could_be_mesh
 from meshlab.formats.fortio import is_fortio, run_from_fortio
 from meshlab.results import RunResult
 
@@ -83,8 +84,20 @@ def _one(item: object, entry: Mapping[str, Any], *, path: str, doc_digest: str, 
     runner = generator.lower() if isinstance(generator, str) and generator else "fortio"
     mesh_v = entry.get("mesh")
     mesh = mesh_v.strip().lower() if isinstance(mesh_v, str) and mesh_v.strip() else "none"
+    url = r.get("URL")
+    declared = None
+    if mesh != "none" and isinstance(url, str) and not target_could_be_mesh(url, mesh):
+        declared, mesh = mesh, "none"
     name = entry.get("name")
     profile = name if isinstance(name, str) and name else "meshery"
-    return run_from_fortio(r, run_id_for=lambda t: import_run_id(t, doc_digest, index),
-                           fmt="meshery", path=path, runner=runner,
-                           mesh=mesh, profile=profile, context=ctx, raw=raw)
+    result = run_from_fortio(r, run_id_for=lambda t: import_run_id(t, doc_digest, index),
+                             fmt="meshery", path=path, runner=runner,
+                             mesh=mesh, profile=profile, context=ctx, raw=raw)
+    if declared is not None:
+        # the document's word is kept, as a label: `meshlab runs label.declared_mesh=linkerd`
+        result.spec["labels"] = {**result.spec.get("labels", {}), DECLARED_MESH_LABEL: declared}
+        result.warnings.append(
+            f"{path}mesh: the document declares mesh {declared!r} but its target {url} is on "
+            f"the load generator's loopback, where no {declared} sidecar can be on the path; "
+            f"stored as mesh 'none' with label {DECLARED_MESH_LABEL}={declared}")
+    return result

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import go_duration_s, snake_keys
+from meshlab.formats._mesh_claim import DECLARED_MESH_LABEL, target_could_be_mesh
 from meshlab.profile import Profile
 from meshlab.registry import RUNNERS
 
@@ -25,6 +27,13 @@ CLIENT_KEYS = frozenset({"internal", "load_generator", "protocol", "connections"
                          "headers", "cookies", "body", "content_type", "endpoint_urls",
                          "endpoint_url", "ssl_certificate", "additional_options"})
 _MESHLAB_KEYS = frozenset(Profile.model_fields)
+SCHEDULE_ALTERNATIVE = ("meshlab runs a profile once; schedule it in CI instead (docs/ci-example."
+                        "md: a nightly job that appends runs to a store and renders the trend)")
+
+
+class ProfileImportWarning(UserWarning):
+    """Something an imported profile document means that meshlab records differently: a
+    declared mesh the target cannot be, a Meshery schedule meshlab does not run."""
 _HTTP_PROTOCOLS = {"", "0", "1", "http", "https", "protocol_http", "protocol_invalid"}
 
 
@@ -142,6 +151,13 @@ def _meshery(raw: object, *, prefix: str, source: str | None) -> list[Profile]:
     labels["imported.format"] = "meshery-profile"
     if isinstance(d.get("id"), str) and d["id"]:
         labels["meshery.id"] = d["id"]
+    schedule = d.get("schedule")
+    if schedule not in (None, "", {}, []):
+        labels["meshery.schedule"] = (schedule if isinstance(schedule, str)
+                                      else json.dumps(schedule))
+        warnings.warn(f"{prefix}{names.get('schedule', 'schedule')}: Meshery schedule "
+                      f"{labels['meshery.schedule']!r} is not run by meshlab: "
+                      f"{SCHEDULE_ALTERNATIVE}", ProfileImportWarning, stacklevel=2)
     base = {
         "name": str(name).strip(), "runner": runner,
         "description": "Imported from a Meshery performance profile.",
@@ -153,7 +169,8 @@ def _meshery(raw: object, *, prefix: str, source: str | None) -> list[Profile]:
     paths = {"target": f"{prefix}endpoints", "name": f"{prefix}name",
              "loads.rate_rps": f"{prefix}qps",
              "loads.connections": nm('concurrent_request'),
-             "loads.duration_s": f"{prefix}duration", "request": f"{prefix}request_*"}
+             "loads.duration_s": f"{prefix}duration", "request": f"{prefix}request_*",
+             "mesh": nm("service_mesh")}
     return _build(base, endpoints, paths, source)
 
 
@@ -223,7 +240,7 @@ def _test_config(raw: Mapping[str, Any], *, source: str | None) -> list[Profile]
                 "labels": {**labels, **clabels, "imported.format": "smp-config"}, **part}
         paths = {"target": f"clients[{i}].endpoint_urls", "loads.rate_rps": f"clients[{i}].rps",
                  "loads.connections": f"clients[{i}].connections",
-                 "loads.duration_s": "duration", "name": "name"}
+                 "loads.duration_s": "duration", "name": "name", "mesh": "labels.mesh"}
         out.extend(_build(base, urls, paths, source))
     return out
 
@@ -237,6 +254,18 @@ def _build(base: dict[str, Any], targets: list[str], paths: Mapping[str, str],
         data = dict(base, target=target)
         if len(targets) > 1:
             data["name"] = f"{base['name']}-{i + 1}"
+        declared = [m for m in data.get("meshes", []) if m != "none"]
+        if declared and not target_could_be_mesh(target, declared[0]):
+            # e.g. `service_mesh: Istio` with a local echo server as the endpoint: storing
+            # mesh=istio would label a no-mesh measurement as Istio's cost.
+            data["meshes"] = ["none"]
+            data["labels"] = {**data.get("labels", {}), DECLARED_MESH_LABEL: declared[0]}
+            warnings.warn(f"{paths.get('mesh', 'service_mesh')}: the document declares mesh "
+                          f"{declared[0]!r} but its target {target} is on this machine's "
+                          f"loopback, where no {declared[0]} sidecar can be on the path; the "
+                          f"runs are stored as mesh 'none' with label "
+                          f"{DECLARED_MESH_LABEL}={declared[0]}", ProfileImportWarning,
+                          stacklevel=3)
         try:
             out.append(Profile.from_dict(data, source=source))
         except ProfileError as exc:

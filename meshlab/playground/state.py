@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +118,34 @@ def running_playground(state_dir: Path, name: str) -> PlaygroundStatus | None:
     return None
 
 
+def _endpoint(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of a URL with `localhost` as 127.0.0.1; None when unparsable."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    return parts.scheme, "127.0.0.1" if host == "localhost" else host, port
+
+
+def playground_at(url: str, state_dirs: Iterable[Path]) -> PlaygroundStatus | None:
+    """The ready playground, recorded in one of `state_dirs` with processes alive, whose entry
+    point is `url`'s scheme, host and port (the path may differ): load sent to `url` goes
+    through that playground's data plane."""
+    want = _endpoint(url)
+    if want is None:
+        return None
+    for state_dir in state_dirs:
+        for status in playground_statuses(state_dir):
+            if (status.state == "ready" and status.alive_count
+                    and _endpoint(status.url) == want):
+                return status
+    return None
+
+
 def stop_playgrounds(state_dir: Path, *, names: Collection[str] = (),
                      include_owned: bool = False) -> list[str]:
     """Stop orphaned playgrounds, the ones recorded under `names` whatever their owner, and
@@ -147,5 +175,6 @@ def stop_playgrounds(state_dir: Path, *, names: Collection[str] = (),
     return stopped
 
 
-__all__ = ["PlaygroundStatus", "ProcessStatus", "playground_statuses", "running_playground",
+__all__ = ["PlaygroundStatus", "ProcessStatus", "playground_at", "playground_statuses",
+           "running_playground",
            "status_from_record", "status_of", "stop_playgrounds"]

@@ -356,7 +356,8 @@ def test_export_then_import(
 
 def test_crosscheck_reports_missing_tools_as_skipped(echo_url: str, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "cc.yaml", echo_url, rates="[0]", duration_s=0.5)
-    proc = meshlab("crosscheck", str(prof), "--runners", "native,fortio", "--json", "--quiet")
+    proc = meshlab("crosscheck", str(prof), "--runners", "native,fortio", "--json", "--quiet",
+                   "--store", str(tmp_path / "cc.duckdb"))
     assert proc.returncode == 0, proc.stderr
     rows = {r["runner"]: r for r in json_lines(proc.stdout)}
     assert rows["native"]["status"] == "completed" and rows["native"]["requests"] > 0
