@@ -88,18 +88,11 @@ def table(title: str) -> Table:
 
 
 def fmt_us(value: Any) -> str:
-    """`1.23 ms` style text of a microsecond value; `-` when missing."""
-    try:
-        us = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    if math.isnan(us):
-        return "-"
-    if abs(us) >= 1_000_000:
-        return f"{us / 1_000_000:.2f} s"
-    if abs(us) >= 1_000:
-        return f"{us / 1_000:.2f} ms"
-    return f"{us:.0f} us"
+    """`1.23 ms` style text of a microsecond value; `-` when missing (`units.format_us`, the
+    one formatter the CLI, the report and the widgets share)."""
+    from meshlab.units import format_us
+
+    return format_us(value)
 
 
 def _meshlab_keys() -> set[str]:

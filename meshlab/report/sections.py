@@ -143,27 +143,33 @@ def _problem(ctx: ReportContext) -> object:
 def header(ctx: ReportContext) -> object:
     if ctx.problem:
         return _md(f"# {ctx.title}\n\n> **Cannot compare:** {ctx.problem}")
+    from meshlab.report.tables import metric_name, threshold_text
+
     v = ctx.verdict
-    status = v.summary() if v else "no verdict"
+    status = ("no verdict" if v is None else
+              "REGRESSION in " + ", ".join(metric_name(m) for m in v.regressions)
+              if v.regressions else str(v.verdict))
     return _md(f"# {ctx.title}\n\n**Verdict: {status}**\n\n"
                f"Store `{ctx.store_path}` · baseline {len(ctx.baseline)} runs · candidate "
                f"{len(ctx.candidate)} runs · thresholds "
-               + ", ".join(f"`{t}`" for t in ctx.thresholds))
+               + ", ".join(f"{metric_name(t.metric)} {threshold_text(str(t))}"
+                           for t in ctx.thresholds))
 
 
 def verdict_table(ctx: ReportContext) -> object:
     if ctx.problem or ctx.verdict is None:
         return _problem(ctx)
-    return ctx.verdict.table.round(3)
+    from meshlab.report.tables import verdict_table as table
+
+    return table(ctx.verdict.table)
 
 
 def overhead_table(ctx: ReportContext) -> object:
     if ctx.problem:
         return _problem(ctx)
-    cols = ["metric", "unit", "baseline", "candidate", "delta_pct", "ci_low_pct", "ci_high_pct",
-            "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd",
-            "difference"]
-    return ctx.overhead[cols].round(2)
+    from meshlab.report.tables import comparison_table
+
+    return comparison_table(ctx.overhead)
 
 
 def context_table(ctx: ReportContext) -> object:
@@ -172,7 +178,9 @@ def context_table(ctx: ReportContext) -> object:
     f = ctx.frames
     lat = f.buckets[f.buckets["kind"] == "latency"]
     diff = context_diff(f.runs, baseline=ctx.baseline, candidate=ctx.candidate, buckets=lat)
-    return diff.round(2)
+    from meshlab.report.tables import context_table as table
+
+    return table(diff)
 
 
 def figure(ctx: ReportContext, name: str) -> object:

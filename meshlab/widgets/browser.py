@@ -10,10 +10,12 @@ import ipywidgets as W
 import pandas as pd
 
 from meshlab.errors import MeshlabError
+from meshlab.units import format_rate_rps, format_us
 from meshlab.widgets._show import show
 
 _COLS = ["run_id", "profile", "mesh", "rate_rps", "connections", "status", "requests",
          "p50_us", "p99_us", "started_at"]
+_SHOWN = 30          # rows of the runs table; the selection lists hold every run
 
 
 def _cls(widget: W.Widget, name: str) -> W.Widget:
@@ -42,6 +44,7 @@ class ResultsBrowser:
         self.fortio_button = W.Button(description="fortio JSON")
         self.html_button = W.Button(description="HTML report")
         self.message = _cls(W.HTML(value=""), "meshlab-browser-message")
+        self.runs_view = _cls(W.HTML(value=""), "meshlab-runs-table")
         self.output = _cls(W.Output(), "meshlab-compare-output")
         self.table = pd.DataFrame(columns=_COLS)
         self.compare_table = pd.DataFrame()
@@ -57,7 +60,7 @@ class ResultsBrowser:
             W.HBox([self.profile, self.mesh, self.label, self.since, refresh]), self.runs,
             W.HBox([self.baseline, self.candidate, self.compare_button]),
             W.HBox([self.export_dir, self.csv_button, self.fortio_button, self.html_button]),
-            self.message, self.output])
+            self.message, self.runs_view, self.output])
         self._all = pd.DataFrame(columns=_COLS)
         self.refresh()
 
@@ -85,6 +88,7 @@ class ResultsBrowser:
         if df.empty:
             self.table = df
             self.runs.options = self.baseline.options = self.candidate.options = []
+            self.runs_view.value = ""
             if not self.message.value:
                 self.message.value = "the store holds no runs yet"
             return
@@ -108,11 +112,17 @@ class ResultsBrowser:
             except ValueError:
                 self.message.value = "since: use a date like 2026-01-31"
         self.table = df
-        options = [(f"{r['run_id']}  {r['profile']}  {r['mesh']}  {float(r['rate_rps']):g} "
-                     f"req/s  p99 {float(r['p99_us'] or 'nan'):.0f} us", str(r["run_id"]))
+        options = [(f"{r['run_id']}  {r['profile']}  {r['mesh']}  "
+                    f"{format_rate_rps(r['rate_rps'])}  {r['status']}  "
+                    f"p99 {format_us(r['p99_us'])}", str(r["run_id"]))
                    for r in df.to_dict("records")]
         self.runs.options = self.baseline.options = self.candidate.options = options
         self.message.value = f"{len(df)} of {len(self._all)} runs"
+        from meshlab.report.tables import runs_table
+
+        latest = df.sort_values("started_at", ascending=False).head(_SHOWN)
+        self.runs_view.value = runs_table(
+            latest, title=f"latest {len(latest)} of {len(df)} runs").html()
 
     # compare --------------------------------------------------------------------------------
     def compare(self) -> bool:
@@ -132,7 +142,9 @@ class ResultsBrowser:
         self.compare_table = ctx.overhead
         self.message.value = f"verdict: <b>{ctx.verdict.summary()}</b>"
         lat = ctx.frames.buckets[ctx.frames.buckets["kind"] == "latency"]
-        show(self.output, [ctx.overhead.round(2), figures.overhead_bars(ctx.overhead),
+        from meshlab.report.tables import comparison_table
+
+        show(self.output, [comparison_table(ctx.overhead), figures.overhead_bars(ctx.overhead),
                            figures.ab_overlay(lat, baseline=base, candidate=cand)])
         return True
 
