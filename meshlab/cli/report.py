@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.add_argument("--title", default="meshlab report")
     r.add_argument("--no-fail", action="store_true",
                    help="exit 0 even on a regression (still 2 on bad input)")
+    r.add_argument("--figures", default=None, metavar="DIR",
+                   help="also write every chart to DIR as PNG and SVG (needs kaleido)")
     r.set_defaults(handler=cmd_report)
 
     d = subparsers.add_parser(
@@ -46,7 +48,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     return report_main(baseline=args.baseline, candidate=args.candidate, out=args.out,
                        store=store_path(args), thresholds=list(args.thresholds),
-                       title=args.title, fail_on_regression=not args.no_fail)
+                       title=args.title, fail_on_regression=not args.no_fail,
+                       figures_dir=args.figures)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ class ReportContext:
     verdict: RegressionVerdict | None = None
     problem: str | None = None
     title: str = "meshlab report"
+    figures_dir: str = ""            # also write each figure there as PNG and SVG (kaleido)
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -67,6 +68,7 @@ def prepare(
     title: str = "meshlab report",
     renderer: str | None = "notebook",
     n_boot: int = 1000,
+    figures_dir: str | Path = "",
 ) -> ReportContext:
     """Open the store read-only, resolve both groups and compute overhead and verdict.
     Never raises for bad input: the message lands in `.problem`."""
@@ -74,7 +76,8 @@ def prepare(
         import plotly.io as pio
 
         pio.renderers.default = renderer
-    ctx = ReportContext(store_path=str(store_path), title=title)
+    ctx = ReportContext(store_path=str(store_path), title=title,
+                        figures_dir=str(figures_dir or ""))
     try:
         ctx.thresholds = parse_thresholds(thresholds if thresholds else None)
         if not Path(store_path).exists():
@@ -184,9 +187,19 @@ def context_table(ctx: ReportContext) -> object:
 
 
 def figure(ctx: ReportContext, name: str) -> object:
-    """One of: spectrum, overhead, histogram, rate, timeline, resources."""
+    """One of: spectrum, overhead, histogram, rate, timeline, resources (also written as
+    PNG and SVG under `ctx.figures_dir` when set)."""
     if ctx.problem:
         return _problem(ctx)
+    out = _figure(ctx, name)
+    if ctx.figures_dir and hasattr(out, "to_plotly_json"):
+        from meshlab.report.image import export_images
+
+        export_images({name: out}, ctx.figures_dir)
+    return out
+
+
+def _figure(ctx: ReportContext, name: str) -> object:
     from meshlab.report import figures
 
     f = ctx.frames
@@ -201,6 +214,12 @@ def figure(ctx: ReportContext, name: str) -> object:
     group = pd.Series("candidate", index=f.runs.index).where(
         ~f.runs["run_id"].isin(ctx.baseline), "baseline")
     runs = f.runs.assign(group=group)
+    rates = sorted(f.runs["rate_rps"].dropna().unique()) if "rate_rps" in f.runs else []
+    if name in ("rate", "resources") and len(rates) < 2:
+        from meshlab.units import format_rate_rps
+
+        return _md(f"_Latency against rate needs runs at two or more rates; these all ran at "
+                   f"{', '.join(format_rate_rps(r) for r in rates) or 'no stated rate'}._")
     if name == "rate":
         return figures.latency_vs_rate(runs, color="group")
     if name == "timeline":

@@ -48,6 +48,7 @@ class ResultsBrowser:
         self.output = _cls(W.Output(), "meshlab-compare-output")
         self.table = pd.DataFrame(columns=_COLS)
         self.compare_table = pd.DataFrame()
+        self.figures: dict[str, object] = {}        # the charts on show, for export
         for w in (self.profile, self.mesh, self.label, self.since):
             w.observe(lambda _: self.apply_filters(), names="value")
         self.compare_button.on_click(lambda _: self.compare())
@@ -144,8 +145,10 @@ class ResultsBrowser:
         lat = ctx.frames.buckets[ctx.frames.buckets["kind"] == "latency"]
         from meshlab.report.tables import comparison_table
 
-        show(self.output, [comparison_table(ctx.overhead), figures.overhead_bars(ctx.overhead),
-                           figures.ab_overlay(lat, baseline=base, candidate=cand)])
+        self.figures = {"overhead": figures.overhead_bars(ctx.overhead),
+                        "spectrum": figures.ab_overlay(lat, baseline=base, candidate=cand)}
+        show(self.output, [comparison_table(ctx.overhead), self.figures["spectrum"],
+                           self.figures["overhead"]])
         return True
 
     # export ---------------------------------------------------------------------------------
