@@ -45,6 +45,11 @@ def latency_axis(fig: go.Figure, values_us: Sequence[float] | np.ndarray, *, axi
         d1 = d0 + 1
     steps = (1, 2, 5) if d1 - d0 < 2 else (1,)
     ticks = [m * 10.0 ** d for d in range(d0, d1 + 1) for m in steps]
+    if sum(lo <= t <= hi for t in ticks) < 2:
+        # a narrow range (1.1-2.2 ms) would show one tick or none: widen it to the labelled
+        # ticks either side, so every chart has at least two values to read against
+        lo = max([t for t in ticks if t <= lo] or [lo])
+        hi = min([t for t in ticks if t >= hi] or [hi])
     pad = 0.05 * max(math.log10(hi) - math.log10(lo), 0.3)
     update = {"type": "log", "tickvals": ticks, "ticktext": [_tick_us(t) for t in ticks],
               "range": [math.log10(lo) - pad, math.log10(hi) + pad],

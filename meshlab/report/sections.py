@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,6 +31,9 @@ from meshlab.analysis import (
 from meshlab.analysis.selection import Selector
 from meshlab.errors import MeshlabError
 
+if TYPE_CHECKING:
+    from meshlab.store import Store
+
 
 @dataclass(slots=True)
 class ReportContext:
@@ -45,6 +49,8 @@ class ReportContext:
     problem: str | None = None
     title: str = "meshlab report"
     figures_dir: str = ""            # also write each figure there as PNG and SVG (kaleido)
+    trend_over: str = "experiment"   # the trend section's points: experiment, day, label.NAME
+    trend: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -69,6 +75,7 @@ def prepare(
     renderer: str | None = "notebook",
     n_boot: int = 1000,
     figures_dir: str | Path = "",
+    trend_over: str = "experiment",
 ) -> ReportContext:
     """Open the store read-only, resolve both groups and compute overhead and verdict.
     Never raises for bad input: the message lands in `.problem`."""
@@ -77,7 +84,7 @@ def prepare(
 
         pio.renderers.default = renderer
     ctx = ReportContext(store_path=str(store_path), title=title,
-                        figures_dir=str(figures_dir or ""))
+                        figures_dir=str(figures_dir or ""), trend_over=trend_over)
     try:
         ctx.thresholds = parse_thresholds(thresholds if thresholds else None)
         if not Path(store_path).exists():
@@ -91,6 +98,7 @@ def prepare(
         if ctx.problem:
             return ctx
         ctx.frames = load_frames(store, [*ctx.baseline, *ctx.candidate])
+        ctx.trend = _trend(store, runs, ctx)
     except FileNotFoundError:
         ctx.problem = f"No store at {store_path}: check --store (default data/meshlab.duckdb)."
         return ctx
@@ -104,6 +112,16 @@ def prepare(
                                    n_boot=n_boot))
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
     return ctx
+
+
+def _trend(store: Store, runs: pd.DataFrame, ctx: ReportContext) -> pd.DataFrame:
+    """Every stored run of the compared groups' profiles, as a trend over `ctx.trend_over`."""
+    from meshlab.analysis.trend import trend
+
+    chosen = runs[runs["run_id"].isin([*ctx.baseline, *ctx.candidate])]
+    same = runs[runs["profile"].isin(set(chosen["profile"]))]
+    ids = list(same["run_id"])
+    return trend(same, store.buckets(ids), over=ctx.trend_over, group_by=("mesh",))
 
 
 def exit_code(ctx: ReportContext) -> int:
@@ -227,3 +245,20 @@ def _figure(ctx: ReportContext, name: str) -> object:
     if name == "resources":
         return figures.resource_vs_rate(runs, f.telemetry, color="group")
     raise ValueError(f"unknown report figure {name!r}")
+
+
+def trend_section(ctx: ReportContext, metric: str = "p99_us") -> object:
+    """The trend of every stored run of these profiles: a chart (band and regressions marked)
+    and, with `metric="table"`, the rows; a note while there are fewer than two points."""
+    if ctx.problem:
+        return _problem(ctx)
+    from meshlab.report.trends import trend_chart, trend_table
+
+    points = ctx.trend["point"].nunique() if not ctx.trend.empty else 0
+    if points < 2:
+        return _md(f"_A trend needs runs at two or more points ({ctx.trend_over}); the store "
+                   f"holds {points} for these profiles. Append each build's runs to the same "
+                   f"store (see docs/ci-example.md)._")
+    if metric == "table":
+        return trend_table(ctx.trend.groupby("mesh", sort=False).tail(12))
+    return trend_chart(ctx.trend, metric=metric)

@@ -139,9 +139,10 @@ class Table:
                 style = _TD
                 body = html.escape(str(text))
                 if col in self.verdict_columns:
-                    bg, fg = VERDICT_COLOURS.get(str(text).lower(), NEUTRAL)
+                    word = str(text).lower().split(":")[0]      # "regression: p99 latency"
+                    bg, fg = VERDICT_COLOURS.get(word, NEUTRAL)
                     style += f";background:{bg};color:{fg};font-weight:600;white-space:nowrap"
-                    cls = f" class=\"verdict verdict-{str(text).lower().replace(' ', '-')}\""
+                    cls = f" class=\"verdict verdict-{word.replace(' ', '-')}\""
                 else:
                     style += (";max-width:30em;overflow-wrap:anywhere" if len(body) > 24
                               else ";white-space:nowrap")

@@ -54,9 +54,16 @@ class Workbench:
         run_tab = W.VBox([self.form.widget, W.HBox([self.run_button, self.cancel_button,
                                                     self.progress, self.export_button]),
                           self.status, self.live])
-        self.tabs = W.Tab(children=[run_tab, self.browser.widget])
+        from meshlab.widgets.trends import TrendView
+
+        self.trends = TrendView(self.store_path)
+        self.tabs = W.Tab(children=[run_tab, self.browser.widget, self.trends.widget])
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Results")
+        self.tabs.set_title(2, "Trends")
+        # the trend reads every run: only when its tab is opened, not at start-up
+        self.tabs.observe(lambda ch: self.trends.refresh() if ch["new"] == 2 else None,
+                          names="selected_index")
         self.widget = _cls(self.tabs, "meshlab-workbench")
 
     def export_charts(self, directory: str | Path | None = None) -> list[Path]:
@@ -64,7 +71,7 @@ class Workbench:
         `directory` (default: the browser's export folder); the paths, or [] with a message."""
         from meshlab.report.image import export_images
 
-        figs = {**self.figures, **self.browser.figures}
+        figs = {**self.figures, **self.browser.figures, **self.trends.figures}
         if not figs:
             self.status.value = "no chart to save yet: run or compare first"
             return []
