@@ -266,8 +266,9 @@ def runs_table(runs: pd.DataFrame, *, title: str = "",
 
 def summary_table(summary: Mapping[str, object], *, title: str = "") -> Table:
     """A run summary (`RunResult.summary()`, `outcome.summaries()[i]`) as a two-column table."""
-    rows = [{"": human_name(str(k)), "Value": cell_text(str(k), v)} for k, v in summary.items()]
-    frame = pd.DataFrame(rows, columns=["", "Value"])
+    rows = [{"Measure": human_name(str(k)), "Value": cell_text(str(k), v)}
+            for k, v in summary.items()]
+    frame = pd.DataFrame(rows, columns=["Measure", "Value"])
     return Table(frame, title=title)
 
 

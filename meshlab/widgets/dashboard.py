@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,13 @@ from typing import Any
 from meshlab.errors import MissingDependency, ProfileError
 
 WORKBENCH_NOTEBOOK = Path(__file__).resolve().with_name("workbench.ipynb")
+# Voila's "lab" template minus its Font Awesome CDN links (served with no network at all), and
+# the JupyterLab settings that silence the news prompt: `jupyter lab
+# --LabApp.app_settings_dir=$(python -c "import meshlab.widgets.dashboard as d;
+# print(d.LAB_SETTINGS)")`
+SHARE = Path(__file__).resolve().with_name("share")
+VOILA_TEMPLATE = "meshlab"
+LAB_SETTINGS = SHARE / "lab-settings"
 
 
 def _is_loopback(ip: str) -> bool:
@@ -52,7 +60,7 @@ def dashboard_argv(notebook: Path, *, port: int = 8866, ip: str = "127.0.0.1",
     """The Voila command line. Voila 0.5 ignores `--ip`: `--Voila.ip` is what binds."""
     check_bind(ip=ip, port=port, token=token)
     argv = [sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--port={port}",
-            "" if open_browser else "--no-browser"]
+            f"--template={VOILA_TEMPLATE}", "" if open_browser else "--no-browser"]
     if token:
         argv.append(f"--token={token}")
     return [a for a in argv if a]
@@ -69,7 +77,16 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     directory = workdir or Path(tempfile.mkdtemp(prefix="meshlab-dashboard-"))
     notebook = write_notebook(directory, store=store, defaults=defaults)
     argv = dashboard_argv(notebook, port=port, ip=ip, token=token)
-    return subprocess.Popen(argv, cwd=directory, start_new_session=True)
+    return subprocess.Popen(argv, cwd=directory, start_new_session=True, env=voila_env())
+
+
+def voila_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Voila runs in: JUPYTER_PATH leads with meshlab's share folder, where
+    Voila finds the `meshlab` template."""
+    env = dict(os.environ if base is None else base)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), env.get("JUPYTER_PATH", ""))
+                                          if p)
+    return env
 
 
 def _has_voila() -> bool:
