@@ -43,7 +43,8 @@ def trend(runs: pd.DataFrame, buckets: pd.DataFrame, *, over: str = "experiment"
     Columns: the `group_by` columns, TREND_COLUMNS, and per metric `<m>_band_low`,
     `<m>_band_high` (the range of that metric over the group's previous `window` points) and
     `regressions` (metrics worse than the band by more than `tolerance_pct`, error rate by
-    more than 0.1 point as well). Runs without a value for `over` are left out."""
+    more than 0.1 point as well). Runs without a value for `over`, and runs that did not
+    complete, are left out."""
     keys = [g for g in group_by if g]
     bad = [k for k in keys if k not in runs.columns]
     if bad:
@@ -52,6 +53,8 @@ def trend(runs: pd.DataFrame, buckets: pd.DataFrame, *, over: str = "experiment"
     band_cols = [f"{m}_band_{side}" for m in TREND_METRICS for side in ("low", "high")]
     if runs.empty:
         return pd.DataFrame(columns=[*base_cols, *band_cols, "regressions"])
+    if "status" in runs.columns:           # a failed or aborted run's numbers are partial
+        runs = runs[runs["status"] == "completed"]
     df = runs.assign(_point=_point_of(runs, over)).dropna(subset=["_point"])
     rows: list[dict[str, object]] = []
     for key, g in df.groupby([*keys, "_point"], dropna=False, sort=False):
