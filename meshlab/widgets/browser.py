@@ -43,6 +43,7 @@ class ResultsBrowser:
         self.csv_button = W.Button(description="CSV")
         self.fortio_button = W.Button(description="fortio JSON")
         self.html_button = W.Button(description="HTML report")
+        self.pages_button = W.Button(description="Run pages")
         self.message = _cls(W.HTML(value=""), "meshlab-browser-message")
         self.runs_view = _cls(W.HTML(value=""), "meshlab-runs-table")
         self.output = _cls(W.Output(), "meshlab-compare-output")
@@ -55,12 +56,14 @@ class ResultsBrowser:
         self.csv_button.on_click(lambda _: self.export("csv"))
         self.fortio_button.on_click(lambda _: self.export("fortio"))
         self.html_button.on_click(lambda _: self.export("html"))
+        self.pages_button.on_click(lambda _: self.export("pages"))
         refresh = W.Button(description="Refresh")
         refresh.on_click(lambda _: self.refresh())
         self.widget = W.VBox([
             W.HBox([self.profile, self.mesh, self.label, self.since, refresh]), self.runs,
             W.HBox([self.baseline, self.candidate, self.compare_button]),
-            W.HBox([self.export_dir, self.csv_button, self.fortio_button, self.html_button]),
+            W.HBox([self.export_dir, self.csv_button, self.fortio_button, self.html_button,
+                    self.pages_button]),
             self.message, self.runs_view, self.output])
         self._all = pd.DataFrame(columns=_COLS)
         self.refresh()
@@ -153,7 +156,8 @@ class ResultsBrowser:
 
     # export ---------------------------------------------------------------------------------
     def export(self, fmt: str) -> Path | None:
-        """Write the selected runs (csv, fortio) or a report of the compare selection (html)."""
+        """Write the selected runs (csv, fortio, pages: one HTML page per run) or a report of
+        the compare selection (html)."""
         ids = list(self.runs.value) or list(self.table["run_id"])
         out_dir = Path(self.export_dir.value or ".")
         try:
@@ -161,6 +165,12 @@ class ResultsBrowser:
             if fmt == "csv":
                 path = out_dir / "meshlab-runs.csv"
                 self.table[self.table["run_id"].isin(ids)].to_csv(path, index=False)
+            elif fmt == "pages":
+                from meshlab.report.run_page import write_run_page
+
+                path = out_dir / "meshlab-runs"
+                for rid in ids:
+                    write_run_page(self.store_path, rid, path / f"run-{rid}.html")
             elif fmt == "fortio":
                 from meshlab.formats import export_run
                 from meshlab.store import Store

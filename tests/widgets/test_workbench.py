@@ -93,6 +93,9 @@ def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) 
     assert (tmp_path / "out" / "meshlab-runs.csv").read_text().count("\n") == 2
     b.fortio_button.click()
     assert (tmp_path / "out" / "meshlab-fortio" / "base-0.json").exists(), b.message.value
+    b.pages_button.click()
+    page = tmp_path / "out" / "meshlab-runs" / "run-base-0.html"
+    assert page.exists() and "Plotly.newPlot" in page.read_text(), b.message.value
 
 
 def test_empty_store_is_a_message(tmp_path: Path) -> None:
