@@ -173,3 +173,19 @@ def test_export_png_and_svg(tmp_path: Path, many: Frames) -> None:
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in paths[1].read_bytes()[:400]
+
+
+def test_a_first_live_frame_has_a_readable_range() -> None:
+    """One point at 3457 us used to autoscale the axis to 3456.5-3458."""
+    import math
+
+    import pandas as pd
+
+    ts = pd.DataFrame({"run_id": ["live"], "second": [0], "p99_us": [3457.0],
+                       "p50_us": [900.0], "requests": [500.0], "errors": [0]})
+    fig = figures.timeline(ts, title="live p99 latency", window_s=10.0)
+    lo, hi = fig.layout.yaxis.range
+    shown = [t for t, v in zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals,
+                               strict=True) if lo <= math.log10(v) <= hi]
+    assert len(shown) >= 2 and hi - lo >= 0.3, shown           # at least two labelled ticks
+    assert tuple(fig.layout.xaxis.range) == (0, 10.0)

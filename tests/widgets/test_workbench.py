@@ -135,3 +135,16 @@ def test_form_dropdowns_come_from_the_registries_and_presets_fill_it(tmp_path: P
 def test_saving_charts_without_any_is_a_message(tmp_path: Path) -> None:
     wb = Workbench(tmp_path / "s.duckdb", defaults={"name": "w", "target": "http://127.0.0.1:1/"})
     assert wb.export_charts(tmp_path) == [] and "no chart" in wb.status.value
+
+
+def test_status_line_names_the_run_with_its_live_rate_and_p99() -> None:
+    from meshlab.progress import ExperimentSnapshot
+    from meshlab.widgets.workbench import status_line
+
+    snap = ExperimentSnapshot(event="progress", experiment_id="e", profile="p",
+                              status="running", total_runs=6, run_index=1,
+                              run_label="mesh=envoy rate=500 conns=4 repeat=0", phase="measure",
+                              rate_rps=498.0, p99_us=1_200.0)
+    line = status_line(snap)
+    assert "run 2 of 6" in line and "mesh=envoy rate=500" in line
+    assert "498 req/s" in line and "p99 1.20 ms" in line
