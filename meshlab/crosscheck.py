@@ -46,12 +46,18 @@ async def crosscheck_async(profile: Profile, *, runners: Sequence[str] | None = 
     """Run every load point of `profile` with each runner in turn (never two at once: they
     would share the cores); a runner that is missing or cannot honour a spec is a `skipped` row
     with the reason, a tool that fails is a `failed` row. At a rate, hey runs as a closed loop
-    limited by its `-q` (`HeyRunner(limit_rate=True)`), the tool users compare against."""
+    limited by its `-q` (`HeyRunner(limit_rate=True)`), the tool users compare against.
+    Cancelling the awaiting task stops the tool in flight and raises CancelledError."""
     names = list(runners) if runners is not None else runner_names()
     rows: list[dict[str, Any]] = []
     for spec in crosscheck_specs(profile):
         for name in names:
             rows.append(await _one(name, spec, progress))
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # a runner returns its partial result when cancelled (Ctrl-C, SIGTERM): stop
+                # here instead of going on with the next runner
+                raise asyncio.CancelledError
     df = pd.DataFrame(rows, columns=COLUMNS)
     df[["requests", "errors"]] = df[["requests", "errors"]].astype("Int64")
     return flag_coordinated_omission(df, factor=co_factor)
@@ -124,11 +130,12 @@ def _runner(name: str) -> Runner:
 def _unavailable(runner: Runner) -> MeshlabError:
     binary = getattr(runner, "binary", None)
     if isinstance(binary, str):
-        from meshlab.runners._tool import INSTALL_HINTS, NATIVE_ALTERNATIVE
+        from meshlab.runners._tool import NATIVE_ALTERNATIVE
 
-        return ToolNotFound(binary, install=INSTALL_HINTS.get(binary, f"install {binary}"),
+        return ToolNotFound(binary, install=runner.install_hint or f"install {binary}",
                             alternative=NATIVE_ALTERNATIVE)
-    return RunnerError(f"runner {runner.name} is not available on this machine")
+    hint = f"; install it ({runner.install_hint})" if runner.install_hint else ""
+    return RunnerError(f"runner {runner.name} is not available on this machine{hint}")
 
 
 def _reason(exc: MeshlabError) -> str:

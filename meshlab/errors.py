@@ -55,10 +55,12 @@ class ClusterError(MeshlabError):
         status: int | None = None,
         reason: str | None = None,
         resource: str | None = None,
+        not_restored: tuple[str, ...] = (),
     ) -> None:
         self.status = status
         self.reason = reason
         self.resource = resource
+        self.not_restored = not_restored   # objects a rollback after this error left changed
         parts = [message]
         if resource:
             parts.append(f"resource={resource}")

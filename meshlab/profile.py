@@ -6,15 +6,17 @@ A profile names a target and the matrix dimensions (meshes, rates, connections, 
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,57 +27,29 @@ from pydantic import (
     model_validator,
 )
 
+from meshlab._limits import (
+    MAX_PROFILE_BYTES,
+    document_problems,
+    field_value_problem,
+    mib,
+    url_problem,
+)
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
+from meshlab.redaction import REDACTED as REDACTED  # re-exported: callers import them here
+from meshlab.redaction import is_secret_name as is_secret_name
+from meshlab.redaction import redact_document as redact_document
+from meshlab.redaction import redact_mapping as redact_mapping
+from meshlab.redaction import redact_url as redact_url
+from meshlab.registry import ENVIRONMENTS, RUNNERS
+from meshlab.shape import ConstantShape, TrafficShape
+from meshlab.slo import SloSpec
 from meshlab.topology import Topology
-
-REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"(authorization|cookie|token|secret|password|passwd|api[-_]?key|"
-                          r"[-_]key$|^key$|auth|credential|session)", re.IGNORECASE)
-
-
-def is_secret_name(name: str) -> bool:
-    """True for header/parameter names that carry credentials (Authorization, X-Api-Key ...)."""
-    return bool(_SECRET_NAME.search(name))
-
-
-def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
-    """A copy with the values of secret-bearing names replaced by `<redacted>`."""
-    return {k: (REDACTED if is_secret_name(k) else v) for k, v in values.items()}
-
-
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-_HEADER_LINE = re.compile(r"^\s*(?P<name>[!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*:\s*(?P<value>.+)$")
-
-
-def redact_document(value: Any) -> Any:
-    """A deep copy of a JSON-like document with credentials replaced by `<redacted>`: values
-    under secret-bearing keys (Authorization, UserCredentials, api_key ...), `Name: value`
-    header strings with a secret name, and `user:password@` in URLs. For imported documents
-    (fortio, Meshery ...) that are stored as they came."""
-    if isinstance(value, Mapping):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            secret = isinstance(k, str) and is_secret_name(k)
-            if secret and isinstance(v, str) and v:
-                out[k] = REDACTED
-            elif secret and isinstance(v, list | tuple) and v:
-                out[k] = [REDACTED for _ in v]
-            else:
-                out[k] = redact_document(v)
-        return out
-    if isinstance(value, list | tuple):
-        return [redact_document(v) for v in value]
-    if isinstance(value, str):
-        m = _HEADER_LINE.match(value)
-        if m and is_secret_name(m.group("name")) and len(value) < 8192:
-            return f"{m.group('name')}: {REDACTED}"
-        return _URL_USERINFO.sub(lambda u: f"{u.group('scheme')}{REDACTED}@", value)
-    return value
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 def _as_list(v: Any) -> Any:
@@ -92,10 +66,15 @@ class LoadMatrix(_Model):
     duration_s: float = Field(default=10.0, gt=0, le=86_400, description="measured seconds")
     warmup_s: float = Field(default=1.0, ge=0, le=3_600,
                             description="seconds of load before measuring (discarded)")
+    dataplane_warmup_s: float = Field(default=2.0, ge=0, le=3_600, description=(
+        "seconds of discarded load, on connections of their own, after the data plane is "
+        "(re)started or first used in an experiment, before the run's own warmup_s"))
     max_requests: int | None = Field(default=None, gt=0,
                                      description="stop after this many measured requests")
     spread_connections: bool = Field(default=True, description=(
         "open loop: assign sends to connections round-robin so each carries rate/connections"))
+    shape: TrafficShape = Field(default_factory=ConstantShape, description=(
+        "how the open-loop rate moves over the run: {kind: constant|ramp|steps|poisson, ...}"))
 
     _lists = field_validator("rate_rps", "connections", mode="before")(_as_list)
 
@@ -108,6 +87,13 @@ class LoadMatrix(_Model):
             if r > 10_000_000:
                 raise ValueError(f"rate {r} is above 10,000,000 req/s")
         return v
+
+    @model_validator(mode="after")
+    def _shape_needs_open_loop(self) -> LoadMatrix:
+        if self.shape.kind != "constant" and 0 in self.rate_rps:
+            raise ValueError(f"shape {self.shape.kind} needs an open-loop rate: every "
+                             f"rate_rps > 0 (0 is closed loop)")
+        return self
 
     @field_validator("connections")
     @classmethod
@@ -135,6 +121,25 @@ class RequestSpec(_Model):
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
 
+    @field_validator("headers", "cookies")
+    @classmethod
+    def _field_values(cls, v: dict[str, str]) -> dict[str, str]:
+        # a CR/LF in a value would put a header line of its own on the wire
+        for name, value in v.items():
+            for what, text in (("name", name), ("value", value)):
+                problem = field_value_problem(text)
+                if problem:
+                    raise ValueError(f"{what} of {name!r}: {problem}")
+        return v
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, v: str | None) -> str | None:
+        problem = field_value_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @model_validator(mode="after")
     def _body(self) -> RequestSpec:
         if self.body is not None and self.payload_size_bytes:
@@ -155,7 +160,9 @@ class RequestSpec(_Model):
         return b""
 
 
-RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio")
+# Asked at validation time: a runner added with `register_runner` is accepted by a profile.
+RunnerName = Annotated[str, AfterValidator(RUNNERS.accept)]
+EnvironmentName = Annotated[str, AfterValidator(ENVIRONMENTS.accept)]
 
 
 class Profile(_Model):
@@ -164,9 +171,11 @@ class Profile(_Model):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     target: str = Field(description="http(s) URL of the service under test")
-    runner: str = "native"
+    runner: RunnerName = Field(default="native", description=(
+        "a runner registered in meshlab.registry.RUNNERS (e.g. native, wrk) or added with "
+        "register_runner"))
     repeats: int = Field(default=1, ge=1, le=1000)
-    environment: Literal["direct", "local", "kubernetes"] = Field(default="direct", description=(
+    environment: EnvironmentName = Field(default="direct", description=(
         "direct: load the target URL as is; local: a playground on loopback; kubernetes"))
     topology: Topology | dict[str, Any] | None = Field(default=None, description=(
         "environment topology: for local a meshlab.topology.Topology (services, replicas, "
@@ -181,6 +190,18 @@ class Profile(_Model):
     loads: LoadMatrix = Field(default_factory=LoadMatrix)
     request: RequestSpec = Field(default_factory=RequestSpec)
     labels: dict[str, str] = Field(default_factory=dict)
+    slo: SloSpec | None = Field(default=None, description=(
+        "limits every run is checked against (p50_ms, p99_ms, p999_ms, error_rate, "
+        "min_achieved_ratio); without it, >1 % errors or <95 % of the rate is degraded"))
+    order: Literal["interleaved", "sequential"] = Field(default="interleaved", description=(
+        "interleaved: within each repeat the data-plane configurations run in a shuffled order "
+        "(seeded), so drift of a noisy machine cannot pass for a mesh effect; sequential: in "
+        "the order written"))
+    seed: int | None = Field(default=None, ge=0, description=(
+        "seed of the interleaved order; when absent each experiment draws one and stores it"))
+    on_failure: Literal["stop", "continue"] = Field(default="stop", description=(
+        "after a broken run (failed, or a deployment process died): stop the experiment as "
+        "failed, or continue with a warning on every later run"))
 
     _lists = field_validator("meshes", "modes", mode="before")(_as_list)
 
@@ -197,13 +218,18 @@ class Profile(_Model):
     @field_validator("target")
     @classmethod
     def _target(cls, v: str) -> str:
+        # urlsplit drops tabs and line breaks silently; the runners send the string as given
+        problem = url_problem(v)
+        if problem:
+            raise ValueError(f"{redact_url(v)[:200]!r}: {problem}")
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{v!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080/")
+            raise ValueError(f"{redact_url(v)!r} is not an http(s) URL; use e.g. "
+                             "http://127.0.0.1:8080/")
         try:
             parts.port  # noqa: B018  (raises on a bad port)
         except ValueError as exc:
-            raise ValueError(f"{v!r} has an invalid port: {exc}") from None
+            raise ValueError(f"{redact_url(v)!r} has an invalid port: {exc}") from None
         return v
 
     @model_validator(mode="after")
@@ -216,13 +242,6 @@ class Profile(_Model):
             raise ValueError("modes and topology need environment: local or kubernetes")
         return self
 
-    @field_validator("runner")
-    @classmethod
-    def _runner(cls, v: str) -> str:
-        if v not in RUNNER_NAMES:
-            raise ValueError(f"unknown runner {v!r}; choose one of {', '.join(RUNNER_NAMES)}")
-        return v
-
     # construction -----------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None) -> Profile:
@@ -230,35 +249,35 @@ class Profile(_Model):
         if not isinstance(data, Mapping):
             raise ProfileError(f"(root): expected a mapping of profile keys, got "
                                f"{type(data).__name__}", source=source)
+        shape = document_problems(data, finite=False)     # deep nesting, alias bombs
+        if shape:
+            raise ProfileError(shape, source=source)
+        nonfinite = document_problems(data)                 # NaN/inf anywhere
         try:
-            return cls.model_validate(dict(data))
+            profile = cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ProfileError(validation_problems(exc), source=source) from None
+            # every problem at once: a non-finite number's own message wins over pydantic's
+            named = {n.split(":", 1)[0] for n in nonfinite}
+            rest = [v for v in validation_problems(exc) if v.split(":", 1)[0] not in named]
+            raise ProfileError([*nonfinite, *rest], source=source) from None
+        if nonfinite:
+            raise ProfileError(nonfinite, source=source)
+        return profile
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str | None = None) -> Profile:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise ProfileError(f"(yaml): {where}{getattr(exc, 'problem', exc)}",
-                               source=source) from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(parse_profile_yaml(text, source=source), source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
         """Load a profile from a YAML (or JSON) file."""
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProfileError(f"(file): cannot read {p}: {exc.strerror}", source=str(p)) from None
-        return cls.from_yaml(text, source=str(p))
+        return cls.from_yaml(read_profile_text(path), source=str(path))
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         if redact:
+            d["target"] = redact_url(d["target"])
+            d["labels"] = {k: redact_url(v) for k, v in d["labels"].items()}
             d["request"]["headers"] = redact_mapping(d["request"]["headers"])
             d["request"]["cookies"] = {k: REDACTED for k in d["request"]["cookies"]}
         return d
@@ -266,17 +285,30 @@ class Profile(_Model):
     # expansion --------------------------------------------------------------------------
     def expand(self) -> Iterator[RunSpec]:
         """Concrete runs: repeats outermost, so every configuration is measured once before any
-        is measured twice (slow drift of a noisy machine then spreads over all of them). Mesh
-        `none` (the baseline) runs without policy; other meshes run once per policy."""
+        is measured twice. With `order: interleaved` and a `seed`, the data-plane
+        configurations (mesh, mode, policy) of each repeat run in an order shuffled by
+        `random.Random(seed)` (the load points of one configuration stay together, so a
+        playground is reused across them); without a seed, or `sequential`, in the order
+        written. Mesh `none` (the baseline) runs without policy; other meshes once per policy.
+        `index` is the position in this order."""
+        units = [(mesh, mode, policy) for mesh in self.meshes for mode in self.modes
+                 for policy in self._policies_for(mesh)]
+        rng = random.Random(self.seed) if self.shuffled else None
         index = 0
         for repeat in range(self.repeats):
-            for mesh in self.meshes:
-                for mode in self.modes:
-                    for policy in self._policies_for(mesh):
-                        for rate in self.loads.rate_rps:
-                            for conns in self.loads.connections:
-                                yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
-                                index += 1
+            order = list(units)
+            if rng is not None:
+                rng.shuffle(order)
+            for mesh, mode, policy in order:
+                for rate in self.loads.rate_rps:
+                    for conns in self.loads.connections:
+                        yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
+                        index += 1
+
+    @property
+    def shuffled(self) -> bool:
+        """Whether `expand()` shuffles each repeat (interleaved order with a seed)."""
+        return self.order == "interleaved" and self.seed is not None
 
     def run_count(self) -> int:
         per_mesh = sum(len(self._policies_for(m)) for m in self.meshes)
@@ -316,6 +348,7 @@ class Profile(_Model):
             warmup_s=self.loads.warmup_s,
             max_requests=self.loads.max_requests,
             spread_connections=self.loads.spread_connections,
+            shape=self.loads.shape,
             runner=self.runner,
             repeat=repeat,
             mesh=mesh,
@@ -348,6 +381,7 @@ class RunSpec:
     labels: tuple[tuple[str, str], ...] = ()
     dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
     policy: TrafficPolicy | None = None
+    shape: TrafficShape = field(default_factory=ConstantShape)
 
     def dim(self, name: str, default: str = "") -> str:
         return dict(self.dims).get(name, default)
@@ -359,12 +393,14 @@ class RunSpec:
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """JSON-safe echo of the spec; secrets redacted unless `redact=False`."""
         headers = dict(self.headers)
+        labels = dict(self.labels)
         if redact:
             headers = redact_mapping(headers)
+            labels = {k: redact_url(v) for k, v in labels.items()}
         return {
             "profile": self.profile,
             "index": self.index,
-            "target": self.target,
+            "target": redact_url(self.target) if redact else self.target,
             "method": self.method,
             "headers": headers,
             "body_size_bytes": len(self.body),
@@ -375,14 +411,55 @@ class RunSpec:
             "warmup_s": self.warmup_s,
             "max_requests": self.max_requests,
             "spread_connections": self.spread_connections,
+            "shape": self.shape.model_dump(mode="json"),
             "runner": self.runner,
             "repeat": self.repeat,
             "mesh": self.mesh,
-            "labels": dict(self.labels),
+            "labels": labels,
             "dims": dict(self.dims),
             "policy": (self.policy.model_dump(mode="json", exclude_none=True)
                        if self.policy else None),
         }
+
+
+def read_profile_text(path: str | Path) -> str:
+    """A profile file's text: at most MAX_PROFILE_BYTES of UTF-8, else one ProfileError."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise ProfileError(f"(file): cannot read {p}: {exc.strerror or exc}",
+                           source=str(p)) from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"(file): larger than the profile size limit of "
+                           f"{mib(MAX_PROFILE_BYTES)} ({MAX_PROFILE_BYTES:,} bytes); a profile "
+                           "is a test matrix, not data", source=str(p))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"(file): not UTF-8 text ({exc.reason} at byte {exc.start}); save "
+                           "the profile as UTF-8", source=str(p)) from None
+
+
+def parse_profile_yaml(text: str, *, source: str | None = None) -> Any:
+    """YAML (or JSON) text to a value; size, syntax and nesting problems as one ProfileError."""
+    if len(text) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"(file): longer than the profile size limit of "
+                           f"{mib(MAX_PROFILE_BYTES)} ({MAX_PROFILE_BYTES:,} characters)",
+                           source=source)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ProfileError(f"(yaml): {where}{getattr(exc, 'problem', exc)}",
+                           source=source) from None
+    except RecursionError:
+        raise ProfileError("(yaml): nested too deeply to read; a profile needs a few levels",
+                           source=source) from None
+    except (ValueError, TypeError, OverflowError) as exc:   # e.g. a date like 2024-13-45
+        raise ProfileError(f"(yaml): unreadable value: {exc}", source=source) from None
 
 
 def validation_problems(exc: ValidationError) -> list[str]:

@@ -56,6 +56,7 @@ class ExperimentSnapshot:
     p50_us: float = math.nan            # over the last second
     p99_us: float = math.nan
     failed_runs: int = 0
+    reason: str = ""                    # on "end": why the experiment stopped early, if it did
     last_result: dict[str, Any] | None = field(default=None)  # RunResult.summary() of last run
 
     @property

@@ -236,7 +236,8 @@ class RunStatus(enum.StrEnum):
 
     COMPLETED = "completed"
     ABORTED = "aborted"        # cancelled (Ctrl-C, kernel interrupt, task.cancel()); partial data
-    FAILED = "failed"          # meshlab or a tool it drives failed; `error` says why
+    FAILED = "failed"          # meshlab or a tool it drives failed, or no response succeeded
+    DEGRADED = "degraded"      # measured, but too many errors or the requested rate not held
 
 
 class ErrorKind(enum.StrEnum):
@@ -318,6 +319,8 @@ class RunResult:
     omission in open loop; equal to `service_time` in closed loop). `service_time` is measured
     from the actual send. `requests` counts every finished attempt in the measured window;
     `errors` counts transport failures plus HTTP responses with status >= 400.
+    `unsent_requests` (open loop) came due within the window and were never sent; `latency`
+    holds each of them at its age at the end of the window (a lower bound).
     """
 
     run_id: str
@@ -344,6 +347,7 @@ class RunResult:
     error: str | None = None
     raw: dict[str, Any] | None = None  # original document for imported runs
     bytes_received: int = 0
+    unsent_requests: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -399,6 +403,8 @@ class RunResult:
             "status_codes": {str(k): v for k, v in sorted(self.status_codes.items())},
             "error_kinds": dict(sorted(self.error_kinds.items())),
             "warnings": list(self.warnings),
+            "unsent_requests": self.unsent_requests,
+            "slo": self.context.get("slo"),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -428,6 +434,7 @@ class RunResult:
             "error": self.error,
             "raw": self.raw,
             "bytes_received": self.bytes_received,
+            "unsent_requests": self.unsent_requests,
         }
 
     @classmethod
@@ -457,6 +464,7 @@ class RunResult:
             error=d.get("error"),
             raw=d.get("raw"),
             bytes_received=int(d.get("bytes_received", 0)),
+            unsent_requests=int(d.get("unsent_requests", 0)),
         )
 
 

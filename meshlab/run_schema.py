@@ -60,13 +60,15 @@ RUN_COLUMNS: tuple[RunColumn, ...] = (
     _c("warmup_s", "DOUBLE", "warm-up before the measured window, in seconds"),
     _c("repeat", "INTEGER", "repeat number of the matrix point"),
     _c("run_index", "INTEGER", "index of the run in its profile's matrix"),
-    _c("status", "VARCHAR", "how the run ended: completed, aborted, failed", True),
+    _c("status", "VARCHAR", "how the run ended: completed, degraded, aborted, failed", True),
     _c("started_at", "TIMESTAMP", "start time (UTC)", True),
     _c("ended_at", "TIMESTAMP", "end time (UTC)", True),
     _c("achieved_rate_rps", "DOUBLE", "finished requests per second of the window", True),
     _c("requests", "BIGINT", "finished requests in the window", True),
     _c("errors", "BIGINT", "transport failures plus HTTP statuses >= 400", True),
     _c("error_rate", "DOUBLE", "errors / requests", True),
+    _c("unsent_requests", "BIGINT", "open-loop requests due in the window that were never sent "
+       "(counted in the corrected latency at their age at the window's end)", True),
     _c("bytes_received", "BIGINT", "response bytes received", True),
     *(_c(percentile_column(p), "DOUBLE",
          f"p{p:g} latency in us from the intended send time (the tool's own value for "
@@ -138,6 +140,7 @@ def run_row(result: RunResult, *, experiment_id: str | None = None,
         "requests": int(result.requests),
         "errors": int(result.errors),
         "error_rate": float(result.error_rate),
+        "unsent_requests": int(result.unsent_requests),
         "bytes_received": int(result.bytes_received),
         # the run's own percentiles: fortio/Nighthawk imports keep the tool's reported values
         # (RunResult.headline_percentile_us); the buckets keep the histogram for pooling

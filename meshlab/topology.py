@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from meshlab.policy import MtlsMode, TrafficPolicy
+from meshlab.registry import DATA_PLANES
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -29,11 +30,13 @@ Name = Annotated[str, AfterValidator(_dns_label)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataPlaneKind(enum.StrEnum):
-    """What carries traffic between services: nothing (direct), or one kind of proxy."""
+    """What carries traffic between services: nothing (direct), or one kind of proxy. These are
+    the built-in names; `meshlab.registry.DATA_PLANES` holds every valid one (registered data
+    planes included), and `DataPlane.kind` is checked against it."""
 
     NONE = "none"
     ENVOY = "envoy"
@@ -95,10 +98,20 @@ class Service(_Model):
         return self
 
 
-class DataPlane(_Model):
-    """The data plane under test."""
+DataPlaneName = Annotated[str, AfterValidator(DATA_PLANES.accept)]
 
-    kind: DataPlaneKind = DataPlaneKind.ENVOY
+
+def _proxy_kinds() -> str:
+    """`envoy, haproxy or nginx`: the data planes that are a proxy (all but `none`)."""
+    kinds = [k for k in DATA_PLANES.names() if k != DataPlaneKind.NONE]
+    return ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1]
+
+
+class DataPlane(_Model):
+    """The data plane under test; `kind` is a name registered in `meshlab.registry.DATA_PLANES`
+    (`none`, `envoy`, `nginx`, `haproxy` built in)."""
+
+    kind: DataPlaneName = DataPlaneKind.ENVOY.value
     mode: Mode = Mode.BOTH
     mtls: MtlsMode = MtlsMode.OFF
     http2: bool = Field(default=False, description="HTTP/2 between Envoy proxies (as Istio does)")
@@ -108,8 +121,8 @@ class DataPlane(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> DataPlane:
         if self.kind == DataPlaneKind.NONE and (self.mtls != MtlsMode.OFF or self.http2):
-            raise ValueError("data plane none carries no mTLS or HTTP/2; pick envoy, nginx or "
-                             "haproxy")
+            raise ValueError(f"data plane none carries no mTLS or HTTP/2; pick "
+                             f"{_proxy_kinds()}")
         if self.http2 and self.kind != DataPlaneKind.ENVOY:
             raise ValueError(f"http2 between proxies is only implemented for envoy, not "
                              f"{self.kind}")
@@ -230,10 +243,10 @@ def parse_mesh(text: str, *, mode: str = "both") -> DataPlane:
 
     Raises ValueError with the accepted grammar when the text does not parse."""
     kind_text, *opts = text.strip().lower().split("+")
-    kinds = [str(k) for k in DataPlaneKind]
+    kinds = DATA_PLANES.names()
     if kind_text not in kinds:
-        raise ValueError(f"mesh {text!r}: unknown data plane {kind_text!r}; write "
-                         f"<{'|'.join(kinds)}>[+mtls|+mtls-permissive|+h2|+waypoint]")
+        raise ValueError(f"mesh {text!r}: {DATA_PLANES.unknown_message(kind_text)}, "
+                         f"optionally with +mtls, +mtls-permissive, +h2 or +waypoint")
     mode_text, _, mode_opt = mode.partition("+")
     modes = [str(m) for m in Mode]
     if mode_text not in modes or mode_opt not in ("", "waypoint"):
@@ -254,5 +267,5 @@ def parse_mesh(text: str, *, mode: str = "both") -> DataPlane:
         else:
             raise ValueError(f"mesh {text!r}: unknown option {opt!r}; options are "
                              f"{', '.join(MESH_OPTIONS)}")
-    return DataPlane(kind=DataPlaneKind(kind_text), mode=Mode(mode_text), mtls=mtls,
+    return DataPlane(kind=kind_text, mode=Mode(mode_text), mtls=mtls,
                      http2=http2, waypoint=waypoint)

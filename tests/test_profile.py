@@ -131,3 +131,43 @@ def test_runspec_defaults() -> None:
     s = RunSpec(target="http://127.0.0.1:1/")
     assert not s.open_loop and s.to_dict()["headers"] == {}
     assert RunSpec(target="http://x/", rate_rps=10).open_loop
+
+
+def test_slo_block() -> None:
+    prof = Profile.from_dict({**BASE, "slo": {"p99_ms": 25, "error_rate": 0.001}})
+    assert prof.slo is not None and prof.slo.p99_ms == 25.0 and prof.slo.p50_ms is None
+    assert prof.to_dict()["slo"]["p99_ms"] == 25.0
+    assert Profile.from_dict(BASE).slo is None
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict({**BASE, "slo": {"p99_ms": -1, "p50_ms": float("inf"),
+                                           "p999_ms": float("nan"), "error_rate": 2,
+                                           "min_achieved_ratio": 0, "p95_ms": 3}})
+    paths = {p.split(":", 1)[0] for p in info.value.problems}
+    assert paths == {"slo.p99_ms", "slo.p50_ms", "slo.p999_ms", "slo.error_rate",
+                     "slo.min_achieved_ratio", "slo.p95_ms"}
+
+
+def test_interleaved_expansion_shuffles_configurations_per_repeat() -> None:
+    """Each repeat is a permutation of the (mesh, mode, policy) configurations, with the load
+    points of one configuration kept together; the same seed gives the same order."""
+    base = {"name": "x", "target": "http://127.0.0.1:1/", "meshes": ["a", "b", "c", "d"],
+            "repeats": 3, "loads": {"rate_rps": [100, 200]}}
+    orders = []
+    for seed in range(8):
+        p = Profile.from_dict({**base, "seed": seed})
+        specs = list(p.expand())
+        assert [s.index for s in specs] == list(range(24)) and len(specs) == p.run_count()
+        for repeat in range(3):
+            mine = [s for s in specs if s.repeat == repeat]
+            assert sorted({s.mesh for s in mine}) == ["a", "b", "c", "d"]
+            meshes = [s.mesh for s in mine]
+            assert meshes[::2] == meshes[1::2]                        # rates stay together
+            assert [s.rate_rps for s in mine] == [100.0, 200.0] * 4
+        order = [s.mesh for s in specs[::2]]
+        assert order == [s.mesh for s in Profile.from_dict({**base, "seed": seed}).expand()][::2]
+        orders.append(order)
+    assert any(o != ["a", "b", "c", "d"] * 3 for o in orders)
+    assert len({tuple(o) for o in orders}) > 1
+    written = [s.mesh for s in Profile.from_dict({**base, "order": "sequential",
+                                                  "seed": 3}).expand()][::2]
+    assert written == ["a", "b", "c", "d"] * 3

@@ -137,3 +137,18 @@ def test_summary_reports_corrected_and_uncorrected_tails() -> None:
     assert s["max_us"] == 5000.0
     assert s["uncorrected_p99_us"] < s["p99_us"]
     assert s["error_rate"] == 0.25
+
+
+def test_degraded_status_and_unsent_requests_round_trip() -> None:
+    r = _result()
+    r.status, r.unsent_requests = RunStatus.DEGRADED, 1_228
+    r.context["slo"] = {"source": "default", "pass": False, "criteria": {
+        "achieved_ratio": {"limit": 0.95, "measured": 0.32, "pass": False}}}
+    back = RunResult.from_dict(r.to_dict())
+    assert back.status is RunStatus.DEGRADED and back.unsent_requests == 1_228
+    s = back.summary()
+    assert s["status"] == "degraded" and s["unsent_requests"] == 1_228
+    assert s["slo"]["criteria"]["achieved_ratio"]["pass"] is False
+    old = r.to_dict()
+    del old["unsent_requests"]                       # a document written before the field
+    assert RunResult.from_dict(old).unsent_requests == 0

@@ -51,7 +51,8 @@ RUN_COLUMNS = [
     "run_id", "experiment_id", "profile", "mesh", "runner", "runner_version", "environment",
     "mode", "policy", "data_plane", "mtls", "target", "rate_rps", "connections", "protocol",
     "duration_s", "warmup_s", "repeat", "run_index", "status", "started_at", "ended_at",
-    "achieved_rate_rps", "requests", "errors", "error_rate", "bytes_received", "p50_us",
+    "achieved_rate_rps", "requests", "errors", "error_rate", "unsent_requests", "bytes_received",
+    "p50_us",
     "p90_us", "p99_us", "p999_us", "min_us", "max_us", "mean_us", "stdev_us",
     "uncorrected_p50_us", "uncorrected_p99_us", "hostname", "error", "format", "warnings",
     "labels", "spec", "context", "host"]
@@ -492,7 +493,8 @@ def _write_v1_store(db: Path, results: list[RunResult]) -> None:
                                                experiment_labels={}).items():
             if table == "runs":
                 assert isinstance(rows, tuple)
-                keep = [i for i, c in enumerate(rows[0]) if c not in ("protocol", "format")]
+                keep = [i for i, c in enumerate(rows[0]) if c not in ("protocol", "format",
+                                                                          "unsent_requests")]
                 rows = (tuple(rows[0][i] for i in keep), [tuple(v[i] for i in keep)
                                                           for v in rows[1]])
             _store_write.insert_table(con, table, rows)
@@ -662,3 +664,35 @@ def test_threads_share_one_store(store: Store) -> None:
         t.join(timeout=60)
     assert not errors
     assert len(store.runs()) == 16
+
+
+def test_degraded_run_with_unsent_requests_round_trips(store: Store) -> None:
+    r = make_result("sat")
+    r.status, r.unsent_requests = RunStatus.DEGRADED, 1_228
+    store.save(r)
+    assert store.load("sat").status is RunStatus.DEGRADED
+    assert store.load("sat").unsent_requests == 1_228
+    runs = store.runs()
+    assert list(runs["status"]) == ["degraded"] and list(runs["unsent_requests"]) == [1_228]
+
+
+def test_version_2_file_is_read_and_migrated(db: Path) -> None:
+    """A store written before runs.unsent_requests (schema 2): read as it is, migrated on a
+    writable open."""
+    Store(db).save(make_result("old"))
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE runs DROP COLUMN unsent_requests")
+    con.execute("UPDATE meta SET schema_version = 2")
+    con.close()
+    assert Store(db, read_only=True).load("old").unsent_requests == 0
+    store = Store(db)
+    new = make_result("new")
+    new.unsent_requests = 7
+    store.save(new)
+    assert store.load("old").unsent_requests == 0 and store.load("new").unsent_requests == 7
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT max(schema_version) FROM meta").fetchall() == [
+            (SCHEMA_VERSION,)]
+    finally:
+        con.close()

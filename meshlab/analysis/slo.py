@@ -6,8 +6,16 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from meshlab.results import RunResult
+
+
+class RunJudge(Protocol):
+    """Anything that says whether one run holds: `Slo` here, or a profile's `slo:` block
+    (`meshlab.slo.SloSpec`)."""
+
+    def check(self, result: RunResult) -> tuple[bool, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,7 @@ class SloSearchOutcome:
 async def search_max_rate(
     probe: Callable[[float], Awaitable[RunResult]],
     *,
-    slo: Slo,
+    slo: Slo | RunJudge,
     start_rps: float,
     max_rps: float,
     precision: float = 0.05,

@@ -1,21 +1,26 @@
 """The `meshlab` command line, a thin client of the library: `main(argv) -> exit code`
-(0 ok, 1 a run or command failed, 2 usage or profile error, 130 interrupted by Ctrl-C).
-"""
+(0 ok, 1 a run or command failed, 2 usage or input error, 130 interrupted by Ctrl-C, 143 by
+SIGTERM, 129 by SIGHUP: both take the Ctrl-C path)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshlab.errors import ProfileError
 
 # Each module exposes `register(subparsers)` and adds its sub-commands with
 # `parser.set_defaults(handler=fn)`, `fn(args: argparse.Namespace) -> int | None`. Handlers import
 # heavy modules (store, runners, pandas, plotly) only when they run, so `meshlab --help` is fast.
 _COMMAND_MODULES = [
     "meshlab.cli.core",
+    "meshlab.cli.search",
     "meshlab.cli.data",
     "meshlab.cli.compare",
     "meshlab.cli.playground",
@@ -29,14 +34,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _available(module: str) -> bool:
-    # Modules written by other contributors may not exist yet: skip them, never break the CLI.
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
 def build_parser() -> argparse.ArgumentParser:
     from meshlab._version import __version__
 
@@ -47,15 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
-        if _available(name):
-            importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/profile error, 130 Ctrl-C)."""
-    from meshlab.errors import MeshlabError, MissingDependency, ProfileError
-
+    """Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage/input error, 130 Ctrl-C,
+    128 + the signal number for SIGTERM and SIGHUP)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -65,10 +60,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_usage(sys.stderr)
         return EXIT_USAGE
+    if os.environ.get("MESHLAB_STATE_DIR"):
+        # `meshlab run` starts playgrounds too: `playground down` must find a crashed run's
+        from meshlab.playground.process import use_state_dir
+
+        use_state_dir(os.environ["MESHLAB_STATE_DIR"])
+    # progress lines reach a pipe as they happen (a killed `meshlab import | tee` shows them)
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)     # type: ignore[union-attr]
+    from meshlab.cli._signals import terminate_like_ctrl_c
+
+    with terminate_like_ctrl_c() as received:
+        code = _dispatch(handler, args)
+    if received and code == EXIT_INTERRUPTED:
+        return 128 + received[0]
+    return code
+
+
+def _dispatch(handler: Callable[[argparse.Namespace], int | None],
+              args: argparse.Namespace) -> int:
+    from meshlab.errors import MeshlabError, MissingDependency, ProfileError
+
     try:
         code = handler(args)
     except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_problem(exc) or exc}", file=sys.stderr)
         return EXIT_USAGE
     except MissingDependency as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     return EXIT_OK if code is None else int(code)
+
+
+def _one_problem(exc: ProfileError) -> str | None:
+    """One problem on one line (`error: bad.yaml: (file): not UTF-8 text ...`); None for a list."""
+    if len(exc.problems) != 1:
+        return None
+    return (f"{exc.source}: " if exc.source else "") + exc.problems[0]
 
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]

@@ -1,13 +1,18 @@
-"""Helpers shared by the CLI command modules: the store option, JSON lines, rich output."""
+"""Helpers shared by the CLI command modules: the store option, JSON lines, rich output,
+stored strings made safe for a terminal, and output files that never clobber silently."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import re
+import stat
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from meshlab.errors import ProfileError
     from meshlab.profile import Profile
     from meshlab.store import Store
 
@@ -69,6 +75,29 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+# C0/C1 controls (ESC starts terminal escape sequences), bidi overrides and isolates (U+202E
+# shows "exe.txt" for "txt.exe"), zero-width and line/paragraph separators, lone surrogates.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = ord(m.group(0))
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def shown(value: object, *, markup: bool = True) -> str:
+    """`value` as text safe to print: control, bidi and invisible characters escaped (`\\x1b`,
+    `\\u202e`); with `markup` also rich markup (`[bold]` in a run's name prints as typed).
+    Every stored or user-given string the CLI prints goes through here."""
+    text = _UNSAFE.sub(_escape_char, value if isinstance(value, str) else str(value))
+    if markup:
+        from rich.markup import escape
+
+        text = escape(text)
+    return text
+
+
 def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
@@ -95,37 +124,106 @@ def fmt_us(value: Any) -> str:
     return format_us(value)
 
 
-def _meshlab_keys() -> set[str]:
-    from meshlab.profile import Profile
+_DUCKDB_MAGIC = b"DUCK"      # bytes 8..12 of every DuckDB database file
 
-    return set(Profile.model_fields)
+
+def _is_duckdb(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(12)[8:12] == _DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def write_output(path: str, text: str, *, force: bool = False,
+                 protect: Sequence[str] = ()) -> None:
+    """Write `text` to the file `path`: never over a DuckDB file, a `protect`ed path (the store
+    and its WAL), a symlink or a non-regular file; over an existing file only with `force`;
+    through a temporary file in the same directory renamed into place, so a failure (disk
+    full) leaves the old file whole. Every refusal is one ProfileError naming `--out`."""
+    from meshlab.errors import ProfileError
+
+    def refuse(message: str) -> ProfileError:
+        return ProfileError(f"--out: {message}")
+
+    p = Path(path)
+    parent = p.parent
+    where = shown(p, markup=False)
+    if not p.name or p.name in (".", ".."):
+        raise refuse(f"{shown(path, markup=False)} names a directory; give a file name")
+    try:
+        name_max = os.pathconf(parent if parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(p.name)) > name_max:
+        raise refuse(f"file name is {len(os.fsencode(p.name))} bytes, longer than the "
+                     f"{name_max} this file system allows")
+    try:
+        st: os.stat_result | None = os.lstat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise refuse(f"cannot use {where}: {exc.strerror or exc}") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise refuse(f"{where} is a symbolic link; give the file's own path (outputs never "
+                         "follow links)")
+        if stat.S_ISDIR(st.st_mode):
+            raise refuse(f"{where} is a directory; give a file name in it")
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(f"{where} is not a regular file; give a file path, or leave out "
+                         "--out to write to stdout")
+        for kept in protect:
+            for q in (Path(kept), Path(f"{kept}.wal")):
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(p, q):
+                        raise refuse(f"{where} is the store this command reads; write the "
+                                     "output to another file")
+        if _is_duckdb(p):
+            raise refuse(f"{where} is a DuckDB database; outputs never overwrite one")
+        if not force:
+            raise refuse(f"{where} exists; pass --force to replace it")
+    elif not parent.is_dir():
+        raise refuse(f"directory {shown(parent, markup=False)} does not exist; create it first")
+    _write_replacing(p, text, force=force, refuse=refuse)
+
+
+def _write_replacing(p: Path, text: str, *, force: bool,
+                      refuse: Callable[[str], ProfileError]) -> None:
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".meshlab-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~umask)
+        if force:
+            os.replace(tmp, p)
+        else:
+            try:
+                os.link(tmp, p)          # atomic: fails if the name appeared meanwhile
+            except FileExistsError:
+                raise refuse(f"{shown(p, markup=False)} exists; pass --force to replace "
+                             "it") from None
+            except OSError:              # a file system without hard links
+                if p.exists():
+                    raise refuse(f"{shown(p, markup=False)} exists; pass --force to replace "
+                                 "it") from None
+                os.replace(tmp, p)
+    except OSError as exc:
+        raise refuse(f"cannot write {shown(p, markup=False)}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def load_profile_file(path: str) -> Profile:
-    """A meshlab profile YAML, or (through meshlab.formats) a Meshery JSON / SMP YAML profile.
+    """A meshlab profile YAML, or a Meshery JSON / SMP YAML profile: `meshlab.formats` detects
+    which (`load_profile_any`)."""
+    from meshlab.formats import load_profile_any
 
-    A mapping is taken as a meshlab profile when most of its keys are meshlab profile keys, so a
-    meshlab profile with a typo still gets meshlab's own problem list."""
-    import yaml
-
-    from meshlab.errors import ProfileError
-    from meshlab.profile import Profile
-
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"(file): cannot read {p}: {exc.strerror}", source=str(p)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        doc = None
-    if isinstance(doc, Mapping) and doc:
-        keys = {str(k) for k in doc}
-        if len(keys & _meshlab_keys()) * 2 > len(keys):
-            return Profile.from_dict(doc, source=str(p))
-    try:
-        from meshlab.formats import load_profile_any
-    except ImportError:
-        return Profile.from_yaml(text, source=str(p))
-    return load_profile_any(p)
+    return load_profile_any(path)

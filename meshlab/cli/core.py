@@ -14,6 +14,7 @@ from meshlab.cli._common import (
     fmt_us,
     load_profile_file,
     print_json,
+    shown,
     store_path,
     table,
 )
@@ -29,18 +30,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run every run of PROFILE (a meshlab YAML, a Meshery JSON or an SMP YAML "
                     "profile) and store each result as it ends. Ctrl-C stores the run in "
                     "flight as aborted and exits 130.",
-        epilog="exit status: 0 every run completed, 1 a run failed or was aborted, 2 a profile "
+        epilog="exit status: 0 every run completed and held its SLO, 1 a run failed, was "
+               "degraded (errors above 1 %% or below 95 %% of the requested rate, unless the "
+               "profile's slo: says otherwise), breached its SLO or was aborted, 2 a profile "
                "or usage error, 130 interrupted. With --json: one JSON object per run on stdout "
                "(run_id, status, requested_rate_rps, achieved_rate_rps, requests, errors, "
-               "p50_us ... max_us, uncorrected_p99_us).")
+               "unsent_requests, p50_us ... max_us, uncorrected_p99_us, slo, warnings).")
     p.add_argument("profile", metavar="PROFILE")
     add_store_option(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per run (one per line) on stdout")
     p.add_argument("--runner", metavar="NAME", help="use this runner instead of the profile's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    p.add_argument("--stop-on-failure", action="store_true",
-                   help="stop at the first failed run (default: store it and go on)")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--stop-on-failure", action="store_true", default=None,
+                      help="stop after the first broken run (the default unless the profile "
+                           "says on_failure: continue)")
+    stop.add_argument("--continue-on-failure", dest="stop_on_failure", action="store_false",
+                      help="store a broken run and go on; later runs carry a warning")
     p.set_defaults(handler=cmd_run)
 
     e = subparsers.add_parser("echo", help="serve the echo workload until interrupted",
@@ -80,11 +87,13 @@ def _json_line(result: RunResult) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     """`--json` prints one JSON object per run as it ends (a contract scripts and CI rely on:
     run_id, status, requested/achieved rate, requests, errors, corrected p50..max_us and
-    uncorrected_p99_us). Exit 0 when every run completed, 1 when a run failed or was aborted,
-    2 for a profile error (main), 130 on Ctrl-C once the run in flight is stored as aborted."""
+    uncorrected_p99_us, unsent_requests, slo, warnings). Exit 0 when every run completed and
+    held its SLO, 1 when a run failed, was degraded, breached its SLO or was aborted, 2 for a
+    profile error (main), 130 on Ctrl-C once the run in flight is stored as aborted."""
     from meshlab.experiment import ExperimentStatus, run_profile
     from meshlab.progress import TerminalProgress
     from meshlab.results import RunStatus
+    from meshlab.slo import breaches
 
     profile = load_profile_file(args.profile)
     path = store_path(args)
@@ -94,32 +103,61 @@ def cmd_run(args: argparse.Namespace) -> int:
                           stop_on_failure=args.stop_on_failure)
     if not args.json:
         _print_outcome(outcome, path)
+    if outcome.reason:
+        print(f"experiment {outcome.status}: {outcome.reason}", file=sys.stderr)
     if outcome.status == ExperimentStatus.ABORTED:
         print(f"interrupted: the run in flight is stored as aborted in {path}", file=sys.stderr)
         return 130
-    bad = [r for r in outcome.results if r.status != RunStatus.COMPLETED]
+    bad = [r for r in outcome.results if r.status != RunStatus.COMPLETED or breaches(r)]
     for r in bad:
-        print(f"run {r.run_id} {r.status}: {r.error or ''}".rstrip(), file=sys.stderr)
+        why = r.error or _slo_reason(r)
+        print(f"run {r.run_id} {r.status}: {shown(why, markup=False)}".rstrip(": "),
+              file=sys.stderr)
     return 1 if bad or outcome.status != ExperimentStatus.COMPLETED else 0
 
 
+def _slo_reason(result: RunResult) -> str:
+    """`p99_ms 12.3 > 10` for each criterion a run's stored check failed."""
+    check = result.context.get("slo")
+    if not isinstance(check, dict):
+        return ""
+    out = []
+    for name, c in (check.get("criteria") or {}).items():
+        if isinstance(c, dict) and c.get("pass") is False:
+            op = ">=" if name == "achieved_ratio" else "<="
+            out.append(f"{name} {c.get('measured')} (must be {op} {c.get('limit')})")
+    return "; ".join(out)
+
+
+def _slo_cell(result: RunResult) -> str:
+    check = result.context.get("slo")
+    if not isinstance(check, dict):
+        return "-"
+    return "pass" if check.get("pass") else "FAIL"
+
+
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
-    tab = table(f"{outcome.profile}: experiment {outcome.experiment_id} "
+    tab = table(f"{shown(outcome.profile)}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
-    for col in ("run_id", "mesh", "rate", "conns", "status", "req/s", "requests", "errors",
-                "p50", "p90", "p99", "p99.9", "max"):
-        tab.add_column(col, justify="left" if col in ("run_id", "mesh", "status") else "right",
+    for col in ("run_id", "mesh", "rate", "conns", "status", "slo", "req/s", "requests",
+                "unsent", "errors", "p50", "p90", "p99", "p99.9", "max"):
+        tab.add_column(col, justify="left" if col in ("run_id", "mesh", "status", "slo")
+                       else "right",
                          no_wrap=True, min_width=22 if col == "run_id" else None)
     for r in outcome.results:
         s = r.summary()
         rate = r.requested_rate_rps
-        tab.add_row(r.run_id, r.dimensions.mesh or "", "max" if rate <= 0 else f"{rate:g}",
-                      str(s["connections"]), s["status"], f"{s['achieved_rate_rps']:,.0f}",
-                      f"{s['requests']:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
+        tab.add_row(r.run_id, shown(r.dimensions.mesh or ""), "max" if rate <= 0 else f"{rate:g}",
+                      str(s["connections"]), s["status"], _slo_cell(r),
+                      f"{s['achieved_rate_rps']:,.0f}", f"{s['requests']:,}",
+                      f"{r.unsent_requests:,}", f"{s['errors']:,}", fmt_us(s["p50_us"]),
                       fmt_us(s["p90_us"]), fmt_us(s["p99_us"]), fmt_us(s["p999_us"]),
                       fmt_us(s["max_us"]))
     out = console()
     out.print(tab)
+    for r in outcome.results:
+        for w in r.warnings:
+            out.print(f"[yellow]warning:[/yellow] {r.run_id}: {w}")
     out.print(f"stored in {path}; see one run with: meshlab show RUN_ID --store {path}")
 
 

@@ -13,12 +13,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meshlab.cli._common import add_store_option, console, fmt_us, open_store, print_json, table
+from meshlab.cli._common import (
+    add_store_option,
+    console,
+    fmt_us,
+    open_store,
+    print_json,
+    shown,
+    store_path,
+    table,
+    write_output,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from meshlab.results import RunResult
+    from meshlab.store import Store
 
 # column -> header of the `runs` table (the run id starts with its UTC start time)
 _LIST_COLUMNS = {"run_id": "run_id", "profile": "profile", "mesh": "mesh", "runner": "runner",
@@ -39,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--mesh", help="only runs with this mesh / data plane")
     p.add_argument("--experiment", metavar="ID|latest",
                    help="only runs of this experiment (= SELECTOR experiment=ID)")
-    p.add_argument("--status", choices=("completed", "aborted", "failed"))
+    p.add_argument("--status", choices=("completed", "degraded", "aborted", "failed"))
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0=all)")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(handler=cmd_runs)
@@ -61,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV")
     e.add_argument("run_id", metavar="RUN_ID")
     e.add_argument("--format", required=True, choices=("fortio", "smp", "csv"))
-    e.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    e.add_argument("--out", metavar="FILE", help="write here instead of stdout (never over "
+                   "the store, a DuckDB file or a symlink)")
+    e.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_store_option(e)
     e.set_defaults(handler=cmd_export)
 
@@ -91,13 +104,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _json_field(key: str, value: Any) -> Any:
-    # Stored JSON text columns (spec, context, labels, host) come back as objects.
+    # Stored JSON text columns (spec, context, labels, host) come back as objects; credentials
+    # are redacted again (a store written before URL redaction may still hold some).
+    from meshlab.profile import redact_document
+
+    by_name = key != "context"        # `endpoint_key` in a context names no secret
     if key in ("spec", "context", "labels", "host") and isinstance(value, str):
         try:
-            return json.loads(value)
+            return redact_document(json.loads(value), by_name=by_name)
         except ValueError:
-            return value
-    return value
+            return redact_document(value, by_name=by_name)
+    return redact_document(value) if isinstance(value, str) else value
 
 
 def _cell(key: str, value: Any) -> str:
@@ -111,7 +128,7 @@ def _cell(key: str, value: Any) -> str:
         return "max" if float(value) <= 0 else f"{float(value):g}"
     if isinstance(value, float):
         return f"{value:,.0f}"
-    return str(value)
+    return shown(value)
 
 
 def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
@@ -128,6 +145,8 @@ def _print_frame(df: pd.DataFrame, columns: list[str], *, title: str) -> None:
 # --- show --------------------------------------------------------------------------------------
 
 def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
+    from meshlab.profile import redact_document
+
     doc = result.summary()
     doc.update(
         experiment_id=experiment_id,
@@ -140,34 +159,70 @@ def _show_doc(result: RunResult, experiment_id: Any) -> dict[str, Any]:
             "uncorrected": {str(p): result.service_time.percentile_us(p)
                             for p in (50, 75, 90, 99, 99.9, 99.99)},
         },
-        spec=result.spec, context=result.context,
+        spec=redact_document(result.spec),
+        context=redact_document(result.context, by_name=False),
         host=result.host.to_dict() if result.host else None,
         runner_version=result.runner_version,
     )
     return doc
 
 
+def _print_slo(result: RunResult) -> None:
+    """The run's stored check: each criterion's limit, measured value and pass."""
+    check = result.context.get("slo")
+    if not isinstance(check, dict) or not isinstance(check.get("criteria"), dict):
+        return
+    t = table(f"SLO ({check.get('source', 'default')}): "
+              f"{'holds' if check.get('pass') else 'BREACHED'}")
+    for col in ("criterion", "limit", "measured", "pass"):
+        t.add_column(col, justify="left" if col == "criterion" else "right")
+    for name, c in check["criteria"].items():
+        if isinstance(c, dict):
+            measured = c.get("measured")
+            t.add_row(name, f"{c.get('limit'):g}" if isinstance(c.get("limit"), int | float)
+                      else str(c.get("limit")), "-" if measured is None else f"{measured:g}",
+                      "yes" if c.get("pass") else "NO")
+    console().print(t)
+
+
+def _load_run(store: Store, run_id: str) -> RunResult:
+    """The stored run; an unknown id is an input error (exit 2), a broken store a failure."""
+    from meshlab.errors import ProfileError, StoreError
+
+    try:
+        return store.load(run_id)
+    except StoreError as exc:
+        if store.runs(run_ids=[run_id]).empty:
+            raise ProfileError(f"RUN_ID: {exc}") from None
+        raise
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = open_store(args, read_only=True)
-    result = store.load(args.run_id)
+    result = _load_run(store, args.run_id)
     doc = _show_doc(result, result.context.get("experiment_id"))
     if args.json:
         print_json(doc)
         return 0
     out = console()
-    out.print(f"[bold]run {result.run_id}[/bold]  {doc['status']}  runner {result.runner} "
-              f"{result.runner_version}".rstrip())
+    spec = doc["spec"]                   # redacted: the target prints without credentials
     dims = result.dimensions
-    out.print(f"profile {dims.profile}  mesh {dims.mesh}  "
-              f"target {dims.target}  {doc['started_at'][:19]} .. "
+    out.print(f"[bold]run {shown(result.run_id)}[/bold]  {shown(doc['status'])}  runner "
+              f"{shown(result.runner)} {shown(result.runner_version)}".rstrip())
+    out.print(f"profile {shown(dims.profile)}  mesh {shown(dims.mesh)}  "
+              f"target {shown(spec.get('target'))}  {doc['started_at'][:19]} .. "
               f"{doc['ended_at'][:19]}")
     rate = result.requested_rate_rps
     out.print(f"requested {'max' if rate <= 0 else f'{rate:g} req/s'}  achieved "
               f"{result.achieved_rate_rps:,.1f} req/s  {result.requests:,} requests  "
               f"{result.errors:,} errors ({result.error_rate:.2%})  "
-              f"{dims.connections} connections  {result.duration_s:g} s")
+              f"{shown(dims.connections)} connections  {result.duration_s:g} s")
     if result.error:
-        out.print(f"[red]error:[/red] {result.error}")
+        out.print(f"[red]error:[/red] {shown(result.error)}")
+    if result.unsent_requests:
+        out.print(f"[yellow]{result.unsent_requests:,} requests came due and were never sent; "
+                  f"they are counted in the corrected latency at their age at the end of the "
+                  f"window (a lower bound)[/yellow]")
     pct = table("latency percentiles")
     pct.add_column("percentile")
     pct.add_column("corrected (from intended send)", justify="right")
@@ -182,31 +237,40 @@ def cmd_show(args: argparse.Namespace) -> int:
             t.add_column("value")
             t.add_column("count", justify="right")
             for k, v in counts.items():
-                t.add_row(str(k), f"{v:,}")
+                t.add_row(shown(k), f"{v:,}")
             out.print(t)
+    _print_slo(result)
     for w in result.warnings:
-        out.print(f"[yellow]warning:[/yellow] {w}")
-    out.print("spec:", json.dumps(result.spec, sort_keys=True))
-    out.print("context:", json.dumps(result.context, sort_keys=True, default=str))
+        out.print(f"[yellow]warning:[/yellow] {shown(w)}")
+    out.print("spec:", shown(json.dumps(spec, sort_keys=True)))
+    out.print("context:", shown(json.dumps(doc["context"], sort_keys=True, default=str)))
     return 0
 
 
 # --- import / export ---------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from meshlab.errors import OutputParseError, ProfileError
     from meshlab.formats import import_results
 
     paths = _result_paths(args.file)
-    results = [r for p in paths for r in import_results(p)]
+    results: list[RunResult] = []
+    for path in paths:
+        try:
+            results += import_results(path)
+        except OutputParseError as exc:   # a bad input file is an input error (exit 2)
+            text = str(exc)
+            raise ProfileError(text if str(path) in text else f"{path}: {text}") from None
     store = open_store(args)
     written = store.save_many(results)     # one connection, 200 runs per transaction
     for r in results:
         if args.json:
             print_json(r.summary())
         else:
-            print(f"imported {r.run_id} ({r.runner}, {r.requests:,} requests)")
+            print(f"imported {shown(r.run_id, markup=False)} ({shown(r.runner, markup=False)}, "
+                  f"{r.requests:,} requests)")
     if not args.json:
-        source = paths[0] if len(paths) == 1 else f"{len(paths)} files"
+        source = shown(paths[0] if len(paths) == 1 else f"{len(paths)} files", markup=False)
         print(f"{len(results)} run(s) from {source} stored in {store.path} ({written} new)")
     return 0
 
@@ -216,7 +280,7 @@ def _result_paths(args: list[str]) -> list[Path]:
     (a name matching nothing is kept, so reading it reports the missing file)."""
     import glob
 
-    from meshlab.errors import OutputParseError
+    from meshlab.errors import ProfileError
 
     out: list[Path] = []
     for arg in args:
@@ -225,7 +289,8 @@ def _result_paths(args: list[str]) -> list[Path]:
             found = sorted(f for f in p.iterdir()
                            if f.is_file() and f.suffix.lower() in (".json", ".yaml", ".yml"))
             if not found:
-                raise OutputParseError(f"{p}: no *.json, *.yaml or *.yml files in this directory")
+                raise ProfileError(f"FILE: {p}: no *.json, *.yaml or *.yml files in this "
+                                   "directory")
             out += found
         elif not p.exists() and any(c in arg for c in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
@@ -239,11 +304,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from meshlab.formats import export_run
 
     store = open_store(args, read_only=True)
-    result = store.load(args.run_id)
+    result = _load_run(store, args.run_id)
     text = export_run(result, args.format)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.format} of run {args.run_id} to {args.out}", file=sys.stderr)
+        write_output(args.out, text, force=args.force, protect=[store_path(args)])
+        print(f"wrote {args.format} of run {shown(args.run_id, markup=False)} to "
+              f"{shown(args.out, markup=False)}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0

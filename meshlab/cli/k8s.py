@@ -1,4 +1,5 @@
-"""CLI commands for Kubernetes: `kube contexts|snapshot|check` and `mesh install|uninstall|render`.
+"""CLI commands for Kubernetes: `kube contexts|snapshot|check`,
+`mesh install|uninstall|upgrade|render`.
 The context comes from --context or MESHLAB_KUBE_CONTEXT (only the CLI reads env vars)."""
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_check)
     mesh = subparsers.add_parser("mesh", help="Kubernetes mesh adapters").add_subparsers(
         dest="mesh_cmd", required=True)
-    for cmd in ("install", "uninstall"):
+    for cmd in ("install", "uninstall", "upgrade"):
         p = mesh.add_parser(cmd, help=f"{cmd} a mesh with its own CLI")
         p.add_argument("mesh", type=_mesh_name, help=MESH_HELP)
         p.add_argument("--dry-run", action="store_true", help="print the commands only")
+        if cmd != "uninstall":
+            p.add_argument("--version", dest="mesh_version", default=None,
+                           help="the release to install (its CLI must be that release)")
         _ctx_args(p)
-        p.set_defaults(func=_install if cmd == "install" else _uninstall)
+        p.set_defaults(func={"install": _install, "uninstall": _uninstall,
+                             "upgrade": _upgrade}[cmd])
     p = mesh.add_parser("render", help="print a policy as the mesh's resources (YAML)")
     p.add_argument("mesh", type=_mesh_name, help=MESH_HELP)
     p.add_argument("--policy", required=True, help="YAML/JSON file with one TrafficPolicy")
@@ -107,14 +112,33 @@ def _install(args: argparse.Namespace) -> int:
     return _run_mesh_cli(args, uninstall=False)
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from meshlab.meshes.version import upgrade
+
+    mesh = _mesh(args.mesh)
+    if args.dry_run:
+        lines = upgrade(mesh, None, version=args.mesh_version, dry_run=True)
+    else:
+        with _cluster(args) as cluster:
+            lines = upgrade(mesh, cluster, version=args.mesh_version)
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _uninstall(args: argparse.Namespace) -> int:
     return _run_mesh_cli(args, uninstall=True)
 
 
 def _run_mesh_cli(args: argparse.Namespace, *, uninstall: bool) -> int:
     """Install/uninstall a mesh; a failed install was rolled back (MeshError says what)."""
+    from meshlab.meshes.version import install
+
     mesh = _mesh(args.mesh)
-    run = mesh.uninstall if uninstall else mesh.install
+    version = getattr(args, "mesh_version", None)
+    run = (mesh.uninstall if uninstall else
+           lambda cluster, dry_run=False: install(mesh, cluster, version=version,
+                                                   dry_run=dry_run))
     if args.dry_run:
         lines = run(None, dry_run=True)
     else:

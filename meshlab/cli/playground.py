@@ -5,6 +5,7 @@ $MESHLAB_STATE_DIR, or $XDG_RUNTIME_DIR/meshlab/playground (else <tmp>/meshlab-<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -13,12 +14,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshlab.playground.state import PlaygroundStatus
 
 CLI_NAME = "cli"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from meshlab.registry import DATA_PLANES
+
     p = subparsers.add_parser("playground", help="a local service topology with real proxies",
                               description=__doc__)
     sub = p.add_subparsers(dest="playground_command", metavar="ACTION", required=True)
@@ -28,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     help="YAML topology: services, replicas, calls, workload (default: one "
                          "backend service)")
     up.add_argument("--data-plane", default=None, metavar="MESH",
-                    help="none, envoy, nginx, haproxy, optionally with +mtls, "
+                    help=f"{', '.join(DATA_PLANES.names())}, optionally with +mtls, "
                          "+mtls-permissive, +h2 (default: the topology's, else envoy)")
     up.add_argument("--mode", default=None,
                     choices=["both", "client-only", "server-only", "ingress", "node-proxy",
@@ -93,20 +99,12 @@ def _build(args: argparse.Namespace) -> Any:
                       state_dir=_state_dir(args), name=CLI_NAME, ready_timeout_s=args.timeout)
 
 
-def _existing(state: Path) -> dict[str, Any] | None:
-    from meshlab.playground.process import read_pidfiles, record_alive
-
-    for path, record in read_pidfiles(state):
-        if path.stem == CLI_NAME and record_alive(record):
-            return record
-    return None
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     from meshlab.errors import PlaygroundError
+    from meshlab.playground.state import running_playground, status_of
 
     state = _state_dir(args)
-    if _existing(state):
+    if running_playground(state, CLI_NAME):
         raise PlaygroundError(f"a CLI playground is already up (state in {state}); run "
                               f"`meshlab playground down` first")
     pg = _build(args)          # validates topology, data plane and policy before anything runs
@@ -119,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     with pg:
-        _print_up(pg.status())
+        _print_up(status_of(pg))
         try:
             while not stop.wait(0.5):
                 dead = pg.dead()
@@ -134,8 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _detach(args: argparse.Namespace, state: Path) -> int:
     """Re-run `up --foreground` as a session leader; wait until its PID file says ready."""
-    from meshlab.errors import PlaygroundError
-    from meshlab.playground.process import read_pidfiles
+    from meshlab.playground.process import private_dir
 
     argv = [sys.executable, "-m", "meshlab.cli", "playground", "up", "--foreground",
             "--state-dir", str(state), "--timeout", str(args.timeout)]
@@ -143,20 +140,34 @@ def _detach(args: argparse.Namespace, state: Path) -> int:
                         ("--mode", args.mode), ("--mtls", args.mtls)):
         if value is not None:
             argv += [flag, str(Path(value).resolve()) if flag == "--topology" else value]
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state)
     log = state / f"{CLI_NAME}.log"
     with open(log, "wb") as out:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return _wait_detached(child, args, state, log)
+    except KeyboardInterrupt:       # Ctrl-C, SIGTERM or SIGHUP during start-up: no playground
+        child.terminate()           # its own handler tears the playground down
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(args.timeout)
+        raise
+
+
+def _wait_detached(child: subprocess.Popen[bytes], args: argparse.Namespace, state: Path,
+                   log: Path) -> int:
+    from meshlab.errors import PlaygroundError
+    from meshlab.playground.state import playground_statuses
+
     deadline = time.monotonic() + args.timeout + 10
     while time.monotonic() < deadline:
         if child.poll() is not None:
             tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
             raise PlaygroundError(f"the playground exited during start-up:\n{tail.strip()}")
-        for path, record in read_pidfiles(state):
-            if path.stem == CLI_NAME and record.get("state") == "ready" and \
-                    record.get("supervisor", {}).get("pid") == child.pid:
-                _print_up(_status_row(record))
+        for status in playground_statuses(state):
+            if status.pidfile.stem == CLI_NAME and status.state == "ready" and \
+                    status.owner_pid == child.pid:
+                _print_up(status)
                 print(f"stop it with: meshlab playground down  (log: {log})")
                 return 0
         time.sleep(0.05)
@@ -165,67 +176,43 @@ def _detach(args: argparse.Namespace, state: Path) -> int:
                           f"see {log}")
 
 
-def _print_up(status: dict[str, Any]) -> None:
-    print(f"playground {status['name']} up: {status['data_plane']} mode {status['mode']}")
-    print(f"  send requests to {status['url']}")
-    for p in status["processes"]:
-        ports = ", ".join(f"{k}={v}" for k, v in p["ports"].items())
-        print(f"  {p['name']:<28} {p['kind']:<8} pid {p['pid']:<8} {ports}")
+def _print_up(status: PlaygroundStatus) -> None:
+    print(f"playground {status.name} up: {status.data_plane} mode {status.mode}")
+    print(f"  send requests to {status.url}")
+    for p in status.processes:
+        ports = ", ".join(f"{k}={v}" for k, v in p.ports.items())
+        print(f"  {p.name:<28} {p.kind:<8} pid {p.pid:<8} {ports}")
     sys.stdout.flush()
 
 
-def _status_row(record: dict[str, Any]) -> dict[str, Any]:
-    from meshlab.playground.process import _same_process, record_alive
-
-    alive = set(record_alive(record))
-    sup = record.get("supervisor") or {}
-    return {
-        "name": record.get("name"), "state": record.get("state"), "url": record.get("url"),
-        "data_plane": record.get("data_plane"), "mode": record.get("mode"),
-        "owner_pid": sup.get("pid"),
-        "owner_alive": bool(sup) and _same_process(int(sup["pid"]), float(sup["create_time"])),
-        "processes": [{"name": p["name"], "kind": p["kind"], "pid": p["pid"],
-                       "alive": p["name"] in alive, "ports": p.get("ports", {})}
-                      for p in record.get("processes", [])],
-    }
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from meshlab.playground.process import read_pidfiles
+    from meshlab.playground.state import playground_statuses
 
-    rows = [_status_row(r) for _, r in read_pidfiles(_state_dir(args))]
+    statuses = playground_statuses(_state_dir(args))
     if args.json:
-        for row in rows:
-            print(json.dumps(row))
+        for st in statuses:
+            print(json.dumps(st.to_dict()))
         return 0
-    if not rows:
+    if not statuses:
         print("no playground is up")
         return 0
-    for row in rows:
-        alive = sum(p["alive"] for p in row["processes"])
-        owner = "owner alive" if row["owner_alive"] else "ORPHANED (owner gone)"
-        print(f"{row['name']}: {row['state']}, {row['data_plane']} mode {row['mode']}, "
-              f"{alive}/{len(row['processes'])} processes alive, {owner}, {row['url']}")
+    for st in statuses:
+        owner = "ORPHANED (owner gone)" if st.orphaned else "owner alive"
+        print(f"{st.name}: {st.state}, {st.data_plane} mode {st.mode}, "
+              f"{st.alive_count}/{len(st.processes)} processes alive ({st.member_count} in "
+              f"their process groups), {owner}, {st.url}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    import shutil
-
-    from meshlab.playground.process import kill_record, read_pidfiles
+    """Stop every process group a record names; a record is deleted only once its groups are
+    empty, so a group that survives (another user's?) can be stopped by a later `down`."""
+    from meshlab.playground.state import stop_playgrounds
 
     t0 = time.perf_counter()
-    stopped = 0
-    for path, record in read_pidfiles(_state_dir(args)):
-        row = _status_row(record)
-        if path.stem != CLI_NAME and row["owner_alive"] and not args.all:
-            continue        # a notebook's playground: its owner tears it down
-        kill_record(record)
-        path.unlink(missing_ok=True)
-        workdir = record.get("workdir")
-        if workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-        stopped += 1
+    # the CLI's own playground is owned by its detached supervisor: stop it; a notebook's
+    # playground only with --all (its owner tears it down)
+    stopped = len(stop_playgrounds(_state_dir(args), names=[CLI_NAME], include_owned=args.all))
     print(f"stopped {stopped} playground{'s' if stopped != 1 else ''} "
           f"in {time.perf_counter() - t0:.2f} s")
     return 0

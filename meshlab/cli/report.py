@@ -5,6 +5,8 @@ meshlab.widgets.dashboard.dashboard_main; heavy imports happen only when a comma
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from meshlab.cli._common import add_store_option, store_path
 
@@ -66,7 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_store_option(d)
     d.add_argument("--port", type=int, default=8866)
     d.add_argument("--ip", default="127.0.0.1")
-    d.add_argument("--token", default=None, metavar="SECRET")
+    d.add_argument("--token", default=None, metavar="SECRET",
+                   help="visible to every local user in `ps`: prefer --token-file or "
+                        "$MESHLAB_DASHBOARD_TOKEN")
+    d.add_argument("--token-file", default=None, metavar="FILE",
+                   help="read the token from FILE (its first line)")
     d.set_defaults(handler=cmd_dashboard)
 
 
@@ -92,9 +98,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from meshlab.errors import ProfileError
     from meshlab.widgets.dashboard import dashboard_main
 
-    return dashboard_main(port=args.port, ip=args.ip, token=args.token, store=store_path(args))
+    token = args.token or os.environ.get("MESHLAB_DASHBOARD_TOKEN") or None
+    if args.token_file:
+        try:
+            lines = Path(args.token_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"--token-file: cannot read {args.token_file}: {exc}") from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ProfileError(f"--token-file: {args.token_file} is empty")
+    return dashboard_main(port=args.port, ip=args.ip, token=token, store=store_path(args))
 
 
 def cmd_trend(args: argparse.Namespace) -> int:

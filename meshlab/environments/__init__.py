@@ -8,7 +8,8 @@ from meshlab.environments.base import (
     Environment,
     environment_for,
     environment_names,
+    register_environment,
 )
 
 __all__ = ["Deployment", "DeploymentReport", "Environment", "environment_for",
-           "environment_names"]
+           "environment_names", "register_environment"]

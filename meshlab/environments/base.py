@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
-from meshlab.errors import ProfileError
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ProgressCallback
+from meshlab.registry import ENVIRONMENTS
 from meshlab.results import RunResult, TelemetrySample
 
 
@@ -84,29 +83,19 @@ class Environment(abc.ABC):
         await self.close()
 
 
-_REGISTRY: dict[str, str] = {
-    "direct": "meshlab.environments.direct:DirectEnvironment",
-    "local": "meshlab.environments.local:LocalEnvironment",
-    "kubernetes": "meshlab.environments.kubernetes:KubernetesEnvironment",
-}
+def register_environment(name: str, target: str) -> None:
+    """Register an environment class by import path `module:Class` under a lowercase name."""
+    ENVIRONMENTS.register(name, target)
 
 
 def environment_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return ENVIRONMENTS.names()
 
 
 def environment_for(profile: Profile) -> Environment:
-    """Instantiate the environment a profile names (imported lazily)."""
-    name = profile.environment
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise ProfileError(f"environment: unknown environment {name!r}; choose one of "
-                           f"{', '.join(environment_names())}") from None
-    module_name, _, cls_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, cls_name)
-    env = cls(profile)
-    if not isinstance(env, Environment):
-        raise TypeError(f"{target} is not a meshlab Environment")
-    return env
+    """Instantiate the environment a profile names (its module is imported now, not before);
+    an unknown name raises ProfileError listing the known ones."""
+    cls = ENVIRONMENTS.load(profile.environment)
+    if not (isinstance(cls, type) and issubclass(cls, Environment)):
+        raise ENVIRONMENTS.not_a(profile.environment, "Environment")
+    return cls(profile)

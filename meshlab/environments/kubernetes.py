@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from meshlab.environments._service import ServiceWorkloads, not_as_requested
 from meshlab.environments.base import Deployment, DeploymentReport, Environment
 from meshlab.errors import ClusterError, MeshError, MeshlabError, ProfileError
 from meshlab.k8s.cluster import Cluster
@@ -28,9 +29,14 @@ from meshlab.k8s.workload import (
     roll_workloads,
     server_manifests,
     target_url,
-    verify_meshed,
 )
-from meshlab.meshes.detect import kubernetes_mesh, kubernetes_meshes, proxy_facts, snapshot
+from meshlab.meshes.detect import (
+    check_pinned_version,
+    kubernetes_mesh,
+    kubernetes_meshes,
+    proxy_facts,
+    snapshot,
+)
 from meshlab.meshes.kubernetes import Injection, KubernetesMesh, MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
@@ -57,7 +63,8 @@ class KubernetesDeployment(Deployment):
         self.env, self.spec, self.before, self.target, self.mesh = env, spec, before, target, mesh
         mode = spec.dim("mode", "both")
         settings = env.settings
-        self.target_url = target_url(env.server, mode)
+        own = env.own
+        self.target_url = own.url if own is not None else target_url(env.server, mode)
         self.context: dict[str, Any] = {
             "environment": "kubernetes", "data_plane": spec.mesh, "mesh": spec.mesh,
             "mesh_version": before.mesh_version if mesh is not None else "", "mode": mode,
@@ -69,8 +76,11 @@ class KubernetesDeployment(Deployment):
             "load_parallelism": settings.load_parallelism, "cluster": before.to_dict(),
             "smp": before.to_smp()}
         if mesh is not None:
-            inj = mesh.injection()
+            inj = mesh.workload_injection() if own is not None else mesh.injection()
             self.context["injection"] = {**inj.labels, **inj.annotations}
+            self.context["data_plane_mode"] = mesh.data_plane
+        if own is not None:
+            self.context.update(own.context(env.cluster))
         self.started_s = 0.0
         self.ended_s = 0.0
         self._observed = False
@@ -165,6 +175,11 @@ class KubernetesDeployment(Deployment):
         report.context["cluster_after"] = after.to_dict()
         report.context["changes"] = [str(c) for c in changes]
         report.warnings += [f"not comparable: {c}" for c in changes]
+        if self.env.own is not None:
+            ctx, warns = await asyncio.to_thread(self.env.own.observe, self.env.cluster,
+                                                 self.context["workload"])
+            report.context.update(ctx)
+            report.warnings += warns
         s = self.env.settings
         if s.prometheus_url:
             prom = PrometheusClient(s.prometheus_url)
@@ -210,6 +225,8 @@ class KubernetesEnvironment(Environment):
         self.settings = KubernetesTopology.from_profile(profile.topology)
         self.server = ServerSpec.from_topology(self.settings)
         self._cluster = cluster
+        self.own = (ServiceWorkloads.from_topology(self.settings) if self.settings.service
+                    else None)
         self._mesh_name: str | None = None
         self._ns_before: dict[str, dict[str, str]] | None = None   # None: namespace not touched
         self._created_namespace = False
@@ -225,8 +242,14 @@ class KubernetesEnvironment(Environment):
         return self._cluster
 
     def render_context(self, policy: TrafficPolicy | None = None) -> RenderContext:
+        if self.own is not None:
+            return RenderContext(namespace=self.own.namespace, service=self.own.service,
+                                 port=self.own.port or self.settings.service_port or 80,
+                                 client=f"{self.own.service}-load",
+                                 waypoint=self.settings.waypoint or "")
         return RenderContext(namespace=self.server.namespace, service=self.server.name,
-                             port=8080, client=f"{self.server.name}-load")
+                             port=8080, client=f"{self.server.name}-load",
+                             waypoint=self.settings.waypoint or "")
 
     def check(self, spec: RunSpec) -> None:
         mode = spec.dim("mode", "both")
@@ -235,6 +258,16 @@ class KubernetesEnvironment(Environment):
                                f"{', '.join(MODES)}")
         n = self.settings.load_parallelism
         problems = []
+        mesh = kubernetes_mesh(spec.mesh)
+        if spec.shape.kind != "constant":
+            problems.append(f"loads.shape: kind {spec.shape.kind!r}: the in-cluster fortio load "
+                            f"runs constant rates only (fortio has no ramp, steps or Poisson "
+                            f"arrivals)")
+        if mode in ("none", "client-only") and (self.own is not None or (
+                mesh is not None and not mesh.skip_inbound_annotation)):
+            problems.append(f"modes: {mode!r} needs a server port kept out of the data plane; "
+                            f"{'the Service' if self.own else spec.mesh} has none: use "
+                            f"server-only or both")
         if spec.connections % n:
             problems.append(f"loads.connections: {spec.connections} does not split evenly over "
                             f"topology.load_parallelism {n} fortio pods")
@@ -249,7 +282,6 @@ class KubernetesEnvironment(Environment):
             problems.append("request.body: fortio's -payload takes text; this body is binary")
         if problems:
             raise ProfileError(problems)
-        mesh = kubernetes_mesh(spec.mesh)
         if spec.policy is not None and spec.policy.features():
             if mesh is None:
                 raise MeshError(f"mesh none cannot express policy {spec.policy.name!r}: "
@@ -276,6 +308,12 @@ class KubernetesEnvironment(Environment):
         if self._mesh_name == spec.mesh:
             return mesh
         cluster = self.cluster
+        check_pinned_version(cluster, mesh, self.settings.mesh_versions)
+        if self.own is not None:
+            self._mesh_name = None
+            mesh = self.own.prepare(cluster, spec.mesh)
+            self._mesh_name = spec.mesh
+            return mesh
         self._touch_namespace()
         self._mesh_name = None          # until the switch completes
         if mesh is not None and mesh.detect(cluster) is None:
@@ -289,9 +327,12 @@ class KubernetesEnvironment(Environment):
         deploy_server(cluster, self.server,
                       pod_annotations=mesh.skip_inbound([DIRECT_PORT]) if mesh else None)
         roll_workloads(cluster, ns)
-        if mesh is not None:
-            verify_meshed(cluster, ns, selector={"app": self.server.name},
-                          sidecars=mesh.sidecar_containers, mesh=mesh.name)
+        bad = not_as_requested(cluster.pods(namespace=ns, selector={"app": self.server.name}),
+                               mesh)
+        if bad:
+            raise MeshError(f"{len(bad)} pod(s) in {ns} are not ready in "
+                            f"{mesh.name if mesh else 'no mesh'}: {', '.join(sorted(bad))}; "
+                            f"check the injection webhook and that the rollout finished")
         self._mesh_name = spec.mesh
         return mesh
 
@@ -344,6 +385,8 @@ class KubernetesEnvironment(Environment):
                 self.release(mesh, target)
             except MeshlabError as exc:
                 left.append(f"policy resources {[m['kind'] for m in target.applied]}: {exc}")
+        if self.own is not None:      # the user's namespace: load Jobs, then the pod templates
+            return left + self.own.teardown(self.cluster, job_selector=PART_OF)
         if self.settings.keep or self._ns_before is None:
             return left
         cluster, ns = self.cluster, self.server.namespace

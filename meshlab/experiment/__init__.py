@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,12 +20,22 @@ from typing import TYPE_CHECKING, Any
 from meshlab.environments.base import Deployment, DeploymentReport, Environment, environment_for
 from meshlab.errors import MeshError, MeshlabError, MissingDependency, ProfileError
 from meshlab.experiment._background import RunHandle, run_blocking
-from meshlab.experiment._record import complete, empty_result, end_deployment, merge_run, run_label
+from meshlab.experiment._record import (
+    broken_reason,
+    complete,
+    empty_result,
+    end_deployment,
+    merge_run,
+    run_label,
+    warmup_summary,
+)
+from meshlab.experiment._worker import LoadWorker, Unsendable
 from meshlab.experiment.outcome import ExperimentOutcome, ExperimentStatus
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ExperimentProgress, ExperimentSnapshot, Progress, TerminalProgress
 from meshlab.results import HostSnapshot, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner, get_runner
+from meshlab.slo import apply_check
 
 if TYPE_CHECKING:
     from meshlab.store import Store
@@ -45,14 +56,6 @@ log = logging.getLogger("meshlab.experiment")
 
 ResultCallback = Callable[[RunResult], None]
 
-_INSTALL_HINTS = {
-    "wrk": "apt-get install wrk",
-    "hey": "apt-get install hey",
-    "ab": "apt-get install apache2-utils",
-    "fortio": "go install fortio.org/fortio@latest; it is not packaged for Debian or PyPI",
-}
-
-
 # --- the experiment --------------------------------------------------------------------------
 
 class _Experiment:
@@ -60,18 +63,26 @@ class _Experiment:
 
     def __init__(self, profile: Profile, *, store: Store | str | Path | None,
                  progress: ExperimentProgress | None, runner: str | Runner | None,
-                 on_result: ResultCallback | None, stop_on_failure: bool) -> None:
+                 on_result: ResultCallback | None, stop_on_failure: bool | None) -> None:
+        if profile.order == "interleaved" and profile.seed is None:
+            # Drawn here and stored with the experiment's profile (and every run's context), so
+            # the order can be replayed: Profile.expand() shuffles with it.
+            profile = profile.model_copy(update={"seed": secrets.randbelow(2**31)})
         self.profile = profile
         self.store_arg = store
         self.progress = progress
         self.runner_arg = runner
         self.on_result = on_result
-        self.stop_on_failure = stop_on_failure
+        self.stop_on_failure = (profile.on_failure == "stop" if stop_on_failure is None
+                                else stop_on_failure)
+        self.broken = ""                 # why an earlier run is broken ("" while none is)
+        self.deployed = False            # a deployment has been measured in this experiment
         self.results: list[RunResult] = []
         self.snap = ExperimentSnapshot(event="start", experiment_id="", profile=profile.name,
                                        status=str(ExperimentStatus.RUNNING),
                                        total_runs=profile.run_count())
         self._progress_failed = False
+        self.worker = LoadWorker()
 
     # progress -------------------------------------------------------------------------------
     def emit(self, event: str, **changes: Any) -> None:
@@ -100,7 +111,7 @@ class _Experiment:
         if not env.generates_load and not runner.is_available():
             raise MissingDependency(
                 f"the {runner.name!r} load generator",
-                install=_INSTALL_HINTS.get(runner.name, "see the runner's documentation")
+                install=(runner.install_hint or f"see the {runner.name} runner's documentation")
                 + " (or use runner 'native', which needs nothing installed)")
         return runner
 
@@ -109,6 +120,9 @@ class _Experiment:
         problems: list[str] = []
         checks = [env.check] if env.generates_load else [runner.check, env.check]
         for spec in specs:
+            if spec.shape.kind != "constant" and not env.generates_load:
+                problems.append(f"loads.shape: kind {spec.shape.kind!r} is not executed by "
+                                f"runner {runner.name!r} yet; only constant")
             for check in checks:
                 try:
                     check(spec)
@@ -128,10 +142,13 @@ class _Experiment:
             specs = [s if s.runner == runner.name else replace(s, runner=runner.name)
                      for s in self.profile.expand()]
             self._validate(specs, runner, env)
+            if not env.generates_load:
+                self.worker.start()         # imports meshlab while the first run deploys
             with contextlib.ExitStack() as stack:
                 store = _open_store(self.store_arg, stack)
                 return await self._run_all(specs, runner, env, store)
         finally:
+            self.worker.close()
             await complete(env.close())
 
     async def _run_all(self, specs: list[RunSpec], runner: Runner, env: Environment,
@@ -148,6 +165,7 @@ class _Experiment:
         host = host_snapshot(tools=[] if runner.name == "native" else [runner.name])
         self.emit("start", experiment_id=exp_id)
         status = ExperimentStatus.COMPLETED
+        reason = ""
         try:
             for i, spec in enumerate(specs):
                 if _cancel_requested():
@@ -162,6 +180,10 @@ class _Experiment:
                 if result is None:          # cancelled before any load: nothing to store
                     status = ExperimentStatus.ABORTED
                     break
+                broken = broken_reason(result)
+                if self.broken:
+                    result.warnings.append(f"an earlier run of this experiment is broken "
+                                           f"({self.broken}); this run may be affected too")
                 if store is not None:
                     store.save(result, experiment_id=exp_id)
                 self.results.append(result)
@@ -173,9 +195,13 @@ class _Experiment:
                 if cancelled or result.status == RunStatus.ABORTED:
                     status = ExperimentStatus.ABORTED
                     break
-                if failed and self.stop_on_failure:
-                    status = ExperimentStatus.FAILED
-                    break
+                if broken:
+                    why = f"run {i + 1} ({run_label(spec)}, {result.run_id}) {broken}"
+                    self.broken = self.broken or why
+                    if self.stop_on_failure:
+                        status, reason = ExperimentStatus.FAILED, f"stopped: {why}"
+                        log.warning("experiment %s %s", exp_id, reason)
+                        break
         except asyncio.CancelledError:
             # Cancelled outside a run's measurement (saving, a callback): stop as aborted.
             status = ExperimentStatus.ABORTED
@@ -185,9 +211,10 @@ class _Experiment:
         finally:
             if store is not None:
                 store.finish_experiment(exp_id, status=str(status))
-            self.emit("end", status=str(status), phase="")
+            self.emit("end", status=str(status), phase="", reason=reason)
         return ExperimentOutcome(experiment_id=exp_id, results=list(self.results), status=status,
-                                 profile=self.profile.name)
+                                 profile=self.profile.name, reason=reason,
+                                 seed=self.profile.seed if self.profile.shuffled else None)
 
     async def _one(self, spec: RunSpec, runner: Runner, env: Environment, host: HostSnapshot,
                    exp_id: str) -> tuple[RunResult | None, bool]:
@@ -198,6 +225,7 @@ class _Experiment:
         deployment: Deployment | None = None
         report: DeploymentReport | None = None
         result: RunResult | None = None
+        settle: dict[str, Any] | None = None
         run_spec = spec
         cancelled = False
         error = ""
@@ -205,13 +233,17 @@ class _Experiment:
         try:
             deployment = await env.deploy(spec)
             run_spec = replace(spec, target=deployment.target_url)
+            if self._fresh(deployment, env):
+                stage = "warming up the data plane"
+                settle = await self._warm_up(runner, run_spec)
+            self.deployed = True
             stage = "starting the deployment"
             await deployment.begin()
             stage = "running the load"
             # An environment may generate the load itself (fortio Jobs inside a cluster).
             result = await deployment.run_load(run_spec, progress=self._runner_progress(spec))
             if result is None:
-                result = await runner.run(run_spec, progress=self._runner_progress(spec))
+                result = await self._load(runner, run_spec, self._runner_progress(spec))
         except asyncio.CancelledError:
             # Only a runner that raises instead of returning its partial result gets here.
             cancelled = True
@@ -230,7 +262,48 @@ class _Experiment:
         # The native runner swallows the cancellation and returns its partial result.
         cancelled = cancelled or _cancel_requested()
         merge_run(result, spec, run_spec, deployment, report, host, runner, exp_id)
+        result.context["order"] = self.profile.order
+        if settle is not None:
+            result.context["dataplane_warmup"] = settle
+        if self.profile.shuffled:
+            result.context["order_seed"] = self.profile.seed
+        apply_check(result, self.profile.slo)
         return result, cancelled
+
+    def _fresh(self, deployment: Deployment, env: Environment) -> bool:
+        """Whether the data plane is new to this experiment: its first deployment, or one
+        the environment (re)started rather than reused (a playground for another mesh)."""
+        if env.generates_load or self.profile.loads.dataplane_warmup_s <= 0:
+            return False
+        return not self.deployed or deployment.context.get("reused") is False
+
+    async def _warm_up(self, runner: Runner, spec: RunSpec) -> dict[str, Any]:
+        """Discarded load at the run's rate and connections right after the data plane came
+        up: a fresh Envoy/nginx/haproxy (and its backend) answers its first seconds slower,
+        which made the first repeat of each mesh look slower than the others."""
+        seconds = self.profile.loads.dataplane_warmup_s
+        self.emit("progress", phase="warmup", run_elapsed_s=0.0)
+        warm = await self._load(runner, replace(spec, duration_s=seconds, warmup_s=0.0,
+                                                max_requests=None), None)
+        if _cancel_requested():
+            raise asyncio.CancelledError
+        return warmup_summary(warm)
+
+    async def _load(self, runner: Runner, spec: RunSpec,
+                    progress: Callable[[Progress], None] | None) -> RunResult:
+        """`runner.run(spec)` in the experiment's worker process; in this process (with a
+        warning) only when the runner cannot be sent there (a class defined in a notebook)."""
+        try:
+            result = await self.worker.run(runner, spec, progress=progress)
+        except Unsendable as exc:
+            result = await runner.run(spec, progress=progress)
+            result.warnings.append(
+                f"the load ran in the experiment's own process (drawing or storing there can "
+                f"delay sends): runner {runner.name!r} cannot be sent to a worker process "
+                f"({exc}); define it in an importable module")
+        if self.worker.start_s is not None:
+            result.context.setdefault("load_worker_start_s", round(self.worker.start_s, 3))
+        return result
 
 
 def _cancel_requested() -> bool:
@@ -238,17 +311,10 @@ def _cancel_requested() -> bool:
     return bool(task is not None and task.cancelling())
 
 
-_ENVIRONMENT_EXTRAS = {"local": "playground", "kubernetes": "k8s"}
-
-
 def _environment(profile: Profile) -> Environment:
-    try:
-        return environment_for(profile)
-    except ImportError as exc:
-        extra = _ENVIRONMENT_EXTRAS.get(profile.environment, "")
-        raise MissingDependency(
-            f"the {profile.environment!r} environment ({exc.name or exc})",
-            install=f"pip install 'meshlab[{extra}]'" if extra else "pip install meshlab") from exc
+    # a package the environment needs and that is missing raises MissingDependency naming
+    # the meshlab extra (meshlab.registry.ENVIRONMENTS)
+    return environment_for(profile)
 
 
 def _open_store(arg: Store | str | Path | None, stack: contextlib.ExitStack) -> Store | None:
@@ -272,14 +338,17 @@ async def arun_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> ExperimentOutcome:
     """Run every run of `profile` in order against its environment, storing each as it ends.
 
     Before the first run every spec is checked by the runner and the environment: a bad matrix
-    raises one ProfileError; an uninstalled runner tool raises MissingDependency. A run whose
-    runner or deployment fails is stored as FAILED with the error text; the experiment goes on
-    (or stops with status FAILED when `stop_on_failure`). Cancelling the awaiting task stops
+    raises one ProfileError; an uninstalled runner tool raises MissingDependency. The load runs
+    in a worker process of the experiment's own. A run whose runner or deployment fails is
+    stored as FAILED with the error text. After a broken run (failed, no successful response,
+    or a deployment process died) the experiment stops with status FAILED and the outcome's
+    `reason` says why; with `stop_on_failure=False` (default: the profile's `on_failure`) it
+    goes on and every later run carries a warning. Cancelling the awaiting task stops
     the experiment: the partial run in flight is stored as ABORTED and an outcome with status
     ABORTED is returned, not raised. Any other exception (a bug, a store failure) marks the
     experiment FAILED and propagates. The environment is always closed. `store=None` keeps the
@@ -302,7 +371,7 @@ def run_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> ExperimentOutcome:
     """Blocking `arun_profile`. Inside a running event loop (a Jupyter cell) the experiment runs
     on a worker thread with its own loop; Ctrl-C or a kernel interrupt stops it, stores the
@@ -328,7 +397,7 @@ def start_profile(
     progress: ExperimentProgress | None = None,
     runner_override: str | Runner | None = None,
     on_result: ResultCallback | None = None,
-    stop_on_failure: bool = False,
+    stop_on_failure: bool | None = None,
 ) -> RunHandle:
     """Start `arun_profile` on a background thread and return its handle at once (a notebook
     kernel stays responsive; a widget polls `handle.progress` or passes `progress`)."""

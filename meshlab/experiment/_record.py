@@ -1,17 +1,19 @@
 """How one run's RunResult is completed: failed/aborted placeholders, deployment telemetry and
-context merged in, secrets scrubbed; plus teardown that finishes even when cancelled."""
+context merged in, secrets scrubbed, whether it is broken; plus teardown that finishes even when
+cancelled."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from meshlab.environments.base import Deployment, DeploymentReport
 from meshlab.errors import MeshlabError
-from meshlab.profile import REDACTED, RunSpec, is_secret_name
+from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.results import Histogram, HostSnapshot, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner
 
@@ -60,11 +62,12 @@ def empty_result(spec: RunSpec, runner: Runner, started: datetime, status: RunSt
 
 
 def scrub(text: str, spec: RunSpec) -> str:
-    """Remove secret header values from free text (a tool's argv in an error message)."""
+    """Remove secret header values and URL credentials from free text (a tool's argv in an
+    error message)."""
     for name, value in spec.headers:
         if value and is_secret_name(name):
             text = text.replace(value, REDACTED)
-    return text
+    return redact_url(text)
 
 
 def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: Deployment | None,
@@ -82,7 +85,7 @@ def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: D
     context.update(result.context)
     context["experiment_id"] = exp_id
     if run_spec.target != spec.target:
-        context["profile_target"] = spec.target
+        context["profile_target"] = redact_url(spec.target)
     result.context = context
     if deployment is not None:
         context.update(deployment.derive(result))     # needs telemetry + the achieved rate
@@ -94,3 +97,26 @@ def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: D
     if not result.runner_version and result.runner == runner.name:
         with contextlib.suppress(MeshlabError, OSError):
             result.runner_version = runner.version()
+
+
+def broken_reason(result: RunResult) -> str:
+    """Why a run must not be pooled with the others ("" when it may): it failed, got no
+    successful response, or a process of its deployment died during it."""
+    if result.status == RunStatus.ABORTED:
+        return ""
+    if result.status == RunStatus.FAILED:
+        return f"failed: {result.error or 'no error text'}"
+    dead = result.context.get("dead_processes") or []
+    if dead:
+        return f"lost {', '.join(map(str, dead))} (died during the run)"
+    if result.requests == 0 or result.errors >= result.requests:
+        return f"got no successful response ({result.errors:,} errors)"
+    return ""
+
+
+def warmup_summary(warm: RunResult) -> dict[str, Any]:
+    """What a discarded warm-up saw, kept in the run's context (JSON-safe: no NaN)."""
+    p50, p99 = (warm.latency.percentile_us(p) for p in (50, 99))
+    return {"duration_s": round(warm.duration_s, 3), "requests": warm.requests,
+            "errors": warm.errors, "p50_us": None if math.isnan(p50) else round(p50, 1),
+            "p99_us": None if math.isnan(p99) else round(p99, 1)}

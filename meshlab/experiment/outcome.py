@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshlab.results import RunResult, RunStatus
+from meshlab.slo import breaches
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,7 +20,7 @@ class ExperimentStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     ABORTED = "aborted"        # cancelled: the run in flight is stored as an aborted run
-    FAILED = "failed"          # stopped on a failed run (stop_on_failure) or meshlab failed
+    FAILED = "failed"          # stopped after a broken run (on_failure: stop) or meshlab failed
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -30,12 +31,15 @@ class ExperimentOutcome:
     results: list[RunResult]
     status: ExperimentStatus
     profile: str = ""
+    reason: str = ""               # why the experiment stopped early ("" when it did not)
+    seed: int | None = None        # seed of the interleaved run order (Profile.seed)
 
     @property
     def ok(self) -> bool:
-        """True when the experiment completed and every run completed."""
+        """True when the experiment completed and every run completed and held its SLO
+        (what `meshlab run` exits 0 for)."""
         return self.status == ExperimentStatus.COMPLETED and all(
-            r.status == RunStatus.COMPLETED for r in self.results)
+            r.status == RunStatus.COMPLETED and not breaches(r) for r in self.results)
 
     @property
     def run_ids(self) -> list[str]:
@@ -59,6 +63,7 @@ class ExperimentOutcome:
         for r in self.results:
             counts[str(r.status)] = counts.get(str(r.status), 0) + 1
         runs = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        reason = f", reason={self.reason!r}" if self.reason else ""
         return (f"ExperimentOutcome(experiment_id={self.experiment_id!r}, "
                 f"profile={self.profile!r}, status={str(self.status)!r}, "
-                f"runs={len(self.results)} [{runs}])")
+                f"runs={len(self.results)} [{runs}]{reason})")

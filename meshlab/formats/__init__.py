@@ -4,7 +4,9 @@ export runs as fortio JSON, SMP results, CSV and Parquet tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from meshlab._limits import MAX_IMPORT_BYTES, MAX_PROFILE_BYTES, mib
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import digest, import_run_id, parse_bytes
 from meshlab.formats.fortio import fortio_json, is_fortio, is_nighthawk_fortio, run_from_fortio
@@ -114,12 +117,14 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
     for r in results:   # the raw document and the spec echo the request: keep no credential
         r.raw = redact_document(r.raw) if r.raw is not None else None
         r.spec = redact_document(r.spec)
+        r.context = redact_document(r.context, by_name=False)
     return results
 
 
 def export_run(result: RunResult, fmt: str) -> str:
     """One run as text: "fortio" (JSON), "smp" (YAML), "meshlab" (JSON), "csv" or
-    "csv-buckets"."""
+    "csv-buckets". Credentials are redacted (a run stored before redaction covered URLs too)."""
+    result = _redacted(result)
     if fmt == "fortio":
         return json.dumps(fortio_json(result), indent=2) + "\n"
     if fmt == "smp":
@@ -141,7 +146,7 @@ def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[
     if fmt not in ("csv", "parquet"):
         raise ProfileError(f"fmt: export_runs writes csv or parquet, not {fmt!r}; use "
                            "export_run for one document per run (fortio, smp, meshlab)")
-    return write_tables(list(results), fmt, Path(path))
+    return write_tables([_redacted(r) for r in results], fmt, Path(path))
 
 
 def load_profile_any(path: str | os.PathLike[str]) -> Profile:
@@ -166,23 +171,36 @@ def fortio_histogram_data(doc: Mapping[str, Any], key: str = "DurationHistogram"
 
 # --- internals ----------------------------------------------------------------------------------
 
-def _read(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+def _redacted(result: RunResult) -> RunResult:
+    return dataclasses.replace(
+        result, spec=redact_document(result.spec),
+        context=redact_document(result.context, by_name=False),
+        raw=redact_document(result.raw) if result.raw is not None else None)
+
+
+def _read(source: str | os.PathLike[str] | bytes, *, limit: int = MAX_IMPORT_BYTES,
+          what: str = "import") -> tuple[bytes, str]:
     if isinstance(source, bytes | bytearray | memoryview):
-        return bytes(source), "document"
-    p = Path(source)
-    try:
-        return p.read_bytes(), str(p)
-    except OSError as exc:
-        raise OutputParseError(f"cannot read {p}: {exc.strerror or exc}") from None
+        data, name = bytes(source), "document"
+    else:
+        p = Path(source)
+        try:
+            with p.open("rb") as f:
+                data, name = f.read(limit + 1), str(p)
+        except OSError as exc:
+            raise OutputParseError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise OutputParseError(f"{name}: larger than the {what} size limit of {mib(limit)} "
+                               f"({limit:,} bytes); split it into several files")
+    return data, name
 
 
 def _profile_doc(path: str | os.PathLike[str]) -> tuple[object, str]:
     p = Path(path)
     try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ProfileError(f"(file): cannot read {p}: {exc.strerror or exc}",
-                           source=str(p)) from None
+        data, _ = _read(p, limit=MAX_PROFILE_BYTES, what="profile")
+    except OutputParseError as exc:
+        raise ProfileError(f"(file): {exc}", source=str(p)) from None
     try:
         return parse_bytes(data, source="(document)"), str(p)
     except OutputParseError as exc:
@@ -229,6 +247,10 @@ def _meshlab(doc: object, d: str) -> list[RunResult]:
         if (h.counts < 0).any() or h.total != int(h.counts.sum()):
             raise OutputParseError(f"{kind}: bucket counts are negative or do not add up",
                                    excerpt=_excerpt(doc.get(kind)))
+    for name in ("requested_rate_rps", "achieved_rate_rps", "duration_s"):
+        if not math.isfinite(getattr(r, name)):      # from_dict takes "NaN" for a number
+            raise OutputParseError(f"{name}: expected a finite number",
+                                   excerpt=_excerpt(doc.get(name)))
     r.context.setdefault("format", "meshlab")
     return [r]
 

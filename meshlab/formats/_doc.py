@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from meshlab._limits import MAX_NODES, MAX_YAML_BYTES, document_problems, mib
 from meshlab.errors import OutputParseError
 
 MAX_COUNT = 1 << 53          # counts beyond this are not exact in float64, and never real
@@ -35,7 +36,17 @@ def _short_repr(value: object) -> str:
 # --- bytes -> value ---------------------------------------------------------------------------
 
 def parse_bytes(data: bytes, *, source: str = "document") -> object:
-    """JSON (when it starts with `{` or `[`) or YAML; empty, binary or broken input raises."""
+    """JSON (when it starts with `{` or `[`) or YAML; empty, binary, broken, too deeply nested
+    or alias-bomb input raises. Non-finite numbers are left to the field checks."""
+    doc = _parse(data, source)
+    # without aliases (JSON) a document holds fewer values than bytes; YAML aliases can hold more
+    shape = document_problems(doc, finite=False, max_nodes=max(MAX_NODES, len(data)), limit=1)
+    if shape:
+        raise OutputParseError(f"{source}: {shape[0]}")
+    return doc
+
+
+def _parse(data: bytes, source: str) -> object:
     try:
         text = bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -59,6 +70,10 @@ def parse_bytes(data: bytes, *, source: str = "document") -> object:
         except (RecursionError, ValueError) as exc:
             raise OutputParseError(f"{source}: unreadable JSON: {exc}",
                                    excerpt=stripped[:120]) from None
+    if len(stripped) > MAX_YAML_BYTES:
+        raise OutputParseError(f"{source}: a YAML document is limited to {mib(MAX_YAML_BYTES)} "
+                               f"({MAX_YAML_BYTES:,} characters; reading YAML is slow); convert "
+                               "it to JSON, which may be up to 64 MiB", excerpt=stripped[:120])
     try:
         return yaml.safe_load(stripped)
     except yaml.YAMLError as exc:

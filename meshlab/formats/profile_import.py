@@ -10,7 +10,8 @@ from typing import Any
 
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import go_duration_s, snake_keys
-from meshlab.profile import RUNNER_NAMES, Profile
+from meshlab.profile import Profile
+from meshlab.registry import RUNNERS
 
 MESHERY_KEYS = frozenset({
     "id", "name", "owner", "user_id", "schedule", "load_generators", "endpoints", "service_mesh",
@@ -41,6 +42,10 @@ def profile_kind(doc: object) -> str | None:
         return "meshery-page"
     if {"endpoints", "load_generators", "concurrent_request", "service_mesh", "qps"} & set(keys):
         return "meshery-profile"
+    # Most keys are meshlab's: a meshlab profile with a typo (`runer: wrk`), which then gets
+    # meshlab's own problem list rather than "not a profile".
+    if len({str(k) for k in doc} & _MESHLAB_KEYS) * 2 > len(doc):
+        return "meshlab"
     return None
 
 
@@ -255,7 +260,7 @@ def _runner(gen: str, rate: float, path: str, problems: list[str]) -> tuple[str,
     if not g:
         return "fortio", {"imported.load_generator": "fortio (Meshery's default)"}
     labels = {"imported.load_generator": g}
-    if g in RUNNER_NAMES:
+    if g in RUNNERS:
         return g, labels
     if g == "wrk2":
         # wrk2 = wrk + a constant request rate with latency corrected for coordinated
@@ -265,7 +270,7 @@ def _runner(gen: str, rate: float, path: str, problems: list[str]) -> tuple[str,
         sub = "native"          # open loop, HDR-style histogram, corrected latency
     else:
         problems.append(f"{path}: unknown load generator {gen!r}; meshlab maps fortio, wrk2, "
-                        f"nighthawk and {', '.join(RUNNER_NAMES)}")
+                        f"nighthawk and {', '.join(RUNNERS.names())}")
         return "native", labels
     labels["imported.runner_substitution"] = f"{g} -> {sub}"
     return sub, labels

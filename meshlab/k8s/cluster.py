@@ -28,6 +28,7 @@ class ApplyLog:
 
     entries: list[tuple[Mapping[str, Any], str | None, Manifest | None]] = field(
         default_factory=list)
+    left: list[str] = field(default_factory=list)   # what an undo could not restore
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -270,8 +271,9 @@ class Cluster(Waits):
                   namespace: str | None = None, field_manager: str = FIELD_MANAGER,
                   log: ApplyLog | None = None) -> list[Manifest]:
         """Apply manifests in order; if one fails, undo the ones already applied (delete what
-        was created, restore what was changed) and re-raise: nothing half-applied is left.
-        With `log`, what succeeded is recorded there so several calls can be undone as one."""
+        was created, restore what was changed) and re-raise; the error's `not_restored` names
+        what the undo could not take back. With `log`, what succeeded is recorded there so
+        several calls can be undone as one."""
         done = ApplyLog()
         out: list[Manifest] = []
         try:
@@ -283,8 +285,8 @@ class Cluster(Waits):
                                    namespace=ns)
                 out.append(self.apply(m, namespace=namespace, field_manager=field_manager))
                 done.entries.append((m, ns, before))
-        except ClusterError:
-            self.undo(done)
+        except ClusterError as exc:
+            exc.not_restored = tuple(self.undo(done))   # named by whoever reports the failure
             raise
         if log is not None:
             log.entries.extend(done.entries)
@@ -309,14 +311,19 @@ class Cluster(Waits):
         return failed
 
     def replace(self, obj: Mapping[str, Any]) -> Manifest:
-        """PUT an object back as it was (its resourceVersion is dropped: last write wins)."""
+        """PUT an object back as it was, over the current one: the PUT carries the
+        resourceVersion read just before (an API server refuses an update of a custom resource
+        without one, 422), so a write in between is a 409, not silently overwritten."""
         rt = self._type_of(obj)
         meta = {k: v for k, v in (obj.get("metadata") or {}).items()
                 if k not in ("resourceVersion", "managedFields", "generation")}
-        body = {**obj, "metadata": meta}
+        name = str(meta["name"])
         ns = self._ns(rt, meta.get("namespace"))
-        return self.api.request("PUT", rt.path(namespace=ns, name=str(meta["name"])), body=body,
-                                resource=describe(rt.kind, str(meta["name"]), ns))
+        current = self.get(rt.api_version, rt.kind, name, namespace=ns)
+        meta["resourceVersion"] = str((current.get("metadata") or {}).get("resourceVersion", ""))
+        body = {**obj, "metadata": meta}
+        return self.api.request("PUT", rt.path(namespace=ns, name=name), body=body,
+                                resource=describe(rt.kind, name, ns))
 
     def patch(self, api_version: str, kind: str, name: str, patch: object, *,
               namespace: str | None = None, patch_type: str = "merge") -> Manifest:
@@ -331,8 +338,13 @@ class Cluster(Waits):
 
     def delete(self, api_version: str, kind: str, name: str, *, namespace: str | None = None,
                missing_ok: bool = True, wait_s: float | None = None,
-               propagation: str = "Foreground") -> bool:
-        """Delete one object; True if it existed. With `wait_s`, wait until it is gone."""
+               propagation: str = "Background") -> bool:
+        """Delete one object; True if it existed. With `wait_s`, wait until it is gone.
+
+        Background propagation (the default) removes the object at once and leaves its
+        dependents to the garbage collector; `Foreground` keeps the object (finalizer
+        `foregroundDeletion`) until the collector has removed them, so on a server without a
+        running garbage collector a foreground delete never finishes."""
         rt = self.resource_type(api_version, kind)
         ns = self._ns(rt, namespace)
         try:

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from meshlab.errors import ClusterError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
 
 _ZONE = "topology.kubernetes.io/zone"
+NODES_HIDDEN = "nodes: not visible with these rights"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class ClusterSnapshot:
     mesh_version: str = ""
     mesh_namespace: str = ""
     mtls: str = ""                          # effective mode seen in the cluster, "" = unknown
+    notes: tuple[str, ...] = ()             # what could not be seen (NODES_HIDDEN ...)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -178,7 +181,14 @@ def take_snapshot(cluster: Cluster, namespaces: Iterable[str], *,
     names the mesh in charge (both from the mesh layer: `meshlab.meshes.detect.snapshot`)."""
     nss = list(namespaces)
     version = cluster.server_version().get("gitVersion", "")
-    nodes = tuple(_node(n) for n in cluster.nodes())
+    notes: list[str] = []
+    try:
+        nodes = tuple(_node(n) for n in cluster.nodes())
+    except ClusterError as exc:     # a user with rights in one namespace only
+        if exc.status != 403:
+            raise
+        nodes, notes = (), [f"{NODES_HIDDEN} (listing nodes is forbidden for context "
+                            f"{cluster.context!r}; node facts are not recorded)"]
     pods: list[PodInfo] = []
     replicas: dict[str, int] = {}
     for ns in nss:
@@ -190,7 +200,8 @@ def take_snapshot(cluster: Cluster, namespaces: Iterable[str], *,
     return ClusterSnapshot(context=cluster.context, server_version=version, nodes=nodes,
                            pods=tuple(sorted(pods, key=lambda p: (p.namespace, p.name))),
                            replicas=replicas, mesh=state.mesh, mesh_version=state.version,
-                           mesh_namespace=state.namespace, mtls=state.mtls)
+                           mesh_namespace=state.namespace, mtls=state.mtls,
+                           notes=tuple(notes))
 
 
 def diff_snapshots(before: ClusterSnapshot, after: ClusterSnapshot) -> list[SnapshotChange]:

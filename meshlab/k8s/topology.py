@@ -6,7 +6,7 @@ load is shaped. The defaults here, the pinned fortio image included, are the onl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,20 @@ class KubernetesTopology(BaseModel):
     job_timeout_s: float | None = Field(default=None, gt=0, description=(
         "wait at most this long for a load Job (default: 3 x its duration + 120 s)"))
     keep: bool = Field(default=False, description="leave the workload in place at close")
+    service: str | None = Field(default=None, max_length=63, pattern=_DNS_LABEL, description=(
+        "benchmark this existing Service of `namespace` (and the Deployments behind it) "
+        "instead of deploying meshlab's fortio server"))
+    service_port: int | None = Field(default=None, ge=1, le=65535,
+                                     description="the Service port (default: its first)")
+    service_path: str = Field(default="/", description="request path on the Service")
+    service_mode: Literal["as_is", "toggle"] = Field(default="as_is", description=(
+        "as_is: measure with whatever mesh the workloads run in; toggle: put them in each "
+        "mesh of the matrix in turn (pod-template injection, rollout) and restore them at "
+        "close"))
+    waypoint: str | None = Field(default=None, max_length=63, pattern=_DNS_LABEL, description=(
+        "ambient data planes: the waypoint Gateway created for L7 policies"))
+    mesh_versions: dict[str, str] = Field(default_factory=dict, description=(
+        "pin a mesh's version ({MESH: VERSION}); a run fails when the cluster's differs"))
 
     @classmethod
     def from_profile(cls, topology: Any) -> KubernetesTopology:

@@ -5,12 +5,12 @@ meshes (istio, linkerd, consul, kuma) to their own environment type."""
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from meshlab.errors import MeshError
 from meshlab.policy import TrafficPolicy
+from meshlab.registry import MESHES
 
 E = TypeVar("E")
 
@@ -56,42 +56,20 @@ class Mesh(abc.ABC, Generic[E]):
                             f"{', '.join(missing)} not supported")
 
 
-_REGISTRY: dict[str, str] = {
-    "none": "meshlab.meshes.playground:NoMesh",
-    "envoy": "meshlab.meshes.playground:EnvoyMesh",
-    "nginx": "meshlab.meshes.playground:NginxMesh",
-    "haproxy": "meshlab.meshes.playground:HaproxyMesh",
-    "istio": "meshlab.meshes.istio:IstioMesh",
-    "linkerd": "meshlab.meshes.linkerd:LinkerdMesh",
-    "consul": "meshlab.meshes.consul:ConsulMesh",
-    "kuma": "meshlab.meshes.kuma:KumaMesh",
-}
-
-
 def register_mesh(name: str, target: str) -> None:
     """Register a mesh class by import path `module:Class` under a lowercase name."""
-    if name != name.lower():
-        raise ValueError(f"mesh names are lowercase, got {name!r}")
-    _REGISTRY[name] = target
+    MESHES.register(name, target)
 
 
 def mesh_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return MESHES.names()
 
 
 def get_mesh(name: str) -> Mesh[Any]:
-    """Instantiate the mesh registered as `name` (its module is imported now, not before)."""
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise MeshError(f"unknown mesh {name!r}; choose one of {', '.join(mesh_names())}") \
-            from None
-    module_name, _, cls_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as exc:
-        raise MeshError(f"mesh {name!r} cannot be loaded from {target}: {exc}") from exc
-    mesh = cls()
-    if not isinstance(mesh, Mesh):
-        raise MeshError(f"{target} is not a meshlab Mesh")
+    """Instantiate the mesh registered as `name` (its module is imported now, not before);
+    an unknown name raises MeshError listing the known ones."""
+    cls = MESHES.load(name)
+    if not (isinstance(cls, type) and issubclass(cls, Mesh)):
+        raise MESHES.not_a(name, "Mesh")
+    mesh: Mesh[Any] = cls()
     return mesh

@@ -30,6 +30,7 @@ class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
     name = "consul"
     cli = "consul-k8s"
     install_hint = "https://developer.hashicorp.com/consul/docs/k8s/installation/install-cli"
+    client_version_argv = ("consul-k8s", "version")
     sidecar_containers = ("consul-dataplane", "envoy-sidecar")
     control_plane_image = re.compile(r"hashicorp/consul(-k8s-control-plane|-enterprise)?(:|@|$)")
     supported = frozenset({"mtls", "retries", "timeout", "circuit_breaker", "outlier_detection",
@@ -57,6 +58,9 @@ class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
 
     def uninstall_steps(self) -> list[CliStep]:
         return [step("consul-k8s", "uninstall", "-auto-approve", "-wipe-data")]
+
+    def upgrade_steps(self) -> list[CliStep]:
+        return [step("consul-k8s", "upgrade", "-auto-approve")]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
         extra = []

@@ -4,10 +4,10 @@ cluster runs: which mesh (from control-plane images), which containers are proxi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 
-from meshlab.errors import ProfileError
+from meshlab.errors import MeshError, ProfileError
 from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import control_plane_images
 from meshlab.k8s.snapshot import ClusterSnapshot, MeshState, ProxyFacts, take_snapshot
@@ -57,6 +57,21 @@ def detect_installed(cluster: Cluster) -> list[MeshInstallation]:
     images = control_plane_images(cluster)
     found = (m.detect_images(images) for m in kubernetes_meshes())
     return [i for i in found if i is not None]
+
+
+def check_pinned_version(cluster: Cluster, mesh: KubernetesMesh | None,
+                         pins: Mapping[str, str]) -> None:
+    """MeshError when the profile pins `mesh`'s version and the cluster runs another one."""
+    if mesh is None or mesh.name not in pins:
+        return
+    inst = mesh.detect(cluster)
+    want = pins[mesh.name].lstrip("v")
+    have = inst.version if inst is not None else "not installed"
+    if inst is None or inst.version.lstrip("v") != want:
+        raise MeshError(f"the profile pins {mesh.name} {pins[mesh.name]} "
+                        f"(topology.mesh_versions) but context {cluster.context!r} runs "
+                        f"{have}; run `meshlab mesh install {mesh.name} --version "
+                        f"{pins[mesh.name]}` (or `meshlab mesh upgrade`) or change the pin")
 
 
 def mesh_state(cluster: Cluster, namespaces: Sequence[str], *,

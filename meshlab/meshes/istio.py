@@ -1,12 +1,13 @@
 """Istio on Kubernetes: PeerAuthentication, VirtualService, DestinationRule and an EnvoyFilter
-for local rate limits (Istio has no rate-limit resource); installed with `istioctl`.
+for local rate limits (Istio has no rate-limit resource); installed with `istioctl`. Two data
+planes: sidecars (`istio`) and ambient (`istio-ambient`: ztunnel, a waypoint for L7).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from meshlab.errors import MeshError
 from meshlab.k8s.cluster import Manifest
@@ -31,9 +32,11 @@ _LB = {"round_robin": "ROUND_ROBIN", "least_request": "LEAST_REQUEST", "random":
 
 class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
     name = "istio"
+    data_plane = "sidecar"
     cli = "istioctl"
     install_hint = "https://istio.io/latest/docs/setup/getting-started/#download"
-    sidecar_containers = ("istio-proxy",)
+    client_version_argv = ("istioctl", "version", "--remote=false", "--short")
+    sidecar_containers: ClassVar[tuple[str, ...]] = ("istio-proxy",)
     control_plane_image = re.compile(r"(^|/)istio/pilot(:|@|$)|/pilot:|(^|/)istiod(:|@|$)")
     supported = frozenset({"mtls", "retries", "timeout", "circuit_breaker", "outlier_detection",
                            "fault.delay", "fault.abort", "rate_limit",
@@ -45,7 +48,7 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
     concurrency_annotation = "proxy.istio.io/config"
     mtls_resource = ("security.istio.io/v1", "PeerAuthentication")
     mtls_default = "PERMISSIVE (default)"
-    request_metrics = RequestMetrics(
+    request_metrics: ClassVar[RequestMetrics | None] = RequestMetrics(
         'istio_requests_total{{reporter="destination",destination_workload_namespace="{ns}"}}',
         'istio_request_duration_milliseconds_bucket{{reporter="destination",'
         'destination_workload_namespace="{ns}"}}')
@@ -61,6 +64,11 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
         if self.revision:
             return Injection(labels={"istio.io/rev": self.revision})
         return Injection(labels={"istio-injection": "enabled"})
+
+    def workload_injection(self) -> Injection:
+        if self.revision:
+            return Injection(labels={"istio.io/rev": self.revision})
+        return Injection(labels={"sidecar.istio.io/inject": "true"})
 
     def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
         # a revision label (`istio.io/rev=canary`) turns injection on as well
@@ -80,6 +88,10 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
 
     def uninstall_steps(self) -> list[CliStep]:
         return [step("istioctl", "uninstall", "--purge", "-y")]
+
+    def upgrade_steps(self) -> list[CliStep]:
+        profile = "ambient" if self.data_plane == "ambient" else self.profile
+        return [step("istioctl", "upgrade", "-y", "--set", f"profile={profile}")]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
         self.check_supported(policy)
@@ -192,3 +204,71 @@ def _envoy_status(code: int) -> str:
         raise MeshError(f"istio cannot express rate_limit.http_status {code}: it has no "
                         f"Envoy StatusCode name; use "
                         f"one of {', '.join(map(str, sorted(_ENVOY_CODES)))}") from None
+
+
+_L4 = frozenset({"mtls"})                    # what ztunnel alone enforces
+_WAYPOINT_CLASS = "istio-waypoint"
+
+
+class IstioAmbientMesh(IstioMesh):
+    """Istio's sidecar-less data plane: ztunnel per node carries L4 (mTLS); L7 policy needs a
+    waypoint proxy, a Gateway API Gateway of class `istio-waypoint` that the Service is bound
+    to (`istio.io/use-waypoint`). Without a waypoint, an L7 policy is an error naming both."""
+
+    name = "istio-ambient"
+    data_plane = "ambient"
+    sidecar_containers = ()
+    control_plane_image = re.compile(r"(^|/)istio/ztunnel(:|@|$)|/ztunnel:")
+    supported = IstioMesh.supported - {"rate_limit"}     # EnvoyFilter targets sidecars only
+    skip_inbound_annotation = ""
+    pod_opt_out = Injection(labels={"istio.io/dataplane-mode": "none"})
+    job_sidecar_exit = Injection()
+    concurrency_annotation = ""
+    mtls_default = "STRICT between ambient pods (ztunnel HBONE)"
+    mtls_note = "ztunnel encrypts between ambient pods; PeerAuthentication sets the mode"
+    request_metrics = None        # ztunnel reports TCP only; L7 series come from a waypoint
+
+    def injection(self) -> Injection:
+        return Injection(labels={"istio.io/dataplane-mode": "ambient"})
+
+    def injection_enabled(self, namespace_meta: Mapping[str, Any]) -> bool:
+        return KubernetesMesh.injection_enabled(self, namespace_meta)
+
+    def workload_injection(self) -> Injection:
+        return self.injection()
+
+    def skip_inbound(self, ports: Sequence[int]) -> dict[str, str]:
+        return {}        # ztunnel captures a pod's inbound traffic as a whole, not per port
+
+    def pod_meshed(self, pod: Mapping[str, Any]) -> bool:
+        ann = (pod.get("metadata") or {}).get("annotations") or {}
+        return ann.get("ambient.istio.io/redirection") == "enabled"
+
+    def install_steps(self) -> list[CliStep]:
+        steps = super().install_steps()
+        argv = [a if a != f"profile={self.profile}" else "profile=ambient"
+                for a in steps[0].argv]
+        return [step(*argv, undo=list(steps[0].undo or ())), *steps[1:]]
+
+    def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
+        l7 = sorted(set(policy.features()) - _L4)
+        if l7 and not ctx.waypoint:
+            raise MeshError(
+                f"istio-ambient cannot express policy {policy.name!r} without a waypoint: "
+                f"{', '.join(l7)} need an L7 proxy and the ambient data plane (ztunnel) is L4 "
+                f"only; set topology.waypoint (a Gateway of class {_WAYPOINT_CLASS}) or use "
+                f"mesh istio (sidecars)")
+        out = super().render(policy, ctx)
+        if not l7:
+            return out
+        gateway: Manifest = {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {**metadata(policy, ctx), "name": ctx.waypoint,
+                         "labels": {**metadata(policy, ctx)["labels"],
+                                    "istio.io/waypoint-for": "service"}},
+            "spec": {"gatewayClassName": _WAYPOINT_CLASS, "listeners": [
+                {"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}
+        bind: Manifest = {"apiVersion": "v1", "kind": "Service",
+                          "metadata": {"name": ctx.target(policy), "namespace": ctx.namespace,
+                                       "labels": {"istio.io/use-waypoint": ctx.waypoint}}}
+        return [gateway, bind, *out]

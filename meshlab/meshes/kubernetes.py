@@ -36,6 +36,7 @@ class RenderContext:
     port: int = 8080
     client: str = "meshlab-client"
     mesh_name: str = "default"          # Kuma's Mesh
+    waypoint: str = ""                  # Istio ambient: the waypoint Gateway's name, "" = none
 
     def target(self, policy: TrafficPolicy) -> str:
         return policy.service or self.service
@@ -159,6 +160,7 @@ class KubernetesMesh(abc.ABC):
     satisfy that interface; `info_fields()` feeds their `describe()`."""
 
     name: ClassVar[str]
+    data_plane: ClassVar[str] = "sidecar"        # "sidecar" | "ambient"
     cli: ClassVar[str]
     install_hint: ClassVar[str]
     sidecar_containers: ClassVar[tuple[str, ...]]
@@ -176,6 +178,7 @@ class KubernetesMesh(abc.ABC):
     mtls_resource: ClassVar[tuple[str, str] | None] = None
     mtls_default: ClassVar[str] = ""
     request_metrics: ClassVar[RequestMetrics | None] = None   # the mesh's own Prometheus series
+    client_version_argv: ClassVar[tuple[str, ...]] = ()       # prints the CLI's own release
 
     # --- pure parts: tested without a cluster -------------------------------------------
     @abc.abstractmethod
@@ -194,6 +197,10 @@ class KubernetesMesh(abc.ABC):
     def uninstall_steps(self) -> list[CliStep]:
         """CLI steps that remove it."""
 
+    def upgrade_steps(self) -> list[CliStep]:
+        """CLI steps that upgrade it in place to the CLI's release ([]: not supported)."""
+        return []
+
     def check_supported(self, policy: TrafficPolicy, *, extra: Sequence[str] = ()) -> None:
         missing = [*policy.unsupported(self.supported), *extra]
         if missing:
@@ -211,6 +218,18 @@ class KubernetesMesh(abc.ABC):
         versions = sorted({image_version(i) for i in mine})
         return MeshInstallation(self.name, versions[-1] if len(versions) == 1 else
                                 ",".join(versions), images[mine[0]], tuple(mine))
+
+    def workload_injection(self) -> Injection:
+        """The pod-template label/annotation that puts one workload in this mesh."""
+        return self.injection()
+
+    def pod_meshed(self, pod: Mapping[str, Any]) -> bool:
+        """Whether a pod runs in this mesh's data plane (default: it has this mesh's sidecar,
+        native sidecars included)."""
+        spec = pod.get("spec") or {}
+        names = {c.get("name") for c in [*(spec.get("containers") or []),
+                                          *(spec.get("initContainers") or [])]}
+        return bool(names & set(self.sidecar_containers))
 
     def skip_inbound(self, ports: Sequence[int]) -> dict[str, str]:
         """Pod annotations that keep `ports` out of the sidecar's inbound capture."""
@@ -284,6 +303,8 @@ class KubernetesMesh(abc.ABC):
                     else:
                         cluster.apply_all(docs, log=log)    # a failing doc undoes its step
             except (MeshError, ClusterError, yaml.YAMLError) as exc:
+                if isinstance(exc, ClusterError):     # what the failed step's own undo left
+                    log.left.extend(exc.not_restored)
                 if delete:
                     raise MeshError(f"{self.name} uninstall stopped at {st.show(delete=True)!r}: "
                                     f"{exc}; run it again once the cause is fixed") from exc
@@ -296,7 +317,8 @@ class KubernetesMesh(abc.ABC):
                    timeout_s: float) -> str:
         """Undo the completed install steps, newest first; says what was and was not undone."""
         n = len(log)
-        left = cluster.undo(log) if cluster is not None else []
+        stuck_objects = cluster.undo(log) if cluster is not None else []
+        left = [*stuck_objects, *log.left]
         undone, stuck = [], []
         for st in reversed(done):
             if not st.undo:
@@ -306,7 +328,7 @@ class KubernetesMesh(abc.ABC):
                 undone.append(" ".join(st.undo))
             except MeshError as exc:
                 stuck.append(f"{' '.join(st.undo)!r} failed ({exc})")
-        parts = [f"rolled back {n - len(left)} object(s) meshlab had applied"]
+        parts = [f"rolled back {n - len(stuck_objects)} object(s) meshlab had applied"]
         parts += [f"ran {u!r}" for u in undone]
         if left or stuck:
             parts.append(f"NOT rolled back: {', '.join([*left, *stuck])}; remove by hand or "
@@ -333,11 +355,17 @@ class KubernetesMesh(abc.ABC):
 
     def apply_policy(self, cluster: Cluster, policy: TrafficPolicy,
                      ctx: RenderContext) -> list[Manifest]:
-        """Render and apply; on any failure the resources applied so far are rolled back."""
+        """Render and apply; on any failure the resources applied so far are rolled back, and
+        the error names each one the rollback could not restore."""
         manifests = self.render(policy, ctx)
         try:
             cluster.apply_all(manifests, namespace=ctx.namespace, field_manager=POLICY_MANAGER)
         except ClusterError as exc:
+            if exc.not_restored:
+                raise MeshError(
+                    f"applying {self.name} policy {policy.name!r} failed: {exc}; NOT rolled "
+                    f"back: {', '.join(exc.not_restored)}; restore or delete them by hand"
+                ) from exc
             raise MeshError(f"applying {self.name} policy {policy.name!r} failed and was rolled "
                             f"back: {exc}") from exc
         return manifests

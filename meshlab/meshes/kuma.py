@@ -39,6 +39,7 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
     name = "kuma"
     cli = "kumactl"
     install_hint = "curl -L https://kuma.io/installer.sh | VERSION=2.14.3 sh -"
+    client_version_argv = ("kumactl", "version")
     sidecar_containers = ("kuma-sidecar",)
     control_plane_image = re.compile(r"kumahq/kuma-cp(:|@|$)")
     supported = frozenset({"mtls", "retries", "timeout", "circuit_breaker", "outlier_detection",
@@ -67,6 +68,9 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
         return [step("kumactl", "install", "control-plane", apply_output=True)]
 
     def uninstall_steps(self) -> list[CliStep]:
+        return [step("kumactl", "install", "control-plane", apply_output=True)]
+
+    def upgrade_steps(self) -> list[CliStep]:     # Kuma upgrades by applying the new output
         return [step("kumactl", "install", "control-plane", apply_output=True)]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:

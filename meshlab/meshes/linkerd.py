@@ -34,6 +34,7 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
     name = "linkerd"
     cli = "linkerd"
     install_hint = "curl -sL https://run.linkerd.io/install-edge | sh"
+    client_version_argv = ("linkerd", "version", "--client", "--short")
     sidecar_containers = ("linkerd-proxy",)
     control_plane_image = re.compile(r"linkerd/(controller|destination|policy-controller|proxy-"
                                      r"identity|identity)(:|@|$)")
@@ -63,6 +64,10 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
 
     def uninstall_steps(self) -> list[CliStep]:
         return [step("linkerd", "uninstall", apply_output=True)]
+
+    def upgrade_steps(self) -> list[CliStep]:
+        return [step("linkerd", "upgrade", "--crds", apply_output=True),
+                step("linkerd", "upgrade", apply_output=True), step("linkerd", "check")]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
         extra = []

@@ -17,7 +17,7 @@ class PlaygroundMesh(Mesh[Playground]):
     """A data plane of the local playground."""
 
     name: ClassVar[str]
-    kind: ClassVar[DataPlaneKind]
+    kind: ClassVar[str]             # a data plane name (meshlab.registry.DATA_PLANES)
     modes: ClassVar[tuple[str, ...]] = tuple(str(m) for m in Mode if m != Mode.NODE_PROXY)
 
     def apply(self, environment: Playground, policy: TrafficPolicy | None = None) -> None:

@@ -5,6 +5,7 @@ SPIFFE URI SANs (`spiffe://meshlab.local/ns/default/sa/<identity>`), valid for h
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,22 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+def _write_secret(path: Path, data: bytes) -> None:
+    """Write a key file that is 0600 from its first byte (no window in which others read it);
+    an existing file is replaced, not reopened with its old mode."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as out:
+        out.write(data)
+
+
 class CertificateAuthority:
     """A CA generated at start-up; `issue(identity)` writes that identity's files."""
 
     def __init__(self, directory: Path, *, validity_h: float = 12.0) -> None:
         self.directory = directory
         self.validity = dt.timedelta(hours=validity_h)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshlab playground"),
@@ -100,9 +110,7 @@ class CertificateAuthority:
                           key=self.directory / f"{identity}.key", ca=self.ca_path,
                           bundle=self.directory / f"{identity}.bundle.pem")
         files.cert.write_bytes(cert_pem)
-        files.key.write_bytes(key_pem)
-        files.key.chmod(0o600)
-        files.bundle.write_bytes(cert_pem + key_pem)
-        files.bundle.chmod(0o600)
+        _write_secret(files.key, key_pem)
+        _write_secret(files.bundle, cert_pem + key_pem)
         self._issued[identity] = files
         return files

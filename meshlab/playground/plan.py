@@ -50,7 +50,7 @@ class Listener:
 class ProxySpec:
     name: str                       # "client-sidecar", "backend-0-sidecar", "gateway" ...
     role: str                       # sidecar | gateway | node-proxy | waypoint
-    kind: DataPlaneKind
+    kind: str                       # a data plane name (meshlab.registry.DATA_PLANES)
     admin_port: int
     listeners: tuple[Listener, ...]
     concurrency: int = 1

@@ -22,17 +22,20 @@ from meshlab.playground.certs import CertFiles, CertificateAuthority
 from meshlab.playground.plan import Plan, ProxySpec, build_plan
 from meshlab.playground.ports import free_ports
 from meshlab.policy import MtlsMode, TrafficPolicy
+from meshlab.registry import DATA_PLANES
 from meshlab.topology import DataPlane, DataPlaneKind, Mode, Topology, parse_mesh
 
 
-def data_plane_module(kind: DataPlaneKind) -> ModuleType:
-    """The compiler module of a data plane (envoy, nginx, haproxy), imported lazily."""
-    import importlib
+def data_plane_module(kind: str) -> ModuleType:
+    """The compiler module of a data plane, looked up in `meshlab.registry.DATA_PLANES` and
+    imported now (envoy, nginx, haproxy and any registered one)."""
+    module = DATA_PLANES.load(kind)
+    if not isinstance(module, ModuleType):
+        raise MeshError(f"data plane {kind!r}: {DATA_PLANES.target(kind)} is not a module")
+    return module
 
-    return importlib.import_module(f"meshlab.playground.{kind}")
 
-
-def field_support(kind: DataPlaneKind, *, l4: bool = False) -> FieldSupport | None:
+def field_support(kind: str, *, l4: bool = False) -> FieldSupport | None:
     """The field-level support table of a data plane (None for `none`: nothing is rendered)."""
     if kind == DataPlaneKind.NONE:
         return None
@@ -43,7 +46,7 @@ def field_support(kind: DataPlaneKind, *, l4: bool = False) -> FieldSupport | No
     return support
 
 
-def supported_features(kind: DataPlaneKind, *, l4: bool = False) -> frozenset[str]:
+def supported_features(kind: str, *, l4: bool = False) -> frozenset[str]:
     """Coarse feature names (MeshInfo.supported) the data plane renders; checks are per field."""
     support = field_support(kind, l4=l4)
     return support.features() if support is not None else frozenset()
@@ -128,9 +131,9 @@ def _check_mtls_scope(topology: Topology, pol: TrafficPolicy) -> None:
             f"mtls to the run's policy without `service`, or use a mesh string like "
             f"{dp.kind if dp.kind != DataPlaneKind.NONE else 'envoy'}+mtls")
     if dp.kind == DataPlaneKind.NONE and pol.mtls != MtlsMode.OFF:
+        proxies = ", ".join(k for k in DATA_PLANES.names() if k != DataPlaneKind.NONE)
         raise MeshError(f"data plane none cannot express policy {pol.name!r}: mtls "
-                        f"{pol.mtls} (there is no proxy to carry it); use envoy, nginx or "
-                        f"haproxy")
+                        f"{pol.mtls} (there is no proxy to carry it); use one of {proxies}")
 
 
 def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy) -> None:
@@ -339,7 +342,7 @@ class Playground:
                     used.add(p)
                     return p
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        _proc.private_dir(self.workdir)       # 0700: it holds the mTLS keys
         ca = CertificateAuthority(self.workdir / "certs") if topo.data_plane.mtls != "off" \
             else None
 

@@ -1,6 +1,6 @@
-"""Playground processes: each in its own process group, killed with its parent (Linux
-PR_SET_PDEATHSIG), recorded in a PID file for `meshlab playground down`, stopped at exit;
-readiness probes; teardown by SIGTERM to every group at once, SIGKILL after a grace period."""
+"""Playground processes: each in its own session and process group, killed with its parent
+(Linux PR_SET_PDEATHSIG), recorded by process group in a PID file for `meshlab playground down`;
+readiness probes; teardown by SIGTERM to every group, SIGKILL after a grace period, verified."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ _PR_SET_PDEATHSIG = 1
 
 # Linux sends the parent-death signal when the *thread* that forked exits: start playgrounds
 # from a long-lived thread (the main thread, an event loop's), not a short-lived worker.
-def _die_with_parent() -> None:    # runs in the child between fork and exec
+def kill_with_parent() -> None:    # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -61,7 +62,7 @@ class ManagedProcess:
                 self.proc = subprocess.Popen(
                     self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     cwd=self.cwd, start_new_session=True,
-                    preexec_fn=_die_with_parent if (die_with_parent and sys.platform == "linux")
+                    preexec_fn=kill_with_parent if (die_with_parent and sys.platform == "linux")
                     else None)
             except OSError as exc:
                 raise PlaygroundError(f"cannot start {self.name} ({self.argv[0]}): "
@@ -99,7 +100,8 @@ class ManagedProcess:
 
 
 def stop_processes(procs: Iterable[ManagedProcess], *, grace_s: float = 1.0) -> None:
-    """SIGTERM every group, wait up to `grace_s`, SIGKILL the rest, reap them all."""
+    """SIGTERM every group, wait up to `grace_s`, SIGKILL the rest, reap them all, and wait
+    until every group is empty (an nginx master that exited may leave workers behind)."""
     procs = [p for p in procs if p.proc is not None]
     for p in procs:
         p.stopping = True
@@ -108,12 +110,87 @@ def stop_processes(procs: Iterable[ManagedProcess], *, grace_s: float = 1.0) -> 
     while time.monotonic() < deadline and any(p.alive() for p in procs):
         time.sleep(0.01)
     for p in procs:
-        # the group too: an nginx master that exited may leave workers behind
         p.signal_group(signal.SIGKILL)
     for p in procs:
         assert p.proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.proc.wait(2.0)
+    # an nginx master killed by SIGKILL leaves its workers: empty every group, leader or not
+    kill_groups([(p.pid, p.create_time) for p in procs], grace_s=0.0)
+
+
+# --- process groups ------------------------------------------------------------------------
+
+def _pgids() -> dict[int, tuple[int, int]]:
+    """pid -> (process group, session) of every process, from /proc (Linux) or psutil."""
+    out: dict[int, tuple[int, int]] = {}
+    proc = Path("/proc")
+    if proc.is_dir() and sys.platform == "linux":
+        for entry in os.scandir(proc):
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = Path(entry.path, "stat").read_bytes()
+            except OSError:
+                continue
+            # `pid (comm) state ppid pgrp session ...`; comm may hold spaces and parentheses
+            fields = raw[raw.rfind(b")") + 2:].split()
+            if len(fields) > 3 and fields[0] != b"Z":
+                out[int(entry.name)] = (int(fields[2]), int(fields[3]))
+        return out
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            out[pid] = (os.getpgid(pid), os.getsid(pid))
+    return out
+
+
+def group_members(pgid: int, create_time: float = 0.0, *,
+                  table: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    """Live processes of the playground group `pgid` whose leader started at `create_time`:
+    members of that group and session (each playground process leads its own session), none
+    older than the leader (the id of a group that ended can be reused). Zombies do not count."""
+    if pgid <= 0:
+        return []
+    members = []
+    for pid, (group, session) in (table if table is not None else _pgids()).items():
+        if group != pgid or session != pgid:
+            continue
+        try:
+            p = psutil.Process(pid)
+            if p.status() == psutil.STATUS_ZOMBIE or (
+                    create_time and p.create_time() < create_time - 1.0):
+                continue
+        except psutil.Error:
+            continue
+        members.append(pid)
+    return sorted(members)
+
+
+def record_members(record: dict[str, Any]) -> dict[str, list[int]]:
+    """Name of each process of a PID-file record -> the live members of its process group
+    (the leader may be gone while its children, nginx workers, still run)."""
+    table = _pgids()
+    return {p["name"]: group_members(int(p.get("pgid", p["pid"])),
+                                     float(p.get("create_time", 0)), table=table)
+            for p in record.get("processes", [])}
+
+
+def kill_groups(groups: list[tuple[int, float]], *, grace_s: float) -> list[int]:
+    """SIGTERM each group, SIGKILL what is left after `grace_s`, wait up to 2 s more; the pids
+    still alive after that (none unless a group cannot be signalled)."""
+    def live() -> list[int]:
+        table = _pgids()
+        return [pid for g, t in groups for pid in group_members(g, t, table=table)]
+
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        for g, t in groups:
+            if group_members(g, t):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(g, sig)
+        deadline = time.monotonic() + wait_s
+        while live() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return live()
 
 
 # --- readiness -----------------------------------------------------------------------------
@@ -168,18 +245,62 @@ def wait_ready(checks: Sequence[tuple[ManagedProcess, Probe]], *, timeout_s: flo
 
 # --- PID files and the exit hook -----------------------------------------------------------
 
+_STATE_DIR: Path | None = None
+
+
+def use_state_dir(path: str | Path | None) -> None:
+    """Make `path` this process's default state directory (None: back to the default); the CLI
+    passes $MESHLAB_STATE_DIR, so `meshlab run` and `meshlab playground` share one place."""
+    global _STATE_DIR
+    _STATE_DIR = Path(path) if path else None
+
+
 def default_state_dir() -> Path:
-    """$XDG_RUNTIME_DIR/meshlab/playground, else <tmp>/meshlab-<uid>/playground."""
+    """The directory chosen with `use_state_dir`, else $XDG_RUNTIME_DIR/meshlab/playground,
+    else <tmp>/meshlab-<uid>/playground (private_dir refuses one another user owns)."""
+    if _STATE_DIR is not None:
+        return _STATE_DIR
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) / "meshlab" if runtime else \
         Path(tempfile.gettempdir()) / f"meshlab-{os.getuid()}"
     return base / "playground"
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents with mode 0700; refuse a symlink or a directory
+    another user owns (a predictable /tmp name someone else created first); close group and
+    other access on the directories of ours. Returns `path`."""
+    path = Path(os.path.abspath(path))
+    # checked: `path`, every directory created here, and meshlab's own parents (/tmp/meshlab-0,
+    # $XDG_RUNTIME_DIR/meshlab); /tmp itself and a home directory are left alone
+    mine = [d for d in reversed([path, *path.parents])
+            if d == path or d.name.startswith("meshlab") or not os.path.lexists(d)]
+    for d in mine:
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise PlaygroundError(f"cannot create directory {d}: {exc.strerror}") from exc
+        st = os.lstat(d)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise PlaygroundError(f"{d} is not a directory (a symlink?); remove it or choose "
+                                  f"another --state-dir / MESHLAB_STATE_DIR")
+        if st.st_uid != os.getuid():
+            raise PlaygroundError(f"{d} belongs to uid {st.st_uid}, not to you (uid "
+                                  f"{os.getuid()}); remove it or choose another --state-dir / "
+                                  f"MESHLAB_STATE_DIR")
+        if st.st_mode & 0o077:
+            os.chmod(d, 0o700)
+    return path
+
+
 def write_pidfile(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(record, indent=1))
     tmp.replace(path)
 
 
@@ -203,14 +324,14 @@ def _same_process(pid: int, create_time: float) -> bool:
 
 
 def record_alive(record: dict[str, Any]) -> list[str]:
-    """Names of the processes of a PID-file record that are still running."""
-    return [p["name"] for p in record.get("processes", [])
-            if _same_process(int(p["pid"]), float(p.get("create_time", 0)))]
+    """Names of the processes of a PID-file record whose process group still has members."""
+    return [name for name, pids in record_members(record).items() if pids]
 
 
 def kill_record(record: dict[str, Any], *, grace_s: float = 1.0) -> int:
-    """Stop what a PID file describes: its supervisor first (it tears down cleanly), then any
-    recorded process group still alive. Returns how many processes had to be signalled."""
+    """Stop what a PID file describes: its supervisor first (it tears down cleanly), then every
+    recorded process group that still has members, whether or not its leader lives. Returns how
+    many groups had to be signalled; PlaygroundError when a member survives SIGKILL."""
     sup = record.get("supervisor") or {}
     sup_pid = int(sup.get("pid", 0))
     if sup_pid and sup_pid != os.getpid() and _same_process(sup_pid, float(sup["create_time"])):
@@ -220,18 +341,13 @@ def kill_record(record: dict[str, Any], *, grace_s: float = 1.0) -> int:
         while time.monotonic() < deadline and psutil.pid_exists(sup_pid) and \
                 _same_process(sup_pid, float(sup["create_time"])):
             time.sleep(0.02)
-    live = [p for p in record.get("processes", [])
-            if _same_process(int(p["pid"]), float(p.get("create_time", 0)))]
-    for p in live:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(p["pgid"]), signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(
-            _same_process(int(p["pid"]), float(p.get("create_time", 0))) for p in live):
-        time.sleep(0.02)
-    for p in live:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(int(p["pgid"]), signal.SIGKILL)
+    groups = [(int(p.get("pgid", p["pid"])), float(p.get("create_time", 0)))
+              for p in record.get("processes", [])]
+    live = [(g, t) for g, t in groups if group_members(g, t)]
+    left = kill_groups(live, grace_s=grace_s)
+    if left:
+        raise PlaygroundError(f"playground {record.get('name')}: processes {left} survived "
+                              f"SIGKILL (owned by another user?); its record is kept")
     return len(live)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import math
 import ssl
+import time
 from array import array
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from meshlab.results import ErrorKind, Histogram
 from meshlab.runners._http import Conn, HeadConn, build_request, ssl_context, target_address
 from meshlab.runners._pacing import Ticker
 from meshlab.runners._partial import Partial, Second
+from meshlab.runners._stall import StallWatch
+from meshlab.runners._unsent import unsent_histogram
 
 NS = 1_000_000_000
 MIN_TICK_NS = 50_000            # open loop: at most one pacing wake-up per 50 us (20k/s)
@@ -67,6 +70,7 @@ class Engine:
         self.period_ns = NS / spec.rate_rps if spec.open_loop else 0.0
         self.next_seq = 0                 # non-spread: next unsent sequence number
         self.seq_due = 0                  # spread: sequence numbers < seq_due were dispatched
+        self.due_seen = 0                 # non-spread: sequence numbers < due_seen came due
         self.idle: list[Conn] = []
         conn_cls = HeadConn if self.head_request else Conn
         self.conns = [conn_cls(self, i) for i in range(spec.connections)]
@@ -77,6 +81,8 @@ class Engine:
         self.last_flush_ns = 0
         self.flushed_terr = 0
         self.flushed_err_codes = 0
+        self.cpu0_ns = 0                  # the sending thread's CPU time at the window start
+        self.stall = StallWatch()
         self.result: Partial | None = None
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,6 +153,7 @@ class Engine:
         now = perf_counter_ns()
         if self.measuring:
             self._flush(now, final=True)
+            self._close_window(now)
         else:
             assert self.result is not None
             self.result.aborted = True
@@ -237,6 +244,9 @@ class Engine:
         assert self._loop is not None
         now = perf_counter_ns()
         limit = self.timeout_ns
+        if self.measuring:
+            self.stall.observe(now, sum(self.codes), limit_ns=limit,
+                               outstanding=any(c.busy for c in self.conns))
         for c in self.conns:
             if c.busy and now - (c.t_int if self.closed_loop else c.t_sent) > limit:
                 c.busy = False
@@ -271,6 +281,7 @@ class Engine:
         now = perf_counter_ns()
         t0, period = self.t0, self.period_ns
         due = int((now - t0) / period) + 1          # sequence numbers < due are due
+        self.due_seen = due
         if self.spread:
             conns = self.conns
             n = len(conns)
@@ -312,12 +323,35 @@ class Engine:
         self.measuring = True
         self.measure_start_ns = self.last_flush_ns = now
         self.flushed_terr = self.flushed_err_codes = 0
+        self.cpu0_ns = time.thread_time_ns()
+        self.stall.reset(now)
         if self.spec.max_requests:
             self.remaining = self.spec.max_requests
         self.end_ns = now + int(self.spec.duration_s * NS)
         self._at(self.end_ns, self.finish, "end")
         if now + NS < self.end_ns - NS // 10:
             self._at(now + NS, self._second, "second")
+
+    def _close_window(self, now: int) -> None:
+        """End of the measured window: the sender's CPU time, stalls, and (open loop) the
+        requests the pacer found due that no connection ever sent: part of the offered load,
+        they join the corrected latency at their age now."""
+        res = self.result
+        assert res is not None
+        res.cpu_s = (time.thread_time_ns() - self.cpu0_ns) / NS
+        self.stall.close(now)
+        stalled = self.stall.warning(self.spec.timeout_s)
+        if stalled:
+            res.warnings.append(stalled)
+        if self.closed_loop or self.period_ns <= 0:
+            return
+        unsent = unsent_histogram(
+            end_ns=now, t0_ns=self.t0, period_ns=self.period_ns,
+            window_start_ns=self.measure_start_ns, spread=self.spread,
+            owed=[c.next_seq for c in self.conns] if self.spread else [self.next_seq],
+            stop_seq=self.seq_due if self.spread else self.due_seen)
+        res.unsent_requests = unsent.total
+        res.latency.merge(unsent)
 
     def _second(self) -> None:
         if self.running:

@@ -37,6 +37,8 @@ class Partial:
     bytes_received: int = 0
     aborted: bool = False
     warnings: list[str] = field(default_factory=list)
+    unsent_requests: int = 0        # open loop: came due within the window, never sent
+    cpu_s: float = 0.0              # CPU time of the sending thread over the window
 
     def to_dict(self) -> dict[str, Any]:
         """A picklable/JSON-safe form (for worker processes)."""
@@ -48,7 +50,8 @@ class Partial:
             "seconds": [(s.requests, s.errors, s.p50_us, s.p99_us, s.buckets)
                         for s in self.seconds],
             "bytes_received": self.bytes_received, "aborted": self.aborted,
-            "warnings": self.warnings,
+            "warnings": self.warnings, "unsent_requests": self.unsent_requests,
+            "cpu_s": self.cpu_s,
         }
 
     @classmethod
@@ -62,4 +65,5 @@ class Partial:
             service_time=Histogram.from_dict(d["service_time"]),
             seconds=[Second(*s) for s in d["seconds"]],
             bytes_received=d["bytes_received"], aborted=d["aborted"], warnings=d["warnings"],
+            unsent_requests=int(d.get("unsent_requests", 0)), cpu_s=float(d.get("cpu_s", 0.0)),
         )

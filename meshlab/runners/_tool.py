@@ -22,19 +22,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFound
-from meshlab.profile import REDACTED, RunSpec, is_secret_name
+from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner
 
-INSTALL_HINTS: dict[str, str] = {
-    "wrk": "apt-get install wrk",
-    "hey": "apt-get install hey",
-    "ab": "apt-get install apache2-utils",
-    "fortio": ("fortio is not packaged for Debian or PyPI: download a release binary from "
-               "https://github.com/fortio/fortio/releases or "
-               "`go install fortio.org/fortio@latest`"),
-}
 NATIVE_ALTERNATIVE = 'runner="native"'
 BODY_FILE = "body.bin"            # input file name, relative to the tool's working directory
 FILE_MARKER = "### meshlab-output-file: "
@@ -63,15 +55,15 @@ def split_output(document: str) -> tuple[str, dict[str, str]]:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """argv with the values of secret-bearing headers (`-H "Authorization: ..."`) redacted, for
-    error messages and stored results."""
+    """argv with the values of secret-bearing headers (`-H "Authorization: ..."`) and URL
+    credentials (userinfo, `?access_token=`) redacted, for error messages and stored results."""
     out = []
     for arg in argv:
         name, sep, _ = arg.partition(":")
         if sep and name and " " not in name.strip() and is_secret_name(name.strip()):
             out.append(f"{name}: {REDACTED}")
         else:
-            out.append(arg)
+            out.append(redact_url(arg))
     return out
 
 
@@ -143,6 +135,7 @@ async def run_tool(
     argv: Sequence[str],
     *,
     tool: str,
+    install: str = "",
     deadline_s: float,
     stop_after_s: float | None = None,
     input_files: Mapping[str, bytes] | None = None,
@@ -155,7 +148,8 @@ async def run_tool(
     `stop_after_s` sends SIGINT then (wrk, hey, ab and fortio print their report on SIGINT);
     past `deadline_s` the tool is interrupted, terminated, then killed and the output is marked
     timed out. Cancelling the awaiting task does the same and returns the partial output marked
-    aborted instead of raising. A missing binary raises ToolNotFound. An output file named in
+    aborted instead of raising. A missing binary raises ToolNotFound with `install` (the
+    runner's `install_hint`) as the hint. An output file named in
     `output_tail_lines` keeps its first line and its last N lines (ab's sorted `-g` table).
     """
     with tempfile.TemporaryDirectory(prefix=f"meshlab-{tool}-") as tmp:
@@ -169,7 +163,7 @@ async def run_tool(
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 start_new_session=True)        # own process group: signals reach only the tool
         except FileNotFoundError as exc:
-            raise ToolNotFound(tool, install=INSTALL_HINTS.get(tool, f"install {tool}"),
+            raise ToolNotFound(tool, install=install or f"install {tool}",
                                alternative=NATIVE_ALTERNATIVE) from exc
         except OSError as exc:
             raise ToolFailed(redact_argv(argv), -1, f"cannot start {tool}: {exc}") from exc
@@ -300,7 +294,7 @@ class ToolRunner(Runner):
     async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
         self.check(spec)
         if not self.is_available():
-            raise ToolNotFound(self.binary, install=INSTALL_HINTS.get(self.binary, ""),
+            raise ToolNotFound(self.binary, install=self.install_hint or f"install {self.binary}",
                                alternative=NATIVE_ALTERNATIVE)
         version = self.version()
         if spec.warmup_s > 0:
@@ -342,7 +336,8 @@ class ToolRunner(Runner):
         if progress is not None:
             ticker = asyncio.ensure_future(_tick(progress, phase, spec.duration_s))
         try:
-            return await run_tool(argv, tool=self.binary, deadline_s=self.deadline_s(spec),
+            return await run_tool(argv, tool=self.binary, install=self.install_hint,
+                                  deadline_s=self.deadline_s(spec),
                                   stop_after_s=self.stop_after_s(spec),
                                   input_files=self.input_files(spec),
                                   output_files=self.output_files,

@@ -63,6 +63,7 @@ class AbRunner(ToolRunner):
 
     name: ClassVar[str] = "ab"
     binary: ClassVar[str] = "ab"
+    install_hint: ClassVar[str] = "apt-get install apache2-utils"
     output_files: ClassVar[tuple[str, ...]] = (PERCENT_FILE, GNUPLOT_FILE)
     output_tail_lines: ClassVar[dict[str, int]] = {GNUPLOT_FILE: TAIL_LINES}
     warmup_whole_seconds: ClassVar[bool] = True

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import abc
-import importlib
 from typing import ClassVar
 
-from meshlab.errors import ProfileError, RunnerError
 from meshlab.profile import RunSpec
 from meshlab.progress import ProgressCallback
+from meshlab.registry import RUNNERS
 from meshlab.results import RunResult
 
 
@@ -16,6 +15,8 @@ class Runner(abc.ABC):
     """A load generator. Subclasses set `name` and implement `run`."""
 
     name: ClassVar[str]
+    # How to get what `is_available` looks for, shown whenever it is missing.
+    install_hint: ClassVar[str] = ""
 
     def is_available(self) -> bool:
         """Whether this runner can run on this machine (its tool is installed)."""
@@ -35,42 +36,20 @@ class Runner(abc.ABC):
         cancellation returns (not raises) a partial result marked aborted where possible."""
 
 
-# name -> "module:Class"; modules are imported only when a runner is asked for.
-_REGISTRY: dict[str, str] = {
-    "native": "meshlab.runners.native:NativeRunner",
-    "wrk": "meshlab.runners.wrk:WrkRunner",
-    "hey": "meshlab.runners.hey:HeyRunner",
-    "ab": "meshlab.runners.ab:AbRunner",
-    "fortio": "meshlab.runners.fortio:FortioRunner",
-}
-
-
 def register_runner(name: str, target: str) -> None:
-    """Register a runner class by import path `module:Class` under a lowercase name."""
-    if name != name.lower():
-        raise ValueError(f"runner names are lowercase, got {name!r}")
-    _REGISTRY[name] = target
+    """Register a runner class by import path `module:Class` under a lowercase name; a profile
+    naming it then validates."""
+    RUNNERS.register(name, target)
 
 
 def runner_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return RUNNERS.names()
 
 
 def get_runner(name: str) -> Runner:
-    """Instantiate the runner registered as `name`."""
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise ProfileError(
-            f"runner: unknown runner {name!r}; choose one of {', '.join(runner_names())}"
-        ) from None
-    module_name, _, cls_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RunnerError(f"runner {name!r} cannot be loaded from {module_name}: {exc}") from exc
-    cls = getattr(module, cls_name)
-    runner = cls()
-    if not isinstance(runner, Runner):
-        raise RunnerError(f"{target} is not a meshlab Runner")
-    return runner
+    """Instantiate the runner registered as `name` (its module is imported now, not before);
+    an unknown name raises ProfileError listing the known ones."""
+    cls = RUNNERS.load(name)
+    if not (isinstance(cls, type) and issubclass(cls, Runner)):
+        raise RUNNERS.not_a(name, "Runner")
+    return cls()

@@ -31,6 +31,9 @@ class FortioRunner(ToolRunner):
 
     name: ClassVar[str] = "fortio"
     binary: ClassVar[str] = "fortio"
+    install_hint: ClassVar[str] = (
+        "fortio is not packaged for Debian or PyPI: download a release binary from "
+        "https://github.com/fortio/fortio/releases or `go install fortio.org/fortio@latest`")
 
     def problems(self, spec: RunSpec) -> list[str]:
         out = []

@@ -51,6 +51,7 @@ class HeyRunner(ToolRunner):
 
     name: ClassVar[str] = "hey"
     binary: ClassVar[str] = "hey"
+    install_hint: ClassVar[str] = "apt-get install hey (or go install github.com/rakyll/hey@latest)"
 
     def __init__(self, *, limit_rate: bool = False) -> None:
         self.limit_rate = limit_rate

@@ -310,6 +310,10 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
     requests = sum(p.requests for p in partials)
     duration = max((p.duration_s for p in partials), default=0.0)
     aborted = any(p.aborted for p in partials)
+    context: dict[str, Any] = {"workers": len(partials)} if len(partials) > 1 else {}
+    if duration > 0:    # the busiest sending thread's share of one core over the window
+        context["sender_cpu_percent"] = round(
+            100.0 * max(p.cpu_s / p.duration_s if p.duration_s > 0 else 0.0 for p in partials), 1)
     return RunResult(
         run_id=new_run_id(),
         spec=spec.to_dict(),
@@ -331,7 +335,8 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
         runner_version=version,
         warnings=[w for p in partials for w in p.warnings],
         bytes_received=sum(p.bytes_received for p in partials),
-        context={"workers": len(partials)} if len(partials) > 1 else {},
+        context=context,
+        unsent_requests=sum(p.unsent_requests for p in partials),
     )
 
 

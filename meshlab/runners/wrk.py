@@ -44,6 +44,7 @@ class WrkRunner(ToolRunner):
 
     name: ClassVar[str] = "wrk"
     binary: ClassVar[str] = "wrk"
+    install_hint: ClassVar[str] = "apt-get install wrk (or brew install wrk)"
     warmup_whole_seconds: ClassVar[bool] = True
 
     def __init__(self, *, threads: int | None = None, count_statuses: bool = True) -> None:

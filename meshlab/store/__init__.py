@@ -25,6 +25,7 @@ from meshlab.run_schema import DEFAULT_PS, RUN_COLUMN_NAMES, percentile_column
 from meshlab.store import _rows as rows
 from meshlab.store import _spool as spool
 from meshlab.store._connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
+from meshlab.store._owner import abort_orphaned, current_owner
 from meshlab.store._query import (
     FILTERS,
     percentile_frame,
@@ -124,6 +125,8 @@ class Store:
                 with _SCHEMA_LOCK:
                     self._version = ensure_schema(con, self.path, read_only=self.read_only)
                 self._schema_ok = True
+                if not self.read_only:
+                    self._abort_orphaned(con)
             if self._version < SCHEMA_VERSION:
                 read_view(con, self._version)
             if spooled and not self.read_only:
@@ -133,6 +136,13 @@ class Store:
             raise StoreError(f"store {self.path}: {exc}") from exc
         finally:
             con.close()
+
+    def _abort_orphaned(self, con: duckdb.DuckDBPyConnection) -> None:
+        # an experiment left `running` by a process that was killed (SIGKILL, a reboot)
+        gone = abort_orphaned(con)
+        if gone:
+            log.warning("store %s: experiment(s) %s were running in a process that is gone; "
+                        "marked aborted", self.path, ", ".join(gone))
 
     def _writable(self, what: str) -> None:
         if self.read_only:
@@ -146,7 +156,8 @@ class Store:
         self._writable("create an experiment")
         doc = {"experiment_id": f"exp-{new_run_id()}", "name": name,
                "description": description, "labels": dict(labels or {}),
-               "profile": dict(profile), "created_at": datetime.now(UTC).isoformat()}
+               "profile": dict(profile), "created_at": datetime.now(UTC).isoformat(),
+               "owner": current_owner()}
         try:
             with self._connect() as con:
                 rows.insert_experiment(con, doc)

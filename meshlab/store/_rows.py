@@ -103,8 +103,8 @@ def load_results(con: duckdb.DuckDBPyConnection,
     ids = list(dict.fromkeys(run_ids))
     if not ids:
         return {}
-    heads = con.execute(f"SELECT {_RUN_FIELDS} FROM runs WHERE list_contains(?, run_id)",
-                        [ids]).fetchall()
+    heads = con.execute(f"SELECT {_RUN_FIELDS}, unsent_requests FROM runs "
+                        f"WHERE list_contains(?, run_id)", [ids]).fetchall()
     if not heads:
         return {}
     lat = histograms(con, ids, "latency")
@@ -122,7 +122,8 @@ def load_results(con: duckdb.DuckDBPyConnection,
         "SELECT run_id, document FROM run_raw WHERE list_contains(?, run_id)", [ids]).fetchall()}
     out: dict[str, RunResult] = {}
     for (rid, spec, status, started, ended, duration_s, rate_rps, achieved, requests, errors,
-         host, runner, runner_version, context, warnings, error, bytes_received) in heads:
+         host, runner, runner_version, context, warnings, error, bytes_received,
+         unsent_requests) in heads:
         out[rid] = RunResult(
             run_id=rid,
             spec=json.loads(spec),
@@ -151,6 +152,7 @@ def load_results(con: duckdb.DuckDBPyConnection,
             error=error,
             raw=json.loads(raw[rid]) if rid in raw else None,
             bytes_received=int(bytes_received),
+            unsent_requests=int(unsent_requests or 0),
         )
     return out
 
@@ -187,6 +189,10 @@ def insert_experiment(con: duckdb.DuckDBPyConnection, doc: Mapping[str, Any], *,
     con.execute("INSERT INTO experiments VALUES (?, ?, ?, 'running', ?, NULL, ?, ?)",
                 [doc["experiment_id"], doc["name"], doc.get("description", ""), created,
                  dumps(doc.get("labels", {})), dumps(doc.get("profile", {}))])
+    if doc.get("owner"):
+        from meshlab.store._owner import insert_owner
+
+        insert_owner(con, str(doc["experiment_id"]), doc["owner"])
 
 
 def finish_experiment(con: duckdb.DuckDBPyConnection, doc: Mapping[str, Any]) -> bool:

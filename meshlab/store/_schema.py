@@ -15,9 +15,11 @@ from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import StoreError
 from meshlab.run_schema import DEFAULT_FORMAT, HISTOGRAM_KINDS, RUN_COLUMNS
 
-# 1: the first store. 2: `runs` gains `protocol` and `format` (an older file is migrated when
-# opened writable, and read through a view of the new columns when opened read-only).
-SCHEMA_VERSION = 2
+# 1: the first store. 2: `runs` gains `protocol` and `format`. 3: `runs` gains
+# `unsent_requests` (open-loop requests that came due and were never sent; 0 for older runs).
+# An older file is migrated when opened writable, and read through a view of the new columns
+# when opened read-only.
+SCHEMA_VERSION = 3
 
 KINDS = HISTOGRAM_KINDS
 
@@ -40,6 +42,7 @@ _ADDED_COLUMNS: dict[int, tuple[tuple[str, str, str], ...]] = {
     2: (("protocol", "VARCHAR", f"'{DEFAULT_PROTOCOL}'"),
         ("format", "VARCHAR", "coalesce(nullif(json_extract_string(context, '$.format'), ''), "
                               f"'{DEFAULT_FORMAT}')")),
+    3: (("unsent_requests", "BIGINT", "0"),),
 }
 
 _DDL = (
@@ -56,6 +59,12 @@ _DDL = (
         finished_at TIMESTAMP,
         labels JSON NOT NULL,
         profile JSON NOT NULL)""",
+    # who runs a `running` experiment: opening a store marks one whose owner is gone aborted
+    """CREATE TABLE IF NOT EXISTS experiment_owners (
+        experiment_id VARCHAR PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host VARCHAR NOT NULL,
+        process_started_s DOUBLE NOT NULL)""",
     _runs_ddl(),
     """CREATE TABLE IF NOT EXISTS run_histograms (
         run_id VARCHAR NOT NULL,
@@ -167,7 +176,7 @@ def read_view(con: duckdb.DuckDBPyConnection, version: int) -> None:
     if not added:
         return
     (db,) = con.execute("SELECT current_database()").fetchone() or ("",)
-    extra = ", ".join(f"{fill} AS {name}" for name, _type, fill in added)
+    extra = ", ".join(f"CAST({fill} AS {type_}) AS {name}" for name, type_, fill in added)
     con.execute(f'CREATE OR REPLACE TEMP VIEW runs AS SELECT *, {extra} FROM "{db}".main.runs')
 
 

@@ -1,12 +1,16 @@
 """`meshlab dashboard`: the workbench served by Voila, on 127.0.0.1 unless told otherwise;
-any other address requires a token (Voila itself would serve anyone without one)."""
+any other address requires a token (Voila itself would serve anyone without one). The token
+travels in a 0600 config file, never on a command line; Voila's process group is stopped and
+its directory removed on every exit (Ctrl-C, SIGTERM, SIGHUP)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,27 +61,78 @@ def check_bind(*, ip: str, port: int, token: str | None) -> None:
 
 def dashboard_argv(notebook: Path, *, port: int = 8866, ip: str = "127.0.0.1",
                    token: str | None = None, open_browser: bool = False) -> list[str]:
-    """The Voila command line. Voila 0.5 ignores `--ip`: `--Voila.ip` is what binds."""
+    """The Voila command line. Voila 0.5 ignores `--ip`: `--Voila.ip` is what binds. The token
+    is not on it (`ps` shows every command line to every local user): `write_token_config`
+    puts it in `voila.json` beside the notebook, which Voila reads from its working directory."""
     check_bind(ip=ip, port=port, token=token)
     argv = [sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--port={port}",
             f"--template={VOILA_TEMPLATE}", "" if open_browser else "--no-browser"]
-    if token:
-        argv.append(f"--token={token}")
     return [a for a in argv if a]
+
+
+def write_token_config(directory: Path, token: str) -> Path:
+    """`voila.json` holding the token, readable by its owner only from its first byte."""
+    path = directory / "voila.json"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", encoding="utf-8") as out:
+        json.dump({"Voila": {"token": token}}, out)
+    return path
 
 
 def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 8866,
                     ip: str = "127.0.0.1", token: str | None = None,
                     defaults: dict[str, Any] | None = None,
                     workdir: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start Voila on the workbench in the background (the caller stops the process)."""
+    """Start Voila on the workbench in the background, in its own process group that dies with
+    this process (Linux); the caller stops it with `stop_dashboard`. Without `workdir` a private
+    temporary directory is made (`stop_dashboard` removes it)."""
     check_bind(ip=ip, port=port, token=token)       # before anything is written
     if shutil.which("voila") is None and not _has_voila():
         raise MissingDependency("voila", install="pip install 'meshlab[workbench]'")
-    directory = workdir or Path(tempfile.mkdtemp(prefix="meshlab-dashboard-"))
+    directory = workdir or Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))     # 0700
     notebook = write_notebook(directory, store=store, defaults=defaults)
+    if token:
+        write_token_config(directory, token)
     argv = dashboard_argv(notebook, port=port, ip=ip, token=token)
-    return subprocess.Popen(argv, cwd=directory, start_new_session=True, env=voila_env())
+    from meshlab.playground.process import kill_with_parent
+
+    try:
+        # Voila's own temporary files go into the directory removed at the end, too
+        proc = subprocess.Popen(argv, cwd=directory, start_new_session=True,
+                                env={**voila_env(), "TMPDIR": str(directory)},
+                                preexec_fn=kill_with_parent if sys.platform == "linux" else None)
+    except BaseException:
+        if workdir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if workdir is None:
+        _TEMP_DIRS[proc.pid] = directory
+    return proc
+
+
+_TEMP_PREFIX = "meshlab-dashboard-"
+_TEMP_DIRS: dict[int, Path] = {}        # Voila pid -> the directory start_dashboard made
+
+
+def stop_dashboard(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> int:
+    """SIGTERM Voila's process group (Voila and its kernels), SIGKILL it after `grace_s`,
+    and remove the temporary directory `start_dashboard` made; returns Voila's exit code."""
+    from meshlab.playground.process import kill_groups
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        code = None
+    kill_groups([(proc.pid, 0.0)], grace_s=0.0)     # kernels Voila left behind, or Voila
+    if code is None:
+        code = proc.wait(5)
+    made = _TEMP_DIRS.pop(proc.pid, None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+    return code
 
 
 def voila_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -97,15 +152,21 @@ def _has_voila() -> bool:
 
 def dashboard_main(*, port: int = 8866, ip: str = "127.0.0.1", token: str | None = None,
                    store: str | Path = "data/meshlab.duckdb") -> int:
-    """`meshlab dashboard`: serve until Ctrl-C; the exit code (2 on bad options)."""
+    """`meshlab dashboard`: serve until Ctrl-C, SIGTERM or SIGHUP (the CLI turns both into
+    Ctrl-C); the exit code (2 on bad options). Voila's group and directory never outlive it."""
+    directory = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))     # 0700
     try:
-        proc = start_dashboard(store=store, port=port, ip=ip, token=token)
-    except (ProfileError, MissingDependency) as exc:
-        print(f"meshlab dashboard: {exc}", file=sys.stderr)
-        return 2
-    print(f"meshlab dashboard: serving the workbench on http://{ip}:{port}/", file=sys.stderr)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait(10)
+        try:
+            proc = start_dashboard(store=store, port=port, ip=ip, token=token,
+                                   workdir=directory)
+        except (ProfileError, MissingDependency) as exc:
+            print(f"meshlab dashboard: {exc}", file=sys.stderr)
+            return 2
+        print(f"meshlab dashboard: serving the workbench on http://{ip}:{port}/",
+              file=sys.stderr)
+        try:
+            return proc.wait()
+        finally:
+            stop_dashboard(proc)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,9 @@ class Workbench:
             self._finish(f"<b>failed:</b> {exc}", "danger")
             return True
         o = self.outcome
+        why = f"<br><b>{html.escape(o.reason)}</b>" if o.reason else ""
         self._finish(f"{o.status}: {len(o.results)} run(s) stored in experiment "
-                     f"{o.experiment_id}", "success" if o.ok else "warning")
+                     f"{o.experiment_id}{why}", "success" if o.ok else "warning")
         self._draw_results(o.run_ids)
         self.browser.refresh()
         return True

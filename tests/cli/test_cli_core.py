@@ -36,7 +36,8 @@ def write_profile(path: Path, target: str, *, name: str = "cli", rates: str = "[
     path.write_text(f"""\
 name: {name}
 target: {target}
-loads: {{rate_rps: {rates}, connections: 2, duration_s: {duration_s}, warmup_s: 0}}
+loads: {{rate_rps: {rates}, connections: 2, duration_s: {duration_s}, warmup_s: 0,
+        dataplane_warmup_s: 0}}
 request:
   headers: {{Authorization: "{SECRET}", X-Trace: visible}}
   cookies: {{session: "{COOKIE}"}}
@@ -63,7 +64,9 @@ def stored(echo_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     """One `meshlab run --json` of two runs, shared by the read-side tests."""
     tmp = tmp_path_factory.mktemp("cli")
     db = tmp / "m.duckdb"
-    prof = write_profile(tmp / "p.yaml", echo_url + "?status=503:10")
+    # ~10 % of 503s would make each run degraded: the profile's SLO allows up to 20 %
+    prof = write_profile(tmp / "p.yaml", echo_url + "?status=503:10",
+                         extra="slo: {error_rate: 0.2}\n")
     proc = meshlab("run", str(prof), "--store", str(db), "--json")
     return db, json_lines(proc.stdout), proc
 
@@ -76,6 +79,9 @@ def test_run_json_contract(stored: tuple[Path, list[dict[str, Any]],
     for line in lines:
         assert set(line) >= JSON_KEYS
         assert line["status"] == "completed" and line["requests"] > 0
+        assert line["unsent_requests"] <= 2 and line["warnings"] == []
+        assert line["slo"]["pass"] is True and line["slo"]["source"] == "profile"
+        assert line["slo"]["criteria"]["error_rate"]["limit"] == 0.2
         assert line["p50_us"] <= line["p90_us"] <= line["p99_us"] <= line["p999_us"]
         assert line["p999_us"] <= line["max_us"]
         assert 0 < line["errors"] < line["requests"]    # ~10 % 503s are counted, not raised
@@ -136,7 +142,7 @@ def test_runs_show_compare(
     assert code == 0 and "p99_us" in out
 
     missing = meshlab("show", "no-such-run", *store)     # a real process: no traceback
-    assert missing.returncode == 1 and "no-such-run" in missing.stderr
+    assert missing.returncode == 2 and "no-such-run" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
@@ -168,15 +174,92 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_target_down_is_a_completed_run_of_connect_errors(tmp_path: Path) -> None:
+def test_target_down_is_a_failed_run(tmp_path: Path) -> None:
+    """300 of 300 connections refused: the run is stored as failed, saying why, and exits 1."""
+    db = tmp_path / "m.duckdb"
     prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
-                         rates="[100]", duration_s=0.5)
-    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
-    assert proc.returncode == 0, proc.stderr
+                         rates="[300]", duration_s=1.0)
+    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
     (line,) = json_lines(proc.stdout)
-    assert line["status"] == "completed"
-    assert line["requests"] > 0 and line["errors"] == line["requests"]
+    assert line["status"] == "failed"
+    assert line["requests"] == pytest.approx(300, rel=0.02)
+    assert line["errors"] == line["requests"]
     assert set(line["error_kinds"]) == {"connect_refused"}
+    assert line["error"].startswith("no successful response")
+    assert line["slo"]["pass"] is False
+    assert f"run {line['run_id']} failed: no successful response" in proc.stderr
+    assert list(Store(db, read_only=True).runs()["status"]) == ["failed"]
+
+
+def test_target_down_stores_the_run_and_stops_the_experiment(tmp_path: Path) -> None:
+    """Every request refused: the run is stored with its connect errors, then the experiment
+    stops as failed (exit 1) and says why instead of going on to the next rate."""
+    prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
+                         rates="[100, 200]", duration_s=0.5)
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    assert "experiment failed: stopped: run 1" in proc.stderr
+    assert "no successful response" in proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["requests"] > 0 and line["errors"] == line["requests"]
+
+
+def test_a_breached_slo_exits_1(echo_url: str, tmp_path: Path) -> None:
+    prof = write_profile(tmp_path / "slo.yaml", echo_url, rates="[100]", duration_s=0.3,
+                         extra="slo: {p50_ms: 0.001}\n")
+    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = json_lines(proc.stdout)
+    assert line["status"] == "completed" and line["slo"]["pass"] is False
+    p50 = line["slo"]["criteria"]["p50_ms"]
+    assert p50["limit"] == 0.001 and p50["pass"] is False
+    assert p50["measured"] == pytest.approx(line["p50_us"] / 1000, rel=1e-4)
+    assert f"run {line['run_id']} completed: p50_ms" in proc.stderr
+
+
+def test_saturation_is_degraded_and_counted(echo_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """3x the capacity (2 connections x ?delay=10ms ~ 200 req/s, asked for 600 req/s)."""
+    db = tmp_path / "m.duckdb"
+    prof = write_profile(tmp_path / "sat.yaml", echo_url + "?delay=10ms", rates="[600]",
+                         duration_s=2.5)
+    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = json_lines(proc.stdout)
+    due = 600 * line["duration_s"]
+    assert line["status"] == "degraded" and line["errors"] == 0
+    assert line["requests"] + line["unsent_requests"] == pytest.approx(due, rel=0.01)
+    assert line["p50_us"] >= line["duration_s"] * 1e6 / 4
+    assert line["slo"]["criteria"]["achieved_ratio"]["pass"] is False
+    (warning,) = line["warnings"]
+    assert "of the requested 600 req/s" in warning and "too few connections" in warning
+    code, out, _ = cli(capsys, "show", line["run_id"], "--store", str(db))
+    assert code == 0
+    assert (f"{line['unsent_requests']:,} requests came due and were never sent; they are "
+            f"counted in the corrected latency at their age at the end of the window (a lower "
+            f"bound)") in " ".join(out.split())
+
+
+def test_search_finds_the_highest_rate_holding_the_slo(echo_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "m.duckdb"
+    prof = write_profile(tmp_path / "s.yaml", echo_url + "?delay=10ms", rates="[100]",
+                         duration_s=0.6, extra="slo: {p99_ms: 500}\n")
+    proc = meshlab("search", str(prof), "--store", str(db), "--json", "--max-rps", "800",
+                   "--max-probes", "5", timeout_s=120)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json_lines(proc.stdout)
+    # 2 connections x 10 ms: ~200 req/s; 100 holds, 800 cannot
+    assert 100 <= row["max_rate_rps"] < 230 and row["mesh"] == "none"
+    assert len(row["probes"]) == 5 and any(not p["pass"] for p in row["probes"])
+    assert "search mesh=none" in proc.stderr and "probe 1 at 100 req/s: holds" in proc.stderr
+    stored = Store(db, read_only=True).runs()
+    assert sorted(stored["run_id"]) == sorted(p["run_id"] for p in row["probes"])
+    # nothing holds against a closed port: exit 1
+    down = write_profile(tmp_path / "d.yaml", f"http://127.0.0.1:{_free_port()}/",
+                         rates="[100]", duration_s=0.3)
+    proc = meshlab("search", str(down), "--store", str(db), "--max-probes", "2", "--quiet")
+    assert proc.returncode == 1 and "none held" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_sigint_stores_an_aborted_run(echo_url: str, tmp_path: Path) -> None:
@@ -268,7 +351,7 @@ def test_export_then_import(
     bad = tmp_path / "garbage.json"
     bad.write_text('{"hello": "world"}')
     code, _, err = cli(capsys, "import", str(bad), "--store", str(other))
-    assert code == 1 and "not a recognised result document" in err
+    assert code == 2 and "not a recognised result document" in err
 
 
 def test_crosscheck_reports_missing_tools_as_skipped(echo_url: str, tmp_path: Path) -> None:

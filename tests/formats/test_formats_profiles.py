@@ -189,6 +189,17 @@ def test_meshlab_yaml_still_loads(tmp_path: Path) -> None:
     assert p.loads.rate_rps == [100.0, 200.0]
 
 
+def test_meshlab_profile_with_typos_gets_meshlab_problems(tmp_path: Path) -> None:
+    # no `target` and an unknown key: still mostly meshlab keys, so meshlab's own problem list
+    # (this used to be decided by a second guesser in the CLI; load_profile_any said "not a
+    # profile")
+    text = "name: typo\nrunner: wrk\nloads: {rate_rps: [100]}\nrepeat: 3\n"
+    with pytest.raises(ProfileError) as ei:
+        load_profile_any(_write(tmp_path, "typo.yaml", text))
+    assert sorted(ei.value.problems) == ["repeat: unknown key; remove it or check its spelling",
+                                         "target: required; add it"]
+
+
 def test_bad_meshery_profile_lists_every_problem(tmp_path: Path) -> None:
     doc = dict(CAMEL, endpoints=[], qps="lots", duration="10 minutes",
                loadGenerators=["jmeter"], requestHeaders="Authorization: x", colour="red")

@@ -2,8 +2,8 @@
 server does with `fieldValidation=Strict`: unknown fields are errors, `x-kubernetes-int-or-string`
 accepts both, `nullable` allows null, and `int32`/`int64`/`duration` formats are checked.
 
-CEL rules (`x-kubernetes-validations`) are knowingly not evaluated; `cel_rules()` counts them
-so a test can say how many were skipped.
+CEL rules (`x-kubernetes-validations`) are evaluated with cel-python once the structural schema
+passes (`crd_cel.py`); `cel_rules()` counts them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from crd_cel import CelRules
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crds"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -83,6 +84,7 @@ class CrdSet:
     def __init__(self) -> None:
         self.crds: dict[tuple[str, str], Mapping[str, Any]] = {}   # (group, kind) -> CRD
         self._validators: dict[tuple[str, str, str], jsonschema.Draft7Validator] = {}
+        self.cel: dict[tuple[str, str, str], CelRules] = {}
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> CrdSet:
@@ -97,7 +99,9 @@ class CrdSet:
         spec = crd["spec"]
         self.crds[(spec["group"], spec["names"]["kind"])] = crd
         for v in spec["versions"]:
-            schema = to_jsonschema((v.get("schema") or {}).get("openAPIV3Schema") or {})
+            raw = (v.get("schema") or {}).get("openAPIV3Schema") or {}
+            self.cel[(spec["group"], v["name"], spec["names"]["kind"])] = CelRules(raw)
+            schema = to_jsonschema(raw)
             props = schema.setdefault("properties", {})
             # the API server fills these; a schema never constrains them
             for k in ("apiVersion", "kind"):
@@ -124,6 +128,8 @@ class CrdSet:
         for err in sorted(v.iter_errors(dict(obj)), key=lambda e: list(e.absolute_path)):
             path = ".".join(str(p) for p in err.absolute_path) or "(root)"
             out.append(f"{path}: {err.message}")
+        if not out:       # CEL runs on structurally valid objects, as in the API server
+            out += self.cel[(group, version, kind)].errors(dict(obj))
         return out
 
 

@@ -10,8 +10,11 @@ create of an existing object and on a stale resourceVersion; PUT; merge, strateg
 ownership, conflicts and `managedFields`; 404 for objects in missing namespaces; namespace and
 owner-reference cascading deletion; CRDs registered for discovery and custom resources validated
 against their schema (422 Invalid, strict field validation); pod logs; 403 for forbidden
-namespaces; and toy controllers: Deployments and Jobs get pods, mesh injectors add sidecars,
-fortio load pods log a fortio JSON result sized by their own args (`standin_fortio.py`); test
+namespaces, RBAC refusals per verb and resource, 422 for a PUT of a custom resource without
+resourceVersion, foreground deletes kept with their finalizer when there is no garbage
+collector (`standin_rules.py`), CEL rules of CRDs evaluated (`crd_cel.py`); and toy
+controllers: Deployments and Jobs get pods, mesh injectors add sidecars, fortio load pods
+log a fortio JSON result sized by their own args (`standin_fortio.py`); test
 hooks: a callback per created Job, and kinds whose writes fail (rollback tests).
 """
 
@@ -43,6 +46,14 @@ from standin_logic import (
     merge_patch,
     strategic_merge,
 )
+from standin_rules import (
+    Deny,
+    forbidden_message,
+    mark_foreground,
+    missing_resource_version,
+    propagation_of,
+    verb_of,
+)
 
 Obj = dict[str, Any]
 LogSource = Callable[[Obj, str | None], str]
@@ -66,6 +77,8 @@ class ApiStandIn(ToyControllers, kmock.KubernetesEmulator):
     job_hangs: bool = False                         # Jobs never finish
     on_job: Callable[[Obj], None] | None = None     # sees each Job as it is created
     fail_kinds: dict[str, int] = attrs.field(factory=dict)   # kind -> HTTP status on write
+    deny: list[Deny] = attrs.field(factory=list)              # RBAC refusals (403)
+    garbage_collector: bool = True   # False: foreground deletes keep the object (finalizer)
     git_version: str = "v1.31.4"
     calls: list[tuple[str, str, str]] = attrs.field(factory=list)
     _owners: dict[tuple[str, str | None, str], Ownership] = attrs.field(factory=dict)
@@ -220,16 +233,17 @@ class ApiStandIn(ToyControllers, kmock.KubernetesEmulator):
             raise _Fail(_status(404, "NotFound", "the server could not find the requested "
                                                  "resource"))
         kind, namespaced = known
+        verb = verb_of(raw.method, name)
         if ns in self.forbidden_namespaces or (plural == "namespaces" and
                                                name in self.forbidden_namespaces):
-            verb = {"GET": "get" if name else "list", "POST": "create", "PATCH": "patch",
-                    "PUT": "update", "DELETE": "delete"}.get(raw.method, "get")
-            raise _Fail(_status(
-                403, "Forbidden", f'{plural} is forbidden: User "system:serviceaccount:meshlab:'
-                f'runner" cannot {verb} resource "{plural}" in API group "{group}" in the '
-                f'namespace "{ns or name}"', kind=plural, name=name or ""))
+            raise _Fail(_status(403, "Forbidden", forbidden_message(verb, plural, group,
+                                                                    ns or name),
+                                kind=plural, name=name or ""))
         if not namespaced:
             ns = None
+        if any(d.matches(verb, plural, ns) for d in self.deny):
+            raise _Fail(_status(403, "Forbidden", forbidden_message(verb, plural, group, ns),
+                                kind=plural, name=name or ""))
         doc: Any = json.loads(body) if body else None
         if sub == "log":
             pod = self._must(group, version, plural, ns, name, kind)
@@ -250,7 +264,10 @@ class ApiStandIn(ToyControllers, kmock.KubernetesEmulator):
         manager = raw.query.get("fieldManager") or "unknown"
         dry = raw.query.get("dryRun") == "All"
         if raw.method == "DELETE" and name:
-            self._must(group, version, plural, ns, name, kind)
+            obj = self._must(group, version, plural, ns, name, kind)
+            if not self.garbage_collector and propagation_of(doc, raw.query) == "Foreground":
+                return aiohttp.web.json_response(self.put(group, version, plural,
+                                                          mark_foreground(obj)))
             gone = self.remove(group, version, plural, ns, name)
             return aiohttp.web.json_response(gone)
         if raw.method == "POST":
@@ -271,6 +288,11 @@ class ApiStandIn(ToyControllers, kmock.KubernetesEmulator):
                 raise _Fail(_status(404, "NotFound", f'{plural} "{name}" not found',
                                     name=name, kind=plural))
             if raw.method == "PUT":
+                if self.crds.knows(_av(group, version), kind) and \
+                        (msg := missing_resource_version(doc)):
+                    raise _Fail(_status(422, "Invalid", f'{kind}.{group} "{name}" is invalid: '
+                                        f'{msg}', name=name, kind=kind,
+                                        causes=[{"message": msg}]))
                 after = dict(doc or {})
             elif ctype == "application/json-patch+json":
                 after = json_patch(before, doc or [])

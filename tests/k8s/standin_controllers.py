@@ -62,11 +62,25 @@ class ToyControllers:
         }
         return next((m for m, on in rules.items() if on and m in self.installed_meshes), None)
 
+    def _ambient(self, ns: str, template: Mapping[str, Any]) -> bool:
+        """Istio ambient: ztunnel captures pods labelled (or in a namespace labelled)
+        istio.io/dataplane-mode=ambient, unless the pod says `none`."""
+        if "istio-ambient" not in self.installed_meshes:
+            return False
+        nsobj = self.get("v1", "namespaces", None, ns) or {}
+        nl = nsobj.get("metadata", {}).get("labels") or {}
+        tl = template.get("metadata", {}).get("labels") or {}
+        mode = tl.get("istio.io/dataplane-mode") or nl.get("istio.io/dataplane-mode")
+        return mode == "ambient"
+
     def _pod(self, owner: Obj, template: Mapping[str, Any], name: str, *, phase: str,
              extra_labels: Mapping[str, str], node: str) -> Obj:
         ns = owner["metadata"]["namespace"]
         spec = copy.deepcopy(template.get("spec") or {})
         mesh = self._sidecar_for(ns, template)
+        annotations = dict(template.get("metadata", {}).get("annotations") or {})
+        if not mesh and self._ambient(ns, template):
+            annotations["ambient.istio.io/redirection"] = "enabled"
         if mesh:
             cname, image = SIDECARS[mesh]
             proxy = {"name": cname, "image": image,
@@ -81,7 +95,7 @@ class ToyControllers:
                     for c in spec.get("containers", [])]
         meta = {"name": name, "namespace": ns,
                 "labels": {**(template.get("metadata", {}).get("labels") or {}), **extra_labels},
-                "annotations": dict(template.get("metadata", {}).get("annotations") or {}),
+                "annotations": annotations,
                 "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
                                      "name": owner["metadata"]["name"],
                                      "uid": owner["metadata"]["uid"], "controller": True}]}
@@ -150,7 +164,7 @@ class ToyControllers:
 
     def install_control_plane(self, mesh: str = "istio", image: str =
                               "docker.io/istio/pilot:1.30.3", namespace: str = "istio-system",
-                              nodes: int = 2) -> None:
+                              nodes: int = 2, kind: str = "Deployment") -> None:
         """A mesh's control plane as meshlab detects it (its image), injection on, nodes."""
         self.installed_meshes.add(mesh)
         for i in range(nodes):
@@ -164,7 +178,7 @@ class ToyControllers:
                                   "allocatable": {"cpu": "2", "memory": "8Gi"},
                                   "capacity": {"cpu": "2", "memory": "8Gi"}}})
         self.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        self.seed({"apiVersion": "apps/v1", "kind": "Deployment",
+        self.seed({"apiVersion": "apps/v1", "kind": kind,
                    "metadata": {"name": f"{mesh}-control-plane", "namespace": namespace},
                    "spec": {"template": {"spec": {"containers": [
                        {"name": "discovery", "image": image}]}}}})

@@ -27,12 +27,12 @@ CONTROL_PLANES = {"docker.io/istio/pilot:1.30.3": "istio",
 def test_kubernetes_meshes_are_the_registrys_kubernetes_adapters() -> None:
     names = kubernetes_mesh_names()
     assert names[0] == "none" and set(names) <= {"none", *mesh_names()}
-    assert set(names[1:]) == {"consul", "istio", "kuma", "linkerd"}
+    assert set(names[1:]) == {"consul", "istio", "istio-ambient", "kuma", "linkerd"}
     assert all(isinstance(get_mesh(n), KubernetesMesh) for n in names[1:])
     assert kubernetes_mesh("none") is None
     for wrong in ("envoy", "cilium"):
         with pytest.raises(ProfileError, match=f"'{wrong}' is not a Kubernetes mesh; choose "
-                                               f"one of none, consul, istio, kuma, linkerd"):
+                                               f"one of none, consul, istio, istio-ambient, kuma, linkerd"):
             kubernetes_mesh(wrong)
 
 

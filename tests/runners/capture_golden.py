@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 async def capture(runner: ToolRunner, spec: RunSpec, name: str) -> None:
-    out = await run_tool(runner.build_argv(spec), tool=runner.binary,
+    out = await run_tool(runner.build_argv(spec), tool=runner.binary, install=runner.install_hint,
                          deadline_s=runner.deadline_s(spec), stop_after_s=runner.stop_after_s(spec),
                          input_files=runner.input_files(spec), output_files=runner.output_files,
                          output_tail_lines=runner.output_tail_lines)

@@ -112,6 +112,7 @@ def test_closed_loop_against_nginx(nginx_url: str) -> None:
     assert res.spec["target"] == nginx_url and res.host is not None
     phases = {p.phase for p in seen}
     assert {"warmup", "measure", "done"} <= phases
+    assert res.unsent_requests == 0 and res.warnings == []     # no stall reported
 
 
 def test_open_loop_holds_the_rate(nginx_url: str) -> None:
@@ -215,6 +216,8 @@ def test_reset_and_timeout_are_counted_by_kind(scripted_server: ScriptedServer) 
                        timeout_s=0.2))
     assert hang.error_kinds.get("timeout", 0) >= 4
     assert hang.errors == hang.requests == hang.error_kinds["timeout"]
+    stalls = [w for w in hang.warnings if w.startswith("target stalled")]
+    assert len(stalls) == 1 and "0.2 s timeout" in stalls[0], hang.warnings
 
 
 @pytest.mark.parametrize("runner", [NativeRunner(), NativeRunner(in_thread=False),
@@ -233,7 +236,8 @@ def test_cancel_returns_an_aborted_partial_result(nginx_url: str, runner: Native
     res = asyncio.run(main())
     assert res.status is RunStatus.ABORTED
     assert 0 < res.duration_s < 5 and res.requests > 0
-    assert res.latency.total == res.requests
+    # a request queued behind a busy connection when the window closed is an unsent one
+    assert res.latency.total == res.requests + res.unsent_requests
 
 
 def test_workers_merge_counts(nginx_url: str) -> None:
@@ -242,7 +246,7 @@ def test_workers_merge_counts(nginx_url: str) -> None:
     assert [s.max_requests for s in worker_specs(spec, 2)] == [2000, 2000]
     seen: list[Progress] = []
     res = asyncio.run(NativeRunner(workers=2).run(spec, progress=seen.append))
-    assert res.status is RunStatus.COMPLETED and res.context == {"workers": 2}
+    assert res.status is RunStatus.COMPLETED and res.context["workers"] == 2
     assert seen and seen[-1].phase == "done"
     assert 4000 <= res.requests <= 4010 and res.latency.total == res.requests
     assert res.status_codes == {200: res.requests}
@@ -255,3 +259,48 @@ def test_registry_and_spec_checks() -> None:
     with pytest.raises(Exception, match="workers"):
         NativeRunner(workers=2).check(spec)
     assert dataclasses.replace(spec, rate_rps=10).open_loop
+
+
+# --- saturation: requests that came due and were never sent -----------------------------------
+
+@pytest.mark.parametrize("spread", [True, False], ids=["spread", "any-idle"])
+def test_saturation_counts_every_request_due(echo_url: str, spread: bool) -> None:
+    """3x the capacity (2 connections x ?delay=10ms ~ 200 req/s, asked for 600 req/s): what was
+    not sent is counted, and sits in the corrected latency at its age at the window's end."""
+    spec = RunSpec(target=echo_url + "?delay=10ms", rate_rps=600, connections=2,
+                   duration_s=2.5, spread_connections=spread)
+    res = run(spec)
+    due = spec.rate_rps * res.duration_s
+    assert res.errors == 0 and res.requests < due / 2
+    assert res.requests + res.unsent_requests == pytest.approx(due, rel=0.01)
+    assert res.latency.total == res.requests + res.unsent_requests
+    assert res.service_time.total == res.requests
+    # half the offered load waited at least a quarter of the window
+    assert res.latency.percentile_us(50) >= res.duration_s * 1e6 / 4
+    assert res.latency.max_us <= res.duration_s * 1e6 * 1.01
+
+
+def test_no_unsent_requests_when_the_rate_is_held(nginx_url: str) -> None:
+    res = run(RunSpec(target=nginx_url, rate_rps=1000, connections=4, duration_s=1.0))
+    assert res.unsent_requests <= 4 and res.latency.total == res.requests + res.unsent_requests
+
+
+@pytest.mark.parametrize(("first_ns", "step_ns", "count"), [
+    (0, 1000, 5000), (123_456.0, 3333.0, 1000), (5e8, 1.7e6, 100), (1e11, 1e9, 200)])
+def test_unsent_ages_are_binned_like_recorded_values(first_ns: float, step_ns: float,
+                                                     count: int) -> None:
+    import numpy as np
+
+    from meshlab.results import Histogram
+    from meshlab.runners._unsent import progression_histogram, unsent_ages
+
+    got = progression_histogram(first_ns, step_ns, count)
+    want = Histogram()
+    want.record_ns(np.rint(first_ns + np.arange(count) * step_ns).astype(np.int64))
+    assert got == want and got.overflow == want.overflow
+    assert got.sum_ns == pytest.approx(want.sum_ns, rel=1e-6)
+    assert got.sumsq_ns == pytest.approx(want.sumsq_ns, rel=1e-6)
+    # sequence numbers 10, 13, ... < 40 due every 1 ms from t0 = 0, aged at 50 ms
+    ages = unsent_ages(end_ns=50_000_000, t0_ns=0, period_ns=1e6, first_seq=10, stop_seq=40,
+                       stride=3)
+    assert ages.total == 10 and ages.min_ns == 13_000_000 and ages.max_ns == 40_000_000

@@ -23,6 +23,8 @@ from meshlab.runners._tool import (
     run_tool,
     split_output,
 )
+from meshlab.runners.base import get_runner
+from meshlab.runners.fortio import FortioRunner
 from meshlab.runners.wrk import WrkRunner
 
 
@@ -81,11 +83,41 @@ def test_secret_headers_are_redacted_in_argv() -> None:
 def test_missing_binary_raises_tool_not_found_with_install_hint() -> None:
     async def main() -> None:
         with pytest.raises(ToolNotFound, match=r"apt-get install wrk.*runner=\"native\""):
-            await run_tool(["/nonexistent/wrk"], tool="wrk", deadline_s=5)
+            await run_tool(["/nonexistent/wrk"], tool="wrk", install=WrkRunner.install_hint,
+                           deadline_s=5)
         with pytest.raises(ToolNotFound, match="not packaged for Debian or PyPI"):
-            await run_tool(["/nonexistent/fortio"], tool="fortio", deadline_s=5)
+            await run_tool(["/nonexistent/fortio"], tool="fortio",
+                           install=FortioRunner.install_hint, deadline_s=5)
 
     asyncio.run(main())
+
+
+class Missing(ShRunner):
+    """A tool runner whose binary is on no PATH, carrying its own install hint."""
+
+    name: ClassVar[str] = "missing-tool"
+    binary: ClassVar[str] = "meshlab-no-such-tool"
+    install_hint: ClassVar[str] = "apt-get install meshlab-no-such-tool"
+
+    def build_argv(self, spec: RunSpec) -> list[str]:
+        return [self.binary]
+
+
+def test_every_runner_carries_its_own_install_hint() -> None:
+    for name in ("wrk", "hey", "ab", "fortio"):
+        runner = get_runner(name)
+        assert runner.install_hint and runner.install_hint == type(runner).install_hint, name
+    assert "apache2-utils" in get_runner("ab").install_hint
+
+
+@pytest.mark.parametrize("where", ["is_available", "spawn"])
+def test_a_missing_tool_is_reported_with_the_runner_install_hint(where: str) -> None:
+    runner = Missing("true")
+    if where == "spawn":     # found on PATH by `is_available`, gone when it is spawned
+        runner.is_available = lambda: True  # type: ignore[method-assign]
+    with pytest.raises(ToolNotFound, match=r"\(apt-get install meshlab-no-such-tool\) or use "
+                                           r"runner=\"native\""):
+        asyncio.run(runner.run(RunSpec(target="http://127.0.0.1:9/", duration_s=1)))
 
 
 def test_nonzero_exit_raises_tool_failed_with_stderr_tail() -> None:

@@ -165,3 +165,18 @@ def test_real_p50_of_native_and_wrk_are_of_the_same_magnitude(echo_url: str) -> 
         native_p50 = asyncio.run(NativeRunner().run(s)).latency.percentile_us(50)
         ratios.append(native_p50 / wrk_p50)
     assert any(0.5 <= r <= 1.5 for r in ratios), ratios
+
+
+def test_stalled_target_is_a_failed_run_that_says_so(scripted_server: object) -> None:
+    """wrk against a target that accepts and never answers: counted nothing, so the verdict
+    fails the run and the warning says the target stalled."""
+    from meshlab.experiment import run_profile
+    from meshlab.profile import Profile
+
+    url = scripted_server.url + "hang"  # type: ignore[attr-defined]
+    prof = Profile.from_dict({"name": "stall", "target": url, "runner": "wrk",
+                              "loads": {"connections": 2, "duration_s": 2, "warmup_s": 0},
+                              "request": {"timeout_s": 1}})
+    (r,) = run_profile(prof, store=None).results
+    assert r.status is RunStatus.FAILED and r.error and "no successful response" in r.error
+    assert any(w.startswith("target stalled") for w in r.warnings), r.warnings
