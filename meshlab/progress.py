@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from meshlab.units import format_us
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -73,13 +75,7 @@ ExperimentProgress = Callable[[ExperimentSnapshot], None]
 
 
 def _fmt_us(us: float) -> str:
-    if math.isnan(us):
-        return "-"
-    if abs(us) >= 1_000_000:
-        return f"{us / 1_000_000:.2f} s"
-    if abs(us) >= 1_000:
-        return f"{us / 1_000:.2f} ms"
-    return f"{us:.0f} us"
+    return format_us(us)
 
 
 def describe_live(snap: ExperimentSnapshot) -> str:

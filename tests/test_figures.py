@@ -4,6 +4,7 @@ handful of traces even over 1,000 runs, and an explanatory empty figure for empt
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
@@ -121,3 +122,70 @@ def test_groups_of_one_figure_get_distinct_colours() -> None:
                                     "fault-abort", "slow-backend+timeout"])
     assert colours["envoy"] == figures.mesh_color("envoy")     # the mesh keeps its colour
     assert len(set(colours.values())) == len(colours)
+
+
+LATENCY_AXES = {"spectrum": "yaxis", "histogram": "xaxis", "rate": "yaxis",
+                "connections": "yaxis", "timeline": "yaxis", "ab": "yaxis", "co": "yaxis"}
+
+
+@pytest.mark.parametrize("name", sorted(LATENCY_AXES))
+def test_latency_axes_are_log_with_unit_labelled_major_ticks(many: Frames, name: str) -> None:
+    axis = FIGS[name](many).layout[LATENCY_AXES[name]]
+    assert axis.type == "log"
+    assert axis.ticktext and all(t.endswith((" us", " ms", " s")) for t in axis.ticktext)
+    leading = {f"{v:g}"[0] for v in axis.tickvals}
+    assert leading <= {"1", "2", "5"}                         # 1-2-5 at most, no "3 4 6 7 8 9"
+
+
+def test_spectrum_of_a_10ms_baseline_and_400ms_candidate_separates(many: Frames) -> None:
+    """On the old linear axis a 10 ms baseline lay flat under a 400 ms candidate."""
+    runs = [synthetic_result(run_id="b", p50_us=10_000.0, requests=2_000),
+            synthetic_result(run_id="c", p50_us=400_000.0, requests=2_000, mesh="envoy")]
+    f = frames_from_results(runs)
+    fig = figures.percentile_spectrum(_lat(f), runs=f.runs)  # type: ignore[arg-type]
+    assert fig.layout.yaxis.type == "log"
+    assert {"10 ms", "100 ms"} <= set(fig.layout.yaxis.ticktext)
+
+
+def test_rate_charts_need_two_rates() -> None:
+    f = frames_from_results([synthetic_result(run_id=f"r{i}", seed=i, requests=500,
+                                              rate_rps=500.0, cpu_percent=5.0)
+                             for i in range(3)])
+    for fig in (figures.latency_vs_rate(f.runs), figures.resource_vs_rate(f.runs, f.telemetry)):
+        assert not fig.data and "two or more" in fig.layout.annotations[0].text
+
+
+def test_timeline_has_a_legend_and_a_live_window(many: Frames) -> None:
+    sub = many.subset(["r0"])
+    fig = figures.timeline(sub.timeseries, runs=sub.runs, window_s=30.0)
+    assert fig.layout.showlegend is True and fig.data[0].name == "none"
+    assert tuple(fig.layout.xaxis.range) == (0, 30.0)
+    rps = figures.timeline(sub.timeseries, runs=sub.runs, metric="requests")
+    assert rps.layout.yaxis.range[0] == 0                      # not an autoscaled sliver
+
+
+def test_export_png_and_svg(tmp_path: Path, many: Frames) -> None:
+    pytest.importorskip("kaleido")
+    from meshlab.report.image import export_images
+
+    fig = FIGS["spectrum"](many)
+    paths = export_images({"spectrum": fig}, tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in paths[1].read_bytes()[:400]
+
+
+def test_a_first_live_frame_has_a_readable_range() -> None:
+    """One point at 3457 us used to autoscale the axis to 3456.5-3458."""
+    import math
+
+    import pandas as pd
+
+    ts = pd.DataFrame({"run_id": ["live"], "second": [0], "p99_us": [3457.0],
+                       "p50_us": [900.0], "requests": [500.0], "errors": [0]})
+    fig = figures.timeline(ts, title="live p99 latency", window_s=10.0)
+    lo, hi = fig.layout.yaxis.range
+    shown = [t for t, v in zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals,
+                               strict=True) if lo <= math.log10(v) <= hi]
+    assert len(shown) >= 2 and hi - lo >= 0.3, shown           # at least two labelled ticks
+    assert tuple(fig.layout.xaxis.range) == (0, 10.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,48 @@ def test_the_report_notebook_exists_once_as_package_data() -> None:
     packaged = repo / "meshlab" / "report" / "report.ipynb"
     assert template_path() == packaged                    # a checkout runs what a wheel ships
     assert not (repo / "templates").exists()              # no second copy to drift from it
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees: everything outside <script> and <style>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.depth += tag in ("script", "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= tag in ("script", "style")
+
+    def handle_data(self, data: str) -> None:
+        if not self.depth:
+            self.parts.append(data)
+
+
+def test_demo_report_reads_without_scientific_notation_or_index(tmp_path: Path) -> None:
+    """The `make demo` shape (baseline vs meshes, proxy telemetry, errors, slow candidates)."""
+    path = tmp_path / "demo.duckdb"
+    store = Store(path)
+    for i in range(2):
+        common = {"requests": 8_000, "duration_s": 4.0, "cpu_percent": 30.0}
+        store.save(synthetic_result(run_id=f"none-{i}", seed=i, **common))   # type: ignore[arg-type]
+        store.save(synthetic_result(run_id=f"envoy-{i}", seed=5 + i, mesh="envoy",  # type: ignore[arg-type]
+                                    p50_us=400_000.0, error_rate=0.01, **common))
+    out = tmp_path / "demo.html"
+    outcome = build_report(path, baseline="mesh=none", candidate="mesh!=none", out=out,
+                           n_boot=100)
+    assert outcome.exit_code == 1
+    html = out.read_text(encoding="utf-8")
+    parser = _Visible()
+    parser.feed(html)
+    text = " ".join(parser.parts)
+    assert "p99 latency" in text and " ms" in text and "req/s" in text
+    tokens = [t.strip("()%[]") for t in re.split(r"[\s,;]+", text)]
+    assert not [t for t in tokens if re.fullmatch(r"[+-]?\d+(?:\.\d+)?[eE][+-]?\d+", t)]
+    assert 'class="dataframe"' not in html                 # no raw pandas table, no index
+    assert "ci_high_pct" not in text and "higher_is_better" not in text
+    assert re.search(r"[+-]\d[\d,]*% \([+-]?\d[\d,.]*% \.\. [+-]?\d[\d,.]*%\)", text)
+    assert 'verdict-slower' in html

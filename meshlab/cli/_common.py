@@ -143,18 +143,11 @@ def dimension_text(value: Any) -> str:
 
 
 def fmt_us(value: Any) -> str:
-    """`1.23 ms` style text of a microsecond value; `-` when missing."""
-    try:
-        us = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    if math.isnan(us):
-        return "-"
-    if abs(us) >= 1_000_000:
-        return f"{us / 1_000_000:.2f} s"
-    if abs(us) >= 1_000:
-        return f"{us / 1_000:.2f} ms"
-    return f"{us:.0f} us"
+    """`1.23 ms` style text of a microsecond value; `-` when missing (`units.format_us`, the
+    one formatter the CLI, the report and the widgets share)."""
+    from meshlab.units import format_us
+
+    return format_us(value)
 
 
 _DUCKDB_MAGIC = b"DUCK"      # bytes 8..12 of every DuckDB database file

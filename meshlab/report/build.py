@@ -116,11 +116,15 @@ def build_report(
     timeout_s: float = 600.0,
     n_boot: int = 1000,
     keep_notebook: bool = False,
+    figures_dir: str | Path | None = None,
+    trend_over: str = "experiment",
 ) -> ReportOutcome:
     """Execute the report template against the store and write `out` (HTML).
 
     `baseline`/`candidate`: run ids (list or comma-separated) or filters (`"mesh=none"`).
     `thresholds`: `["p99=10%", "error_rate=1%"]` or `{"p99": "10%"}`; defaults otherwise.
+    `figures_dir`: also write every chart there as PNG and SVG (needs kaleido).
+    `trend_over`: the trend section's points (experiment, day, label.NAME).
     Raises NotebookError when the notebook itself fails (bad input does not: see exit_code)."""
     try:
         import papermill as pm
@@ -143,6 +147,8 @@ def build_report(
             "title": title,
             "verdict_path": str(verdict_path),
             "n_boot": n_boot,
+            "figures_dir": str(Path(figures_dir).resolve()) if figures_dir else "",
+            "trend_over": trend_over,
         }
         failure: Exception | None = None
         try:
@@ -173,6 +179,8 @@ def report_main(
     thresholds: Sequence[str] = (),
     title: str = "meshlab report",
     fail_on_regression: bool = True,
+    figures_dir: str | Path | None = None,
+    trend_over: str = "experiment",
 ) -> int:
     """`meshlab report`: build the report, print one line, return the process exit code:
     0 no regression, 1 regression, 2 bad input or a failed notebook. With
@@ -185,7 +193,8 @@ def report_main(
 
     try:
         outcome = build_report(store, baseline=baseline, candidate=candidate, out=out,
-                               thresholds=list(thresholds) or None, title=title)
+                               thresholds=list(thresholds) or None, title=title,
+                               figures_dir=figures_dir, trend_over=trend_over)
     except MeshlabError as exc:
         print(f"meshlab report: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ and aggregate with numpy before plotting, so 1,000 runs still draw a handful of 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,51 +15,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from meshlab.analysis._counts import MIDS_US, count_matrix
-from meshlab.meshes import mesh_names
+from meshlab.report._style import _PALETTE, LAYOUT, group_colors, latency_axis
+from meshlab.report._style import mesh_color as mesh_color  # re-exported: charts' colours
 
-_FIXED = {"none": "#4d4d4d", "baseline": "#4d4d4d", "direct": "#4d4d4d", "candidate": "#d62728"}
-# handed to the registered meshes in mesh_names() order; ordered so that the seven meshes
-# registered when this was written keep the colours earlier reports gave them
-_MESH_PALETTE = ["#d62728", "#1f77b4", "#8c564b", "#466bb0", "#9467bd", "#2ca02c", "#17becf",
-                 "#e6a800", "#ff7f0e", "#e377c2", "#bcbd22"]
-_PALETTE = ["#ff7f0e", "#e377c2", "#bcbd22", "#7f7f7f", "#8c564b", "#17becf", "#9467bd",
-            "#2ca02c", "#1f77b4", "#d62728"]
 _TICKS = [1, 2, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
 _TICK_TEXT = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
-LAYOUT = {"template": "plotly_white", "height": 420,
-          "legend": {"orientation": "h", "y": -0.2}, "margin": {"t": 60, "l": 70, "r": 30}}
-
-
-def _known_colors() -> dict[str, str]:
-    """Baseline labels first, then every registered mesh by its place in `mesh_names()`."""
-    meshes = [n for n in mesh_names() if n not in _FIXED]
-    return {**_FIXED, **{n: _MESH_PALETTE[i % len(_MESH_PALETTE)] for i, n in enumerate(meshes)}}
-
-
-def mesh_color(name: object) -> str:
-    """The colour of a mesh (or any group label): by registry order for registered meshes
-    (`envoy+mtls` takes envoy's), stable otherwise."""
-    key = str(name).lower()
-    for prefix, colour in _known_colors().items():
-        if key == prefix or key.startswith(prefix + "-") or key.startswith(prefix + "+"):
-            return colour
-    return _PALETTE[zlib.crc32(key.encode()) % len(_PALETTE)]
-
-
-def group_colors(labels: Sequence[object]) -> dict[str, str]:
-    """Distinct colours for the groups of one figure: each keeps `mesh_color` unless another
-    group already has that colour (`envoy` and `envoy+mtls`, or two labels whose hashes
-    collide); exact mesh names claim their colour first."""
-    keys = [str(x) for x in dict.fromkeys(labels)]
-    known = _known_colors()
-    out: dict[str, str] = {}
-    for key in sorted(keys, key=lambda k: k.lower() not in known):
-        want = mesh_color(key)
-        if want in out.values():
-            free = [c for c in _PALETTE if c not in out.values()]
-            want = free[0] if free else want
-        out[key] = want
-    return out
 
 
 def _group_of(runs: pd.DataFrame | None, group_by: str | Sequence[str]) -> dict[str, str]:
@@ -106,7 +65,7 @@ def percentile_spectrum(
     group_by: str | Sequence[str] = "mesh",
     groups: Mapping[str, Sequence[str]] | None = None,
     kind: str = "latency",
-    log_y: bool = False,
+    log_y: bool = True,
     title: str = "Latency by percentile",
 ) -> go.Figure:
     """HDR-style percentile spectrum: latency against percentile on a 1/(1-p) log axis, one
@@ -117,19 +76,24 @@ def percentile_spectrum(
     fig = go.Figure(layout={**LAYOUT, "title": title})
     grouped = _groups(buckets, runs, group_by, groups)
     colours = group_colors(list(grouped))
+    ys: list[np.ndarray] = []
     for label, ids in grouped.items():
         counts = count_matrix(buckets, ids, kind=kind).sum(axis=0)
         if not counts.sum():
             continue
         x, y = _spectrum_xy(counts)
+        ys.append(y)
         pct = (1.0 - 1.0 / x) * 100.0
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines", name=f"{label} ({len(ids)} runs)",
             line={"color": colours[label], "shape": "hv"}, customdata=pct,
-            hovertemplate="p%{customdata:.4f}: %{y:.0f} us<extra>" + label + "</extra>"))
+            hovertemplate="p%{customdata:.4f}: %{y:,.0f} us<extra>" + label + "</extra>"))
     fig.update_xaxes(type="log", tickvals=_TICKS, ticktext=_TICK_TEXT,
                      title="percentile (log scale of 1/(1-p))")
-    fig.update_yaxes(title=f"{kind.replace('_', ' ')} (us)", type="log" if log_y else "linear")
+    if log_y:
+        latency_axis(fig, np.concatenate(ys) if ys else [], title=kind.replace("_", " "))
+    else:
+        fig.update_yaxes(title=f"{kind.replace('_', ' ')} (us)", rangemode="tozero")
     return fig
 
 
@@ -151,7 +115,8 @@ def corrected_vs_uncorrected(buckets: pd.DataFrame, *, run_ids: Sequence[str],
         tr.line.color = "#ff7f0e"
         tr.line.dash = "dash"
         fig.add_trace(tr)
-    fig.update_yaxes(title="latency (us)")
+    latency_axis(fig, np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data])
+                 if fig.data else [])
     return fig
 
 
@@ -166,19 +131,25 @@ def histogram_cdf(buckets: pd.DataFrame, *, runs: pd.DataFrame | None = None,
     fig.update_layout(**LAYOUT, title=title, barmode="overlay")
     grouped = _groups(buckets, runs, group_by, groups)
     colours = group_colors(list(grouped))
+    xs: list[np.ndarray] = []
     for label, ids in grouped.items():
         counts = count_matrix(buckets, ids, kind=kind).sum(axis=0)
         total = counts.sum()
         if not total:
             continue
         nz = np.flatnonzero(counts)
+        xs.append(MIDS_US[nz])
         share = counts[nz] / total * 100.0
         colour = colours[label]
-        fig.add_trace(go.Bar(x=MIDS_US[nz], y=share, name=f"{label} share",
-                             marker_color=colour, opacity=0.5), secondary_y=False)
+        # a filled step line, not bars: bars one bucket wide vanish on a log axis
+        fig.add_trace(go.Scatter(x=MIDS_US[nz], y=share, name=f"{label} share",
+                                 mode="lines", line={"color": colour, "shape": "hvh",
+                                                     "width": 1},
+                                 fill="tozeroy", opacity=0.45), secondary_y=False)
         fig.add_trace(go.Scatter(x=MIDS_US[nz], y=np.cumsum(share), name=f"{label} CDF",
                                  line={"color": colour}), secondary_y=True)
-    fig.update_xaxes(title=f"{kind.replace('_', ' ')} (us)", type="log")
+    latency_axis(fig, np.concatenate(xs) if xs else [], axis="x",
+                 title=kind.replace("_", " "))
     fig.update_yaxes(title="requests per bucket (%)", secondary_y=False)
     fig.update_yaxes(title="cumulative requests (%)", range=[0, 100.5], dtick=25,
                      showgrid=False, secondary_y=True)
@@ -197,6 +168,11 @@ def _versus(runs: pd.DataFrame, *, x: str, y: str, color: str, title: str, x_tit
     if runs.empty or y not in runs.columns:
         return _empty(title, "no runs selected")
     df = runs[[color, x, y]].dropna(subset=[x])
+    xs = sorted(df[x].unique())
+    if len(xs) < 2:
+        what = x_title.split(" (")[0]
+        return _empty(title, f"only one {what} ({', '.join(f'{v:g}' for v in xs) or 'none'}): "
+                             f"this chart needs runs at two or more")
     agg = _mean_sd(df, [color, x], y)
     fig = go.Figure(layout={**LAYOUT, "title": title})
     colours = group_colors(sorted(agg[color].astype(str).unique()))
@@ -207,7 +183,18 @@ def _versus(runs: pd.DataFrame, *, x: str, y: str, color: str, title: str, x_tit
             line={"color": colours[str(label)]}, customdata=g["count"],
             hovertemplate="%{x}: %{y:.1f} (n=%{customdata})<extra>" + str(label) + "</extra>"))
     fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title)
+    if y.endswith("_us"):
+        latency_axis(fig, pd.concat([agg["mean"] - agg["std"], agg["mean"] + agg["std"],
+                                     agg["mean"]]).to_numpy(),
+                     title=y_title.removesuffix(" (us)"))
+        # the sd bars of a log axis cannot go below zero: clip them at the smallest value
+        for tr in fig.data:
+            m = np.asarray(tr.y, dtype=float)
+            tr.error_y.symmetric = False
+            tr.error_y.arrayminus = np.minimum(np.asarray(tr.error_y.array, dtype=float),
+                                               m * 0.9)
+    else:
+        fig.update_yaxes(title=y_title, rangemode="tozero")
     return fig
 
 
@@ -250,11 +237,13 @@ def resource_vs_rate(runs: pd.DataFrame, telemetry: pd.DataFrame, *,
 
 def timeline(timeseries: pd.DataFrame, *, runs: pd.DataFrame | None = None,
              metric: str = "p99_us", color: str = "mesh",
-             title: str | None = None) -> go.Figure:
-    """Per-second values of every run (one line per run, coloured by group)."""
+             title: str | None = None, window_s: float = 0.0) -> go.Figure:
+    """Per-second values of every run (one line per group, gaps between runs), with a legend.
+    Latency metrics go on a log axis. `window_s` fixes the time axis to at least that many
+    seconds (a live chart then starts from a sensible range, not from one autoscaled point)."""
     units = {"p50_us": "p50 latency (us)", "p99_us": "p99 latency (us)",
              "requests": "requests per second (req/s)", "errors": "errors per second (1/s)"}
-    title = title or f"{units.get(metric, metric)} per second"
+    title = title or f"{units.get(metric, metric).split(' (')[0]} per second"
     if timeseries.empty:
         return _empty(title, "no per-second data yet")
     label = _group_of(runs, color)
@@ -269,10 +258,19 @@ def timeline(timeseries: pd.DataFrame, *, runs: pd.DataFrame | None = None,
         for _, r in g.groupby("run_id", sort=False):
             xs.extend([*r["second"].tolist(), None])
             ys.extend([*r[metric].tolist(), None])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=str(group),
-                                 line={"color": colours[str(group)]}, connectgaps=False))
-    fig.update_xaxes(title="time since measuring started (s)")
-    fig.update_yaxes(title=units.get(metric, metric))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 40 else "lines",
+                                 name=str(group), line={"color": colours[str(group)]},
+                                 connectgaps=False))
+    last_s = float(pd.to_numeric(ts["second"], errors="coerce").max())
+    fig.update_xaxes(title="time since measuring started (s)",
+                     range=[0, max(window_s, last_s + 1, 1.0)])
+    if metric.endswith("_us"):
+        latency_axis(fig, pd.to_numeric(ts[metric], errors="coerce").to_numpy(),
+                     title=units.get(metric, metric).removesuffix(" (us)"))
+    else:
+        top = float(pd.to_numeric(ts[metric], errors="coerce").max())
+        fig.update_yaxes(title=units.get(metric, metric),
+                         range=[0, (top if math.isfinite(top) and top > 0 else 1.0) * 1.15])
     return fig
 
 
@@ -294,7 +292,8 @@ def overhead_bars(table: pd.DataFrame, *, metrics: Sequence[str] = ("p50_us", "p
     for series, g in df.groupby("series", sort=False):
         first = str(g["candidate_group"].iloc[0]) if "candidate_group" in g else "candidate"
         fig.add_trace(go.Bar(
-            x=g["metric"].str.removesuffix("_us"), y=g[val], name=str(series),
+            x=g["metric"].str.removesuffix("_us").str.replace("p999", "p99.9"), y=g[val],
+            name=str(series),
             marker_color=colours[first],
             error_y={"type": "data", "symmetric": False, "array": g[hi] - g[val],
                      "arrayminus": g[val] - g[lo]}))
@@ -388,5 +387,6 @@ def crosscheck_bars(table: pd.DataFrame, *,
                     "pattern": {"shape": "/" if distorted else ""}}))
     fig.update_xaxes(title="percentile of latency (at each load point)" if several
                      else "percentile of latency (%)")
-    fig.update_yaxes(title="latency (us)", type="log")
+    latency_axis(fig, np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data]))
     return fig
+

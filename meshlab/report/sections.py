@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -30,6 +31,9 @@ from meshlab.analysis import (
 from meshlab.analysis.selection import Selector
 from meshlab.errors import MeshlabError
 
+if TYPE_CHECKING:
+    from meshlab.store import Store
+
 
 @dataclass(slots=True)
 class ReportContext:
@@ -44,6 +48,9 @@ class ReportContext:
     verdict: RegressionVerdict | None = None
     problem: str | None = None
     title: str = "meshlab report"
+    figures_dir: str = ""            # also write each figure there as PNG and SVG (kaleido)
+    trend_over: str = "experiment"   # the trend section's points: experiment, day, label.NAME
+    trend: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -67,6 +74,8 @@ def prepare(
     title: str = "meshlab report",
     renderer: str | None = "notebook",
     n_boot: int = 1000,
+    figures_dir: str | Path = "",
+    trend_over: str = "experiment",
 ) -> ReportContext:
     """Open the store read-only, resolve both groups and compute overhead and verdict.
     Never raises for bad input: the message lands in `.problem`."""
@@ -74,7 +83,8 @@ def prepare(
         import plotly.io as pio
 
         pio.renderers.default = renderer
-    ctx = ReportContext(store_path=str(store_path), title=title)
+    ctx = ReportContext(store_path=str(store_path), title=title,
+                        figures_dir=str(figures_dir or ""), trend_over=trend_over)
     try:
         ctx.thresholds = parse_thresholds(thresholds if thresholds else None)
         if not Path(store_path).exists():
@@ -88,6 +98,7 @@ def prepare(
         if ctx.problem:
             return ctx
         ctx.frames = load_frames(store, [*ctx.baseline, *ctx.candidate])
+        ctx.trend = _trend(store, runs, ctx)
     except FileNotFoundError:
         ctx.problem = f"No store at {store_path}: check --store (default data/meshlab.duckdb)."
         return ctx
@@ -101,6 +112,16 @@ def prepare(
                                    n_boot=n_boot))
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
     return ctx
+
+
+def _trend(store: Store, runs: pd.DataFrame, ctx: ReportContext) -> pd.DataFrame:
+    """Every stored run of the compared groups' profiles, as a trend over `ctx.trend_over`."""
+    from meshlab.analysis.trend import trend
+
+    chosen = runs[runs["run_id"].isin([*ctx.baseline, *ctx.candidate])]
+    same = runs[runs["profile"].isin(set(chosen["profile"]))]
+    ids = list(same["run_id"])
+    return trend(same, store.buckets(ids), over=ctx.trend_over, group_by=("mesh",))
 
 
 def exit_code(ctx: ReportContext) -> int:
@@ -143,27 +164,33 @@ def _problem(ctx: ReportContext) -> object:
 def header(ctx: ReportContext) -> object:
     if ctx.problem:
         return _md(f"# {ctx.title}\n\n> **Cannot compare:** {ctx.problem}")
+    from meshlab.report.tables import metric_name, threshold_text
+
     v = ctx.verdict
-    status = v.summary() if v else "no verdict"
+    status = ("no verdict" if v is None else
+              "REGRESSION in " + ", ".join(metric_name(m) for m in v.regressions)
+              if v.regressions else str(v.verdict))
     return _md(f"# {ctx.title}\n\n**Verdict: {status}**\n\n"
                f"Store `{ctx.store_path}` · baseline {len(ctx.baseline)} runs · candidate "
                f"{len(ctx.candidate)} runs · thresholds "
-               + ", ".join(f"`{t}`" for t in ctx.thresholds))
+               + ", ".join(f"{metric_name(t.metric)} {threshold_text(str(t))}"
+                           for t in ctx.thresholds))
 
 
 def verdict_table(ctx: ReportContext) -> object:
     if ctx.problem or ctx.verdict is None:
         return _problem(ctx)
-    return ctx.verdict.table.round(3)
+    from meshlab.report.tables import verdict_table as table
+
+    return table(ctx.verdict.table)
 
 
 def overhead_table(ctx: ReportContext) -> object:
     if ctx.problem:
         return _problem(ctx)
-    cols = ["metric", "unit", "baseline", "candidate", "delta_pct", "ci_low_pct", "ci_high_pct",
-            "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd",
-            "difference"]
-    return ctx.overhead[cols].round(2)
+    from meshlab.report.tables import comparison_table
+
+    return comparison_table(ctx.overhead)
 
 
 def context_table(ctx: ReportContext) -> object:
@@ -172,13 +199,25 @@ def context_table(ctx: ReportContext) -> object:
     f = ctx.frames
     lat = f.buckets[f.buckets["kind"] == "latency"]
     diff = context_diff(f.runs, baseline=ctx.baseline, candidate=ctx.candidate, buckets=lat)
-    return diff.round(2)
+    from meshlab.report.tables import context_table as table
+
+    return table(diff)
 
 
 def figure(ctx: ReportContext, name: str) -> object:
-    """One of: spectrum, overhead, histogram, rate, timeline, resources."""
+    """One of: spectrum, overhead, histogram, rate, timeline, resources (also written as
+    PNG and SVG under `ctx.figures_dir` when set)."""
     if ctx.problem:
         return _problem(ctx)
+    out = _figure(ctx, name)
+    if ctx.figures_dir and hasattr(out, "to_plotly_json"):
+        from meshlab.report.image import export_images
+
+        export_images({name: out}, ctx.figures_dir)
+    return out
+
+
+def _figure(ctx: ReportContext, name: str) -> object:
     from meshlab.report import figures
 
     f = ctx.frames
@@ -193,6 +232,12 @@ def figure(ctx: ReportContext, name: str) -> object:
     group = pd.Series("candidate", index=f.runs.index).where(
         ~f.runs["run_id"].isin(ctx.baseline), "baseline")
     runs = f.runs.assign(group=group)
+    rates = sorted(f.runs["rate_rps"].dropna().unique()) if "rate_rps" in f.runs else []
+    if name in ("rate", "resources") and len(rates) < 2:
+        from meshlab.units import format_rate_rps
+
+        return _md(f"_Latency against rate needs runs at two or more rates; these all ran at "
+                   f"{', '.join(format_rate_rps(r) for r in rates) or 'no stated rate'}._")
     if name == "rate":
         return figures.latency_vs_rate(runs, color="group")
     if name == "timeline":
@@ -200,3 +245,20 @@ def figure(ctx: ReportContext, name: str) -> object:
     if name == "resources":
         return figures.resource_vs_rate(runs, f.telemetry, color="group")
     raise ValueError(f"unknown report figure {name!r}")
+
+
+def trend_section(ctx: ReportContext, metric: str = "p99_us") -> object:
+    """The trend of every stored run of these profiles: a chart (band and regressions marked)
+    and, with `metric="table"`, the rows; a note while there are fewer than two points."""
+    if ctx.problem:
+        return _problem(ctx)
+    from meshlab.report.trends import trend_chart, trend_table
+
+    points = ctx.trend["point"].nunique() if not ctx.trend.empty else 0
+    if points < 2:
+        return _md(f"_A trend needs runs at two or more points ({ctx.trend_over}); the store "
+                   f"holds {points} for these profiles. Append each build's runs to the same "
+                   f"store (see docs/ci-example.md)._")
+    if metric == "table":
+        return trend_table(ctx.trend.groupby("mesh", sort=False).tail(12))
+    return trend_chart(ctx.trend, metric=metric)

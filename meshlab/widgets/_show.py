@@ -13,7 +13,12 @@ import pandas as pd
 def bundle(obj: Any) -> dict[str, Any]:
     """A display_data output of a plotly figure (plotly mimetype), a DataFrame or text."""
     if isinstance(obj, pd.DataFrame):
-        data = {"text/html": obj.to_html(), "text/plain": obj.to_string()}
+        from meshlab.report.tables import present
+
+        table = present(obj)
+        data = {"text/html": table.html(), "text/plain": str(table)}
+    elif hasattr(obj, "_repr_html_") and not hasattr(obj, "to_plotly_json"):
+        data = {"text/html": obj._repr_html_(), "text/plain": str(obj)}
     elif hasattr(obj, "to_plotly_json"):
         import plotly.io as pio
 

@@ -10,10 +10,12 @@ import ipywidgets as W
 import pandas as pd
 
 from meshlab.errors import MeshlabError
+from meshlab.units import format_rate_rps, format_us
 from meshlab.widgets._show import show
 
 _COLS = ["run_id", "profile", "mesh", "rate_rps", "connections", "status", "requests",
          "p50_us", "p99_us", "started_at"]
+_SHOWN = 30          # rows of the runs table; the selection lists hold every run
 
 
 def _cls(widget: W.Widget, name: str) -> W.Widget:
@@ -41,23 +43,28 @@ class ResultsBrowser:
         self.csv_button = W.Button(description="CSV")
         self.fortio_button = W.Button(description="fortio JSON")
         self.html_button = W.Button(description="HTML report")
+        self.pages_button = W.Button(description="Run pages")
         self.message = _cls(W.HTML(value=""), "meshlab-browser-message")
+        self.runs_view = _cls(W.HTML(value=""), "meshlab-runs-table")
         self.output = _cls(W.Output(), "meshlab-compare-output")
         self.table = pd.DataFrame(columns=_COLS)
         self.compare_table = pd.DataFrame()
+        self.figures: dict[str, object] = {}        # the charts on show, for export
         for w in (self.profile, self.mesh, self.label, self.since):
             w.observe(lambda _: self.apply_filters(), names="value")
         self.compare_button.on_click(lambda _: self.compare())
         self.csv_button.on_click(lambda _: self.export("csv"))
         self.fortio_button.on_click(lambda _: self.export("fortio"))
         self.html_button.on_click(lambda _: self.export("html"))
+        self.pages_button.on_click(lambda _: self.export("pages"))
         refresh = W.Button(description="Refresh")
         refresh.on_click(lambda _: self.refresh())
         self.widget = W.VBox([
             W.HBox([self.profile, self.mesh, self.label, self.since, refresh]), self.runs,
             W.HBox([self.baseline, self.candidate, self.compare_button]),
-            W.HBox([self.export_dir, self.csv_button, self.fortio_button, self.html_button]),
-            self.message, self.output])
+            W.HBox([self.export_dir, self.csv_button, self.fortio_button, self.html_button,
+                    self.pages_button]),
+            self.message, self.runs_view, self.output])
         self._all = pd.DataFrame(columns=_COLS)
         self.refresh()
 
@@ -85,6 +92,7 @@ class ResultsBrowser:
         if df.empty:
             self.table = df
             self.runs.options = self.baseline.options = self.candidate.options = []
+            self.runs_view.value = ""
             if not self.message.value:
                 self.message.value = "the store holds no runs yet"
             return
@@ -108,11 +116,17 @@ class ResultsBrowser:
             except ValueError:
                 self.message.value = "since: use a date like 2026-01-31"
         self.table = df
-        options = [(f"{r['run_id']}  {r['profile']}  {r['mesh']}  {float(r['rate_rps']):g} "
-                     f"req/s  p99 {float(r['p99_us'] or 'nan'):.0f} us", str(r["run_id"]))
+        options = [(f"{r['run_id']}  {r['profile']}  {r['mesh']}  "
+                    f"{format_rate_rps(r['rate_rps'])}  {r['status']}  "
+                    f"p99 {format_us(r['p99_us'])}", str(r["run_id"]))
                    for r in df.to_dict("records")]
         self.runs.options = self.baseline.options = self.candidate.options = options
         self.message.value = f"{len(df)} of {len(self._all)} runs"
+        from meshlab.report.tables import runs_table
+
+        latest = df.sort_values("started_at", ascending=False).head(_SHOWN)
+        self.runs_view.value = runs_table(
+            latest, title=f"latest {len(latest)} of {len(df)} runs").html()
 
     # compare --------------------------------------------------------------------------------
     def compare(self) -> bool:
@@ -132,13 +146,18 @@ class ResultsBrowser:
         self.compare_table = ctx.overhead
         self.message.value = f"verdict: <b>{ctx.verdict.summary()}</b>"
         lat = ctx.frames.buckets[ctx.frames.buckets["kind"] == "latency"]
-        show(self.output, [ctx.overhead.round(2), figures.overhead_bars(ctx.overhead),
-                           figures.ab_overlay(lat, baseline=base, candidate=cand)])
+        from meshlab.report.tables import comparison_table
+
+        self.figures = {"overhead": figures.overhead_bars(ctx.overhead),
+                        "spectrum": figures.ab_overlay(lat, baseline=base, candidate=cand)}
+        show(self.output, [comparison_table(ctx.overhead), self.figures["spectrum"],
+                           self.figures["overhead"]])
         return True
 
     # export ---------------------------------------------------------------------------------
     def export(self, fmt: str) -> Path | None:
-        """Write the selected runs (csv, fortio) or a report of the compare selection (html)."""
+        """Write the selected runs (csv, fortio, pages: one HTML page per run) or a report of
+        the compare selection (html)."""
         ids = list(self.runs.value) or list(self.table["run_id"])
         out_dir = Path(self.export_dir.value or ".")
         try:
@@ -146,6 +165,12 @@ class ResultsBrowser:
             if fmt == "csv":
                 path = out_dir / "meshlab-runs.csv"
                 self.table[self.table["run_id"].isin(ids)].to_csv(path, index=False)
+            elif fmt == "pages":
+                from meshlab.report.run_page import write_run_page
+
+                path = out_dir / "meshlab-runs"
+                for rid in ids:
+                    write_run_page(self.store_path, rid, path / f"run-{rid}.html")
             elif fmt == "fortio":
                 from meshlab.formats import export_run
                 from meshlab.store import Store

@@ -20,6 +20,13 @@ from typing import Any
 from meshlab.errors import MissingDependency, ProfileError
 
 WORKBENCH_NOTEBOOK = Path(__file__).resolve().with_name("workbench.ipynb")
+# Voila's "lab" template minus its Font Awesome CDN links (served with no network at all), and
+# the JupyterLab settings that silence the news prompt: `jupyter lab
+# --LabApp.app_settings_dir=$(python -c "import meshlab.widgets.dashboard as d;
+# print(d.LAB_SETTINGS)")`
+SHARE = Path(__file__).resolve().with_name("share")
+VOILA_TEMPLATE = "meshlab"
+LAB_SETTINGS = SHARE / "lab-settings"
 
 
 def _is_loopback(ip: str) -> bool:
@@ -59,7 +66,7 @@ def dashboard_argv(notebook: Path, *, port: int = 8866, ip: str = "127.0.0.1",
     puts it in `voila.json` beside the notebook, which Voila reads from its working directory."""
     check_bind(ip=ip, port=port, token=token)
     argv = [sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--port={port}",
-            "" if open_browser else "--no-browser"]
+            f"--template={VOILA_TEMPLATE}", "" if open_browser else "--no-browser"]
     return [a for a in argv if a]
 
 
@@ -93,7 +100,7 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     try:
         # Voila's own temporary files go into the directory removed at the end, too
         proc = subprocess.Popen(argv, cwd=directory, start_new_session=True,
-                                env={**os.environ, "TMPDIR": str(directory)},
+                                env={**voila_env(), "TMPDIR": str(directory)},
                                 preexec_fn=kill_with_parent if sys.platform == "linux" else None)
     except BaseException:
         if workdir is None:
@@ -126,6 +133,15 @@ def stop_dashboard(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> in
     if made is not None:
         shutil.rmtree(made, ignore_errors=True)
     return code
+
+
+def voila_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Voila runs in: JUPYTER_PATH leads with meshlab's share folder, where
+    Voila finds the `meshlab` template."""
+    env = dict(os.environ if base is None else base)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(SHARE), env.get("JUPYTER_PATH", ""))
+                                          if p)
+    return env
 
 
 def _has_voila() -> bool:

@@ -39,6 +39,10 @@ class Workbench:
                              "meshlab-progress")
         self.status = _cls(W.HTML(value=""), "meshlab-status")
         self.live = _cls(W.Output(), "meshlab-live")
+        self.figures: dict[str, Any] = {}
+        self.export_button = _cls(W.Button(description="Save charts (PNG+SVG)",
+                                           layout=W.Layout(width="14em")), "meshlab-export")
+        self.export_button.on_click(lambda _: self.export_charts())
         self.handle: Any = None
         self.outcome: Any = None
         self._live_rows: list[dict[str, float | str]] = []
@@ -49,11 +53,37 @@ class Workbench:
 
         self.browser = ResultsBrowser(self.store_path)
         run_tab = W.VBox([self.form.widget, W.HBox([self.run_button, self.cancel_button,
-                                                    self.progress]), self.status, self.live])
-        self.tabs = W.Tab(children=[run_tab, self.browser.widget])
+                                                    self.progress, self.export_button]),
+                          self.status, self.live])
+        from meshlab.widgets.trends import TrendView
+
+        self.trends = TrendView(self.store_path)
+        self.tabs = W.Tab(children=[run_tab, self.browser.widget, self.trends.widget])
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Results")
+        self.tabs.set_title(2, "Trends")
+        # the trend reads every run: only when its tab is opened, not at start-up
+        self.tabs.observe(lambda ch: self.trends.refresh() if ch["new"] == 2 else None,
+                          names="selected_index")
         self.widget = _cls(self.tabs, "meshlab-workbench")
+
+    def export_charts(self, directory: str | Path | None = None) -> list[Path]:
+        """The charts on show (live run, or the browser's compare) as PNG and SVG under
+        `directory` (default: the browser's export folder); the paths, or [] with a message."""
+        from meshlab.report.image import export_images
+
+        figs = {**self.figures, **self.browser.figures, **self.trends.figures}
+        if not figs:
+            self.status.value = "no chart to save yet: run or compare first"
+            return []
+        out = Path(directory or self.browser.export_dir.value or ".")
+        try:
+            paths = export_images(figs, out)
+        except (MeshlabError, OSError, RuntimeError, ValueError) as exc:
+            self.status.value = f"<b>cannot save charts:</b> {exc}"
+            return []
+        self.status.value = f"saved {len(paths)} file(s) under {out}"
+        return paths
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -103,6 +133,8 @@ class Workbench:
         snap = self.handle.progress
         if snap is not None:
             self.progress.value = snap.fraction_done
+            if snap.run_label and not self.handle.done():
+                self.status.value = status_line(snap)
             if snap.event == "progress" and not math.isnan(snap.p99_us):
                 self._live_rows.append({
                     "run_id": snap.run_label or str(snap.run_index),
@@ -136,15 +168,32 @@ class Workbench:
     def _draw_live(self) -> None:
         from meshlab.report import figures
 
-        fig = figures.timeline(pd.DataFrame(self._live_rows), title="live p99 latency (us)")
+        snap = self.handle.progress if self.handle is not None else None
+        window_s = max(float(getattr(snap, "run_total_s", 0.0) or 0.0), 10.0)
+        fig = figures.timeline(pd.DataFrame(self._live_rows), title="live p99 latency",
+                               window_s=window_s)
+        self.figures = {"live-p99": fig}
         show(self.live, [fig])
 
     def _draw_results(self, run_ids: list[str]) -> None:
         from meshlab.analysis import load_frames
         from meshlab.report import figures
+        from meshlab.report.tables import runs_table
         from meshlab.store import Store
 
         frames = load_frames(Store(self.store_path, read_only=True), run_ids)
-        if frames.timeseries.empty:
-            return
-        show(self.live, [figures.timeline(frames.timeseries, runs=frames.runs)])
+        items: list[Any] = [runs_table(frames.runs, title="this experiment's runs")]
+        if not frames.timeseries.empty:
+            self.figures = {"timeline-p99": figures.timeline(frames.timeseries, runs=frames.runs)}
+            items.append(self.figures["timeline-p99"])
+        show(self.live, items)
+
+
+def status_line(snap: Any) -> str:
+    """`run 2 of 6 - mesh=envoy rate=500 conns=4 repeat=0 - measure 498 req/s p99 1.20 ms`."""
+    import html
+
+    from meshlab.progress import describe_live
+
+    return (f"<b>run {snap.run_index + 1} of {snap.total_runs}</b> &middot; "
+            f"{html.escape(snap.run_label)} &middot; {html.escape(describe_live(snap))}")

@@ -13,19 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _browser import free_port, stop_group, wait_listening
+from _browser import (
+    check_tables,
+    free_port,
+    plot_layouts,
+    screenshot,
+    stop_group,
+    visible_tables,
+    wait_listening,
+)
 
-from meshlab.widgets.dashboard import write_notebook
+from meshlab.widgets.dashboard import LAB_SETTINGS, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-# silence the "news" and update-check notifications, which can cover the notebook, and start
-# the notebook's kernel without a "Select Kernel" dialog (seen when the kernel is slow to come up)
-OVERRIDES = {
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
-                                                    "checkForUpdates": False},
-    "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
-}
+# the project's JupyterLab settings: no "news" or update-check notifications over the
+# notebook, and the notebook's kernel starts without a "Select Kernel" dialog
+OVERRIDES = json.loads((LAB_SETTINGS / "overrides.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -97,6 +101,14 @@ def test_run_the_workbench_in_jupyterlab(lab: str, page: Any, tmp_path: Path) ->
     page.wait_for_selector(f"{out} .meshlab-live .js-plotly-plot .main-svg", timeout=30_000)
     bar = page.locator(f"{out} .meshlab-progress .progress-bar").first
     assert "success" in (bar.get_attribute("class") or "")
+    assert page.locator(".jp-Notification-Toast, .jp-toast-message").count() == 0   # no news
+    assert "native" in page.locator(f"{out} .meshlab-field-runner select option")\
+        .all_inner_texts()
+    page.wait_for_selector(f"{out} .meshlab-live table", timeout=30_000)
+    check_tables(visible_tables(page, f"{out} .meshlab-live"))
+    charts = plot_layouts(page, f"{out} .meshlab-live")
+    assert charts and all(c["y"] == "log" and c["legend"] >= 1 for c in charts), charts
+    screenshot(page, "jupyterlab-workbench")
     shot = tmp_path / "jupyterlab.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0

@@ -40,7 +40,8 @@ def test_run_progress_completes_and_results_appear(tmp_path: Path, echo_url: str
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert wb.progress.value == 1.0 and wb.progress.bar_style == "success", wb.status.value
-    assert len(wb.live.outputs) == 1
+    assert len(wb.live.outputs) == 2                      # the runs table and the timeline
+    assert "completed" in wb.live.outputs[0]["data"]["text/html"]
     assert len(wb.browser.runs.options) == 1
     assert not wb.run_button.disabled
 
@@ -92,6 +93,9 @@ def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) 
     assert (tmp_path / "out" / "meshlab-runs.csv").read_text().count("\n") == 2
     b.fortio_button.click()
     assert (tmp_path / "out" / "meshlab-fortio" / "base-0.json").exists(), b.message.value
+    b.pages_button.click()
+    page = tmp_path / "out" / "meshlab-runs" / "run-base-0.html"
+    assert page.exists() and "Plotly.newPlot" in page.read_text(), b.message.value
 
 
 def test_empty_store_is_a_message(tmp_path: Path) -> None:
@@ -104,3 +108,43 @@ def test_empty_store_is_a_message(tmp_path: Path) -> None:
     b.baseline.value, b.candidate.value = ("x",), ("y",)
     assert not b.compare()
     assert "cannot compare" in b.message.value
+
+
+def test_form_dropdowns_come_from_the_registries_and_presets_fill_it(tmp_path: Path) -> None:
+    from meshlab.environments.base import environment_names
+    from meshlab.meshes import mesh_names
+    from meshlab.runners.base import runner_names
+    from meshlab.widgets.form import DEFAULT_RATE_RPS, ProfileForm, presets
+
+    form = ProfileForm({"name": "f", "target": "http://127.0.0.1:1/"})
+    assert list(form.fields["runner"][1].options) == runner_names()
+    assert list(form.fields["environment"][1].options) == environment_names()
+    assert set(mesh_names()) <= set(form.fields["meshes"][1].options)
+    assert "node-proxy" in form.fields["modes"][1].options
+    assert form.fields["loads.rate_rps"][1].value == f"{DEFAULT_RATE_RPS:g}"   # open loop
+    assert "quickstart" in presets()
+    form.preset.value = "quickstart"
+    data = form.data()
+    assert data["environment"] == "local" and "envoy+mtls" in data["meshes"]
+    assert data["loads"]["rate_rps"] == [500] and data["loads"]["duration_s"] == 4.0
+    profile = form.profile()
+    assert profile is not None and profile.topology is not None, \
+        [e.value for _, _, e in form.fields.values() if e.value]
+
+
+def test_saving_charts_without_any_is_a_message(tmp_path: Path) -> None:
+    wb = Workbench(tmp_path / "s.duckdb", defaults={"name": "w", "target": "http://127.0.0.1:1/"})
+    assert wb.export_charts(tmp_path) == [] and "no chart" in wb.status.value
+
+
+def test_status_line_names_the_run_with_its_live_rate_and_p99() -> None:
+    from meshlab.progress import ExperimentSnapshot
+    from meshlab.widgets.workbench import status_line
+
+    snap = ExperimentSnapshot(event="progress", experiment_id="e", profile="p",
+                              status="running", total_runs=6, run_index=1,
+                              run_label="mesh=envoy rate=500 conns=4 repeat=0", phase="measure",
+                              rate_rps=498.0, p99_us=1_200.0)
+    line = status_line(snap)
+    assert "run 2 of 6" in line and "mesh=envoy rate=500" in line
+    assert "498 req/s" in line and "p99 1.20 ms" in line

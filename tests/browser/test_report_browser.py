@@ -1,0 +1,74 @@
+"""Headless Chromium opens the HTML report and a run's page as a person would, from disk with
+no network: readable tables (no scientific notation, index or snake_case), charts with legends
+and log latency axes, a failed run shown as failed; screenshots under tests/browser/screenshots."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _browser import check_tables, plot_layouts, screenshot, visible_tables
+
+from meshlab.analysis import synthetic_result
+from meshlab.report import build_report
+from meshlab.report.run_page import write_run_page
+from meshlab.results import RunStatus
+from meshlab.store import Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("report-browser")
+    store = Store(d / "s.duckdb")
+    for i in range(2):
+        common = {"requests": 6_000, "duration_s": 4.0, "cpu_percent": 25.0}
+        store.save(synthetic_result(run_id=f"none-{i}", seed=i, **common))  # type: ignore[arg-type]
+        store.save(synthetic_result(run_id=f"envoy-{i}", seed=7 + i, mesh="envoy",  # type: ignore[arg-type]
+                                    p50_us=40_000.0, error_rate=0.01, **common))
+    failed = synthetic_result(run_id="broken", seed=99, requests=300, mesh="envoy")
+    store.save(dataclasses.replace(failed, status=RunStatus.FAILED, error="envoy exited"))
+    report = d / "report.html"
+    build_report(d / "s.duckdb", baseline="mesh=none", candidate="envoy-0,envoy-1", out=report,
+                 n_boot=100)
+    return {"report": report, "run": write_run_page(d / "s.duckdb", "broken", d / "run.html")}
+
+
+def _open(page: Any, path: Path) -> list[str]:
+    remote: list[str] = []
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(
+        ("file:", "data:", "blob:")) else None)
+    page.goto(path.as_uri(), timeout=60_000)
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+    return remote
+
+
+def test_the_report_reads_well_offline(pages: dict[str, Path], page: Any) -> None:
+    remote = _open(page, pages["report"])
+    tables = visible_tables(page)
+    assert len(tables) >= 3
+    check_tables(tables)
+    assert any("slower" in t["text"] for t in tables)
+    charts = {c["title"]: c for c in plot_layouts(page)}
+    spectrum = charts["A/B: baseline vs candidate"]
+    assert spectrum["y"] == "log" and spectrum["legend"] == 2
+    assert charts["Latency histogram and CDF"]["x"] == "log"
+    assert all(c["legend"] >= 1 for c in charts.values()), charts
+    # 1280 px: nothing wider than the page
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1300, width
+    screenshot(page, "report")
+    assert not remote, remote
+
+
+def test_a_failed_run_page_says_failed(pages: dict[str, Path], page: Any) -> None:
+    remote = _open(page, pages["run"])
+    assert page.inner_text(".meshlab-run-status") == "failed"
+    assert "envoy exited" in page.inner_text("body")
+    check_tables(visible_tables(page))
+    assert all(c["legend"] >= 1 for c in plot_layouts(page))
+    screenshot(page, "run-page-failed")
+    assert not remote, remote
