@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
 from meshlab.topology import Topology
@@ -118,8 +119,21 @@ class LoadMatrix(_Model):
         return v
 
 
+PROTOCOLS = ("http1", "h2c", "h2", "grpc", "tcp")
+Protocol = Literal["http1", "h2c", "h2", "grpc", "tcp"]
+# which target schemes each protocol can be sent to (h2c: prior knowledge, so plaintext only;
+# h2: TLS with ALPN; grpc: plaintext h2c or TLS)
+_PROTOCOL_SCHEMES = {"http1": ("http", "https"), "h2c": ("http",), "h2": ("https",),
+                     "grpc": ("http", "https"), "tcp": ("tcp",)}
+
+
 class RequestSpec(_Model):
-    """What each request sends."""
+    """What each request sends, and over which protocol.
+
+    `protocol`: http1 (HTTP/1.1), h2c (HTTP/2 with prior knowledge), h2 (HTTP/2 over TLS, ALPN
+    h2), grpc (unary `fgrpc.PingServer/Ping`, the target's path is ignored), tcp (send the body,
+    read as many bytes echoed back; target `tcp://host:port`). A list is a matrix dimension.
+    """
 
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -129,6 +143,12 @@ class RequestSpec(_Model):
                                     description="generated body of this size when no body")
     content_type: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=3_600, description="per-request timeout")
+    protocol: list[Protocol] = Field(default=[DEFAULT_PROTOCOL], min_length=1, description=(
+        "http1, h2c, h2, grpc or tcp; a list runs each"))
+    streams_per_connection: int = Field(default=1, ge=1, le=1000, description=(
+        "h2c/h2/grpc: concurrent streams on each connection"))
+
+    _protocols = field_validator("protocol", mode="before")(_as_list)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -139,6 +159,8 @@ class RequestSpec(_Model):
     def _body(self) -> RequestSpec:
         if self.body is not None and self.payload_size_bytes:
             raise ValueError("give either body or payload_size_bytes, not both")
+        if len(set(self.protocol)) != len(self.protocol):
+            raise ValueError(f"protocol: repeated entries in {self.protocol}")
         for name in self.headers:
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
@@ -163,7 +185,8 @@ class Profile(_Model):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    target: str = Field(description="http(s) URL of the service under test")
+    target: str = Field(description="http(s) URL of the service under test (tcp://host:port "
+                                    "for protocol tcp)")
     runner: str = "native"
     repeats: int = Field(default=1, ge=1, le=1000)
     environment: Literal["direct", "local", "kubernetes"] = Field(default="direct", description=(
@@ -198,12 +221,14 @@ class Profile(_Model):
     @classmethod
     def _target(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https", "tcp") or not parts.hostname:
             raise ValueError(f"{v!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080/")
         try:
-            parts.port  # noqa: B018  (raises on a bad port)
+            port = parts.port
         except ValueError as exc:
             raise ValueError(f"{v!r} has an invalid port: {exc}") from None
+        if parts.scheme == "tcp" and port is None:
+            raise ValueError(f"{v!r} names no port; use e.g. tcp://127.0.0.1:9000")
         return v
 
     @model_validator(mode="after")
@@ -214,6 +239,12 @@ class Profile(_Model):
             raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
         if self.environment == "direct" and (self.modes != ["both"] or self.topology):
             raise ValueError("modes and topology need environment: local or kubernetes")
+        scheme = urlsplit(self.target).scheme
+        for proto in self.request.protocol:
+            if scheme not in _PROTOCOL_SCHEMES[proto]:
+                allowed = " or ".join(f"{s}://" for s in _PROTOCOL_SCHEMES[proto])
+                raise ValueError(f"request.protocol: {proto} cannot be sent to a {scheme}:// "
+                                 f"target; use a {allowed} target")
         return self
 
     @field_validator("runner")
@@ -273,15 +304,17 @@ class Profile(_Model):
             for mesh in self.meshes:
                 for mode in self.modes:
                     for policy in self._policies_for(mesh):
-                        for rate in self.loads.rate_rps:
-                            for conns in self.loads.connections:
-                                yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
-                                index += 1
+                        for proto in self.request.protocol:
+                            for rate in self.loads.rate_rps:
+                                for conns in self.loads.connections:
+                                    yield self._spec(index, repeat, mesh, rate, conns, mode,
+                                                     policy, proto)
+                                    index += 1
 
     def run_count(self) -> int:
         per_mesh = sum(len(self._policies_for(m)) for m in self.meshes)
         return (self.repeats * per_mesh * len(self.modes) * len(self.loads.rate_rps)
-                * len(self.loads.connections))
+                * len(self.loads.connections) * len(self.request.protocol))
 
     def _policies_for(self, mesh: str) -> list[TrafficPolicy | None]:
         """`none` is the baseline: no proxy can apply a policy there, so it runs once per load
@@ -291,7 +324,7 @@ class Profile(_Model):
         return list(self.policies)
 
     def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int, mode: str,
-              policy: TrafficPolicy | None) -> RunSpec:
+              policy: TrafficPolicy | None, protocol: str = DEFAULT_PROTOCOL) -> RunSpec:
         dims: list[tuple[str, str]] = [("environment", str(self.environment))]
         if self.environment != "direct":
             dims.append(("mode", mode))
@@ -322,6 +355,8 @@ class Profile(_Model):
             labels=tuple(sorted(self.labels.items())),
             dims=tuple(dims),
             policy=policy,
+            protocol=protocol,
+            streams_per_connection=req.streams_per_connection,
         )
 
 
@@ -348,6 +383,8 @@ class RunSpec:
     labels: tuple[tuple[str, str], ...] = ()
     dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
     policy: TrafficPolicy | None = None
+    protocol: str = DEFAULT_PROTOCOL       # http1, h2c, h2, grpc, tcp
+    streams_per_connection: int = 1        # HTTP/2 and gRPC: concurrent streams per connection
 
     def dim(self, name: str, default: str = "") -> str:
         return dict(self.dims).get(name, default)
@@ -382,6 +419,8 @@ class RunSpec:
             "dims": dict(self.dims),
             "policy": (self.policy.model_dump(mode="json", exclude_none=True)
                        if self.policy else None),
+            "protocol": self.protocol,
+            "streams_per_connection": self.streams_per_connection,
         }
 
 

@@ -16,6 +16,7 @@ class Runner(abc.ABC):
     """A load generator. Subclasses set `name` and implement `run`."""
 
     name: ClassVar[str]
+    protocols: ClassVar[tuple[str, ...]] = ("http1",)   # what `spec.protocol` may be
 
     def is_available(self) -> bool:
         """Whether this runner can run on this machine (its tool is installed)."""
@@ -23,8 +24,11 @@ class Runner(abc.ABC):
 
     def check(self, spec: RunSpec) -> None:
         """Raise ProfileError naming the option when `spec` asks for something this runner
-        cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept."""
-        return None
+        cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept every
+        spec whose protocol is one of `protocols`."""
+        problem = protocol_problem(self, spec)
+        if problem:
+            raise ProfileError(problem, source=f"runner {self.name}")
 
     def version(self) -> str:
         return ""
@@ -33,6 +37,14 @@ class Runner(abc.ABC):
     async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
         """Run the load described by `spec`. Target failures are counted in the result;
         cancellation returns (not raises) a partial result marked aborted where possible."""
+
+
+def protocol_problem(runner: Runner, spec: RunSpec) -> str | None:
+    """`request.protocol: ...` when `runner` cannot speak `spec.protocol` (never a fallback)."""
+    if spec.protocol in runner.protocols:
+        return None
+    return (f"request.protocol: runner {runner.name} cannot speak {spec.protocol} (it speaks "
+            f"{', '.join(runner.protocols)}); choose another runner or protocol")
 
 
 # name -> "module:Class"; modules are imported only when a runner is asked for.

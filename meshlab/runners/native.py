@@ -82,6 +82,7 @@ class NativeRunner(Runner):
         return __version__
 
     def check(self, spec: RunSpec) -> None:
+        super().check(spec)
         target_address(spec.target)
         if self.workers > spec.connections:
             raise ProfileError(f"connections: {spec.connections} connections cannot be split "
