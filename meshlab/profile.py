@@ -143,7 +143,7 @@ class RequestSpec(_Model):
                                     description="generated body of this size when no body")
     content_type: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=3_600, description="per-request timeout")
-    protocol: list[Protocol] = Field(default=[DEFAULT_PROTOCOL], min_length=1, description=(
+    protocol: list[Protocol] = Field(default=["http1"], min_length=1, description=(
         "http1, h2c, h2, grpc or tcp; a list runs each"))
     streams_per_connection: int = Field(default=1, ge=1, le=1000, description=(
         "h2c/h2/grpc: concurrent streams on each connection"))
