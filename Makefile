@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the playground and the tests need (tool -> package).
-APT_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk hey:hey ab:apache2-utils chromium:chromium
+APT_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk hey:hey ab:apache2-utils chromium:chromium h2load:nghttp2-client
 STORE ?= data/meshlab.duckdb
 PYTEST_ARGS ?=
 
