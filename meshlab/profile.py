@@ -123,7 +123,7 @@ PROTOCOLS = ("http1", "h2c", "h2", "grpc", "tcp")
 Protocol = Literal["http1", "h2c", "h2", "grpc", "tcp"]
 # which target schemes each protocol can be sent to (h2c: prior knowledge, so plaintext only;
 # h2: TLS with ALPN; grpc: plaintext h2c or TLS)
-_PROTOCOL_SCHEMES = {"http1": ("http", "https"), "h2c": ("http",), "h2": ("https",),
+PROTOCOL_SCHEMES = {"http1": ("http", "https"), "h2c": ("http",), "h2": ("https",),
                      "grpc": ("http", "https"), "tcp": ("tcp",)}
 
 
@@ -241,8 +241,8 @@ class Profile(_Model):
             raise ValueError("modes and topology need environment: local or kubernetes")
         scheme = urlsplit(self.target).scheme
         for proto in self.request.protocol:
-            if scheme not in _PROTOCOL_SCHEMES[proto]:
-                allowed = " or ".join(f"{s}://" for s in _PROTOCOL_SCHEMES[proto])
+            if scheme not in PROTOCOL_SCHEMES[proto]:
+                allowed = " or ".join(f"{s}://" for s in PROTOCOL_SCHEMES[proto])
                 raise ValueError(f"request.protocol: {proto} cannot be sent to a {scheme}:// "
                                  f"target; use a {allowed} target")
         return self

@@ -152,6 +152,7 @@ GRPC_CODES = ("ok", "cancelled", "unknown", "invalid_argument", "deadline_exceed
               "already_exists", "permission_denied", "resource_exhausted",
               "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal",
               "unavailable", "data_loss", "unauthenticated")
+GRPC_STATUS_BASE = 600       # the native runner counts gRPC code c as status 600 + c
 PING_PATH = b"/fgrpc.PingServer/Ping"
 HEALTH_PATH = b"/grpc.health.v1.Health/Check"
 
