@@ -177,7 +177,7 @@ class RequestSpec(_Model):
         return b""
 
 
-RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio")
+RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio", "h2load")
 
 
 class Profile(_Model):

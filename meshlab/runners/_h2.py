@@ -163,6 +163,7 @@ class H2Link(asyncio.Protocol):
         self.waiting: dict[int, memoryview] = {}   # sid -> request body not yet sent
         self.windows: dict[int, int] = {}          # sid -> stream send window, while waiting
         self.unacked = 0
+        self.out: list[bytes] | None = None
         self.aborted = False
         self.answered = False                      # the peer sent a valid SETTINGS frame
         self.goaway = False
@@ -200,6 +201,15 @@ class H2Link(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.eng.bytes_rx += len(data)
+        out = self.out = []                        # requests started meanwhile: one write
+        try:
+            self._frames(data)
+        finally:
+            self.out = None
+            if out and not self.aborted and self.transport is not None:
+                self.transport.write(b"".join(out))
+
+    def _frames(self, data: bytes) -> None:
         buf = self.buf
         buf += data
         pos, n = 0, len(buf)
@@ -231,16 +241,27 @@ class H2Link(asyncio.Protocol):
         tr = self.transport
         assert tr is not None
         body = self.body
+        out = self.out
         if not body:
-            tr.write(_HEAD.pack(len(self.block) << 8 | wire.HEADERS,
-                                wire.END_HEADERS | wire.END_STREAM, sid) + self.block)
+            frame = _HEAD.pack(len(self.block) << 8 | wire.HEADERS,
+                               wire.END_HEADERS | wire.END_STREAM, sid) + self.block
         elif len(body) <= min(self.send_window, self.peer_init_window, self.max_frame):
             self.send_window -= len(body)
-            tr.write(b"".join((_HEAD.pack(len(self.block) << 8 | wire.HEADERS, wire.END_HEADERS,
-                                          sid), self.block,
-                               _HEAD.pack(len(body) << 8 | wire.DATA, wire.END_STREAM, sid),
-                               body)))
+            frame = b"".join((_HEAD.pack(len(self.block) << 8 | wire.HEADERS, wire.END_HEADERS,
+                                         sid), self.block,
+                              _HEAD.pack(len(body) << 8 | wire.DATA, wire.END_STREAM, sid),
+                              body))
         else:
+            frame = b""
+        if frame:
+            if out is not None:
+                out.append(frame)
+            else:
+                tr.write(frame)
+        else:
+            if out:                                 # keep the order of what was started
+                tr.write(b"".join(out))
+                out.clear()
             tr.write(_HEAD.pack(len(self.block) << 8 | wire.HEADERS, wire.END_HEADERS, sid)
                      + self.block)
             self.waiting[sid] = memoryview(body)

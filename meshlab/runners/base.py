@@ -54,6 +54,7 @@ _REGISTRY: dict[str, str] = {
     "hey": "meshlab.runners.hey:HeyRunner",
     "ab": "meshlab.runners.ab:AbRunner",
     "fortio": "meshlab.runners.fortio:FortioRunner",
+    "h2load": "meshlab.runners.h2load:H2loadRunner",
 }
 
 
