@@ -177,7 +177,7 @@ class RequestSpec(_Model):
         return b""
 
 
-RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio", "h2load")
+RUNNER_NAMES = ("native", "wrk", "hey", "ab", "fortio", "h2load", "k6")
 
 
 class Profile(_Model):

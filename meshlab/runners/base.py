@@ -55,6 +55,7 @@ _REGISTRY: dict[str, str] = {
     "ab": "meshlab.runners.ab:AbRunner",
     "fortio": "meshlab.runners.fortio:FortioRunner",
     "h2load": "meshlab.runners.h2load:H2loadRunner",
+    "k6": "meshlab.runners.k6:K6Runner",
 }
 
 

@@ -19,6 +19,7 @@ from meshlab.runners._tool import ToolRunner, run_tool
 from meshlab.runners.ab import AbRunner
 from meshlab.runners.h2load import H2loadRunner
 from meshlab.runners.hey import HeyRunner
+from meshlab.runners.k6 import K6Runner
 from meshlab.runners.wrk import WrkRunner
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -70,6 +71,16 @@ async def protocols() -> None:
                                       body=b"hello"), "h2load_post.txt")
         await capture(h2load, RunSpec(target=refused, protocol="h2c", connections=2,
                                       max_requests=10), "h2load_refused.txt")
+        k6 = K6Runner()
+        await capture(k6, RunSpec(target=mix, connections=4, max_requests=400), "k6_mix.txt")
+        await capture(k6, RunSpec(target=echo.url, protocol="grpc", connections=4,
+                                  duration_s=1, headers=(("x-echo-query",
+                                                          "grpc_status=unavailable:20"),)),
+                      "k6_grpc_mix.txt")
+        await capture(k6, RunSpec(target=echo.url, connections=4, duration_s=1,
+                                  rate_rps=200.0), "k6_open.txt")
+        await capture(k6, RunSpec(target=refused, connections=2, max_requests=10,
+                                  timeout_s=1.0), "k6_refused.txt")
 
 
 if __name__ == "__main__":
