@@ -33,7 +33,7 @@ def _kubernetes_hint(mesh: str) -> list[str]:
 
 def _key(spec: RunSpec) -> str:
     pol = spec.policy.model_dump(mode="json") if spec.policy else None
-    return json.dumps([spec.mesh, spec.dim("mode", "both"), pol], sort_keys=True)
+    return json.dumps([spec.mesh, spec.dim("mode", "both"), pol, spec.protocol], sort_keys=True)
 
 
 class LocalDeployment(Deployment):
@@ -121,7 +121,7 @@ class LocalEnvironment(Environment):
         if not reused:
             await self.close()
             pg = Playground(self.topology, mesh=spec.mesh, mode=spec.dim("mode", "both"),
-                            policy=spec.policy)
+                            policy=spec.policy, protocol=spec.protocol)
             await pg.astart()
             self._playground, self._key = pg, key
             self.restarts += 1

@@ -84,6 +84,10 @@ def _section(lst: Listener, index: int) -> list[str]:
     bind = f"  bind 127.0.0.1:{lst.port}"
     if lst.tls and lst.mtls == MtlsMode.STRICT:
         bind += f" ssl crt {lst.tls.bundle} ca-file {lst.tls.ca} verify required"
+        if lst.protocol in ("h2c", "grpc"):
+            bind += " alpn h2,http/1.1"
+    elif lst.protocol in ("h2c", "grpc"):
+        bind += " proto h2"            # HTTP/2 with prior knowledge
     lines = [f"# policy {pol.name!r} on {lst.name}" if pol else f"# {lst.name}",
              f"frontend f{index}", bind, f"  default_backend b{index}"]
     if pol and pol.timeout and pol.timeout.idle_timeout_s:
@@ -136,6 +140,8 @@ def _section(lst: Listener, index: int) -> list[str]:
         peer = dns_name(up.peer or up.service)
         tls = (f" ssl crt {up.tls.bundle} ca-file {up.tls.ca} verify required "
                f"verifyhost {peer} sni str({peer})")
+    if up.protocol == "grpc":          # gRPC needs HTTP/2 to the next hop
+        tls += " alpn h2" if up.tls else " proto h2"
     lines += [f"  server s{i} {ep.host}:{ep.port}{maxconn}{tls}"
               for i, ep in enumerate(up.endpoints)]
     return lines

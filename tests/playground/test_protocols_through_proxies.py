@@ -1,0 +1,75 @@
+"""h2c and gRPC end to end through the playground's data planes on loopback, driven by the native
+runner: every call answered, spread over the replicas, the protocol kept to the app."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from meshlab.playground.playground import Playground
+from meshlab.playground.telemetry import envoy_stats
+from meshlab.profile import RunSpec
+from meshlab.results import RunResult
+from meshlab.runners.native import NativeRunner
+from meshlab.topology import Service, Topology
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _load(url: str, protocol: str, n: int = 400) -> RunResult:
+    spec = RunSpec(target=url, protocol=protocol, connections=2, streams_per_connection=4,
+                   max_requests=n, duration_s=10.0, timeout_s=3.0)
+    return asyncio.run(NativeRunner().run(spec))
+
+
+def _up(started: list[Playground], state_dir: Path, mesh: str, mode: str = "both",
+        protocol: str = "http1") -> Playground:
+    topo = Topology(services=[Service(name="backend", replicas=2)])
+    pg = Playground(topo, mesh=mesh, mode=mode, state_dir=state_dir, protocol=protocol)
+    started.append(pg)
+    return pg.start()
+
+
+@pytest.mark.parametrize(("mesh", "mode"), [
+    ("envoy", "both"), ("envoy", "server-only"), ("envoy", "client-only"),
+    ("envoy+mtls", "both"), ("envoy+mtls+h2", "both"),
+])
+def test_h2c_and_grpc_through_envoy(started: list[Playground], state_dir: Path, mesh: str,
+                                    mode: str) -> None:
+    pg = _up(started, state_dir, mesh, mode)
+    for protocol in ("h2c", "grpc"):
+        res = _load(pg.url, protocol)
+        assert res.requests == 400 and res.errors == 0, (protocol, res.error_kinds)
+        assert res.status_codes == {200: 400}
+    if "h2" in mesh:          # mTLS with ALPN h2 between the sidecars
+        stats = envoy_stats(pg.admin_port("client-sidecar"))
+        assert stats["envoy.upstream_cx_http2_total"] >= 1
+
+
+def test_http1_still_http1_to_the_app_through_envoy(started: list[Playground],
+                                                      state_dir: Path) -> None:
+    pg = _up(started, state_dir, "envoy")
+    res = _load(pg.url + "?status=503:20", "http1", 300)
+    assert res.requests == 300 and set(res.status_codes) == {200, 503}
+
+
+@pytest.mark.parametrize("mesh", ["nginx", "haproxy", "nginx+mtls", "haproxy+mtls"])
+@pytest.mark.parametrize("mode", ["both", "server-only"])
+@pytest.mark.parametrize("protocol", ["h2c", "grpc"])
+def test_h2c_and_grpc_through_nginx_and_haproxy(started: list[Playground], state_dir: Path,
+                                                mesh: str, mode: str, protocol: str) -> None:
+    if "mtls" in mesh and mode != "both":
+        pytest.skip("mTLS needs a proxy on both ends")
+    pg = _up(started, state_dir, mesh, mode, protocol)
+    res = _load(pg.url, protocol)
+    assert res.requests == 400 and res.errors == 0, res.error_kinds
+    assert res.status_codes == {200: 400}
+
+
+def test_the_playground_refuses_tcp_load() -> None:
+    from meshlab.errors import MeshError
+
+    with pytest.raises(MeshError, match="not tcp"):
+        Playground(mesh="envoy", protocol="tcp")
