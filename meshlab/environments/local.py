@@ -43,7 +43,7 @@ class LocalDeployment(Deployment):
         self.playground = playground
         parts = urlsplit(spec.target)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.target_url = playground.url.rstrip("/") + path
+        self.target_url = playground.url.rstrip("/") + ("" if spec.protocol == "tcp" else path)
         self.context = {**playground.context(), "reused": reused}
         self._sampler: TelemetrySampler | None = None
         self._proxies: list[str] = []

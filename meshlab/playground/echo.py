@@ -497,6 +497,29 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, name: str = "echo", default
         loop.close()
 
 
+def serve_tcp(host: str, port: int) -> None:
+    """Only the TCP echo, on `port`, until SIGINT/SIGTERM."""
+    from meshlab.playground._echo_h2 import TcpEchoProtocol
+
+    loop = _new_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        server = await loop.create_server(TcpEchoProtocol, host, port, backlog=4096,
+                                          reuse_address=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        _print(f"listening on tcp://{host}:{server.sockets[0].getsockname()[1]}")
+        await stop.wait()
+        server.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
 def _print(line: str) -> None:
     print(line, flush=True)
 
@@ -597,7 +620,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="query applied when a request does not set it, e.g. status=503:50")
     parser.add_argument("--tcp-port", type=int, default=None,
                         help="also echo raw TCP on this port (0: any free port)")
+    parser.add_argument("--tcp-only", action="store_true",
+                        help="echo raw TCP on --port instead of HTTP (a tcp playground's app)")
     args = parser.parse_args(argv)
+    if args.tcp_only:
+        serve_tcp(args.host, args.port)
+        return 0
     try:
         serve(args.host, args.port, name=args.name, defaults=args.defaults,
               tcp_port=args.tcp_port)

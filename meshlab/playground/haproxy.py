@@ -78,7 +78,26 @@ def _retry_on(policy: TrafficPolicy) -> list[str]:
     return sorted(set(out))
 
 
+def _tcp_section(lst: Listener, index: int) -> list[str]:
+    """A TCP listener (protocol tcp): frontend and backend in `mode tcp`."""
+    up = lst.upstream
+    bind = f"  bind 127.0.0.1:{lst.port}"
+    if lst.tls and lst.mtls == MtlsMode.STRICT:
+        bind += f" ssl crt {lst.tls.bundle} ca-file {lst.tls.ca} verify required"
+    tls = ""
+    if up.tls:
+        peer = dns_name(up.peer or up.service)
+        tls = (f" ssl crt {up.tls.bundle} ca-file {up.tls.ca} verify required "
+               f"verifyhost {peer} sni str({peer})")
+    return [f"# {lst.name} (tcp)", f"frontend f{index}", "  mode tcp", bind,
+            f"  default_backend b{index}", f"backend b{index}", "  mode tcp",
+            "  balance roundrobin", "  retries 0",
+            *[f"  server s{i} {ep.host}:{ep.port}{tls}" for i, ep in enumerate(up.endpoints)]]
+
+
 def _section(lst: Listener, index: int) -> list[str]:
+    if lst.l4:
+        return _tcp_section(lst, index)
     pol = lst.policy
     up = lst.upstream
     bind = f"  bind 127.0.0.1:{lst.port}"

@@ -169,10 +169,43 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
     return lines
 
 
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+def _stream_server(lst: Listener, index: int) -> list[str]:
+    """A TCP listener (protocol tcp): nginx's stream module, optionally with mTLS."""
+    up = lst.upstream
+    lines = [f"  # {lst.name} (tcp)", f"  upstream s{index} {{",
+             *[f"    server {ep.host}:{ep.port};" for ep in up.endpoints], "  }", "  server {"]
+    strict = lst.tls is not None and lst.mtls == MtlsMode.STRICT
+    lines.append(f"    listen 127.0.0.1:{lst.port}{' ssl' if strict else ''};")
+    if strict and lst.tls is not None:
+        lines += [f"    ssl_certificate {lst.tls.cert};",
+                  f"    ssl_certificate_key {lst.tls.key};",
+                  f"    ssl_client_certificate {lst.tls.ca};",
+                  "    ssl_verify_client on;", "    ssl_verify_depth 2;"]
+    lines += [f"    proxy_pass s{index};", "    proxy_connect_timeout 1s;"]
+    if up.tls:
+        lines += ["    proxy_ssl on;", f"    proxy_ssl_certificate {up.tls.cert};",
+                  f"    proxy_ssl_certificate_key {up.tls.key};",
+                  f"    proxy_ssl_trusted_certificate {up.tls.ca};",
+                  "    proxy_ssl_verify on;",
+                  f"    proxy_ssl_name {dns_name(up.peer or up.service)};",
+                  "    proxy_ssl_server_name on;"]
+    return [*lines, "  }"]
+
+
 def compile_proxy(proxy: ProxySpec, workdir: Path) -> str:
     """nginx.conf text for one proxy of a plan; paths point into `workdir`."""
     tmp = workdir / "tmp"
-    lines = [
+    tcp = [lst for lst in proxy.listeners if lst.l4]
+    if tcp and not STREAM_MODULE.is_file():
+        from meshlab.errors import MissingDependency
+
+        raise MissingDependency("nginx stream module", install="apt-get install "
+                                "libnginx-mod-stream (nginx proxies protocol tcp with it)")
+    lines = [f"load_module {STREAM_MODULE};"] if tcp else []
+    lines += [
         "daemon off;", "master_process on;", f"worker_processes {proxy.concurrency};",
         f"pid {workdir / 'nginx.pid'};", f"error_log {workdir / 'error.log'} warn;",
         "events { worker_connections 4096; }", "http {", "  access_log off;",
@@ -182,8 +215,15 @@ def compile_proxy(proxy: ProxySpec, workdir: Path) -> str:
         f"  scgi_temp_path {tmp}/scgi;",
     ]
     for i, lst in enumerate(proxy.listeners):
-        lines += _server(lst, i, workdir)
+        if not lst.l4:
+            lines += _server(lst, i, workdir)
     lines.append("}")
+    if tcp:
+        lines.append("stream {")
+        for i, lst in enumerate(proxy.listeners):
+            if lst.l4:
+                lines += _stream_server(lst, i)
+        lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,7 @@ class AppSpec:
     port: int
     defaults: str = ""              # echo --defaults
     forward_port: int | None = None  # relays: where the next hop is reached
+    tcp: bool = False               # a raw TCP echo instead of HTTP (protocol tcp)
 
 
 @dataclass(slots=True)
@@ -74,13 +75,16 @@ class Plan:
     apps: list[AppSpec] = field(default_factory=list)
     proxies: list[ProxySpec] = field(default_factory=list)
     entry_port: int = 0
+    scheme: str = "http"            # tcp: the plan carries raw TCP (see for_protocol)
 
     @property
     def entry_url(self) -> str:
+        if self.scheme == "tcp":
+            return f"tcp://{HOST}:{self.entry_port}"
         return f"http://{HOST}:{self.entry_port}/"
 
 
-PLAN_PROTOCOLS = ("http1", "h2c", "grpc")
+PLAN_PROTOCOLS = ("http1", "h2c", "grpc", "tcp")
 
 
 def for_protocol(plan: Plan, protocol: str) -> Plan:
@@ -92,6 +96,15 @@ def for_protocol(plan: Plan, protocol: str) -> Plan:
                         f"{', '.join(PLAN_PROTOCOLS)}, not {protocol}")
     if protocol == "http1":
         return plan
+    if protocol == "tcp":
+        if any(app.forward_port is not None for app in plan.apps):
+            raise MeshError("request.protocol: tcp reaches one service; a service that calls "
+                            "another relays HTTP only")
+        proxies = [dataclasses.replace(proxy, listeners=tuple(
+            dataclasses.replace(lst, l4=True, protocol="tcp", accept_http2=False)
+            for lst in proxy.listeners)) for proxy in plan.proxies]
+        return Plan(apps=[dataclasses.replace(a, tcp=True) for a in plan.apps], proxies=proxies,
+                    entry_port=plan.entry_port, scheme="tcp")
     up_proto = "grpc" if protocol == "grpc" else "http1"
     proxies = []
     for proxy in plan.proxies:

@@ -358,6 +358,8 @@ class Playground:
                         "--name", app.name]
                 if app.defaults:
                     argv += ["--defaults", app.defaults]
+                if app.tcp:
+                    argv.append("--tcp-only")
                 kind = "echo"
             else:
                 argv = [sys.executable, "-m", "meshlab.playground.relay", "--port",

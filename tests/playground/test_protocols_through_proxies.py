@@ -68,8 +68,23 @@ def test_h2c_and_grpc_through_nginx_and_haproxy(started: list[Playground], state
     assert res.status_codes == {200: 400}
 
 
-def test_the_playground_refuses_tcp_load() -> None:
+@pytest.mark.parametrize("mesh", ["envoy", "envoy+mtls", "nginx", "nginx+mtls", "haproxy",
+                                  "haproxy+mtls"])
+def test_tcp_through_every_data_plane(started: list[Playground], state_dir: Path,
+                                      mesh: str) -> None:
+    pg = _up(started, state_dir, mesh, "both", "tcp")
+    assert pg.url.startswith("tcp://")
+    res = _load(pg.url, "tcp")
+    assert res.requests == 400 and res.errors == 0, res.error_kinds
+    assert res.status_codes == {200: 400}
+
+
+def test_tcp_refuses_a_chain_and_unknown_protocols() -> None:
     from meshlab.errors import MeshError
 
-    with pytest.raises(MeshError, match="not tcp"):
-        Playground(mesh="envoy", protocol="tcp")
+    chain = Topology(services=[Service(name="frontend", calls="backend"),
+                               Service(name="backend")])
+    with pytest.raises(MeshError, match="relays HTTP only"):
+        Playground(chain, mesh="envoy", protocol="tcp")
+    with pytest.raises(MeshError, match="not h2"):
+        Playground(mesh="envoy", protocol="h2")
