@@ -88,3 +88,22 @@ def test_tcp_refuses_a_chain_and_unknown_protocols() -> None:
         Playground(chain, mesh="envoy", protocol="tcp")
     with pytest.raises(MeshError, match="not h2"):
         Playground(mesh="envoy", protocol="h2")
+
+
+@pytest.mark.parametrize(("mesh", "mode", "spread"), [
+    ("envoy", "node-proxy", False), ("envoy", "both", True), ("nginx", "both", True),
+    ("haproxy", "both", True),
+])
+def test_one_grpc_connection_spreads_only_through_an_l7_proxy(
+        started: list[Playground], state_dir: Path, mesh: str, mode: str, spread: bool) -> None:
+    from meshlab.playground.shares import call_shares
+
+    topo = Topology(services=[Service(name="backend", replicas=3)])
+    pg = Playground(topo, mesh=mesh, mode=mode, state_dir=state_dir, protocol="grpc")
+    started.append(pg)
+    shares = call_shares(pg.start().url, calls=300)
+    assert sum(shares.values()) == 300 and "?" not in shares
+    if spread:
+        assert len(shares) == 3 and min(shares.values()) >= 60, shares
+    else:
+        assert list(shares.values()) == [300], shares
