@@ -90,9 +90,10 @@ async def _shares(url: str, calls: int, streams: int, protocol: str,
                     writer.write(wire.frame(wire.PING, wire.ACK, 0, payload))
                 elif ftype == wire.HEADERS:
                     headers = dict(decoder.decode(wire.strip_padding(flags, payload,
-                                                                     priority=True)))
-                    if "x-meshlab-echo" in headers:
-                        replica[sid] = headers["x-meshlab-echo"]
+                                                                     priority=True), raw=True))
+                    name = headers.get(b"x-meshlab-echo")
+                    if name is not None:
+                        replica[sid] = bytes(name).decode("latin-1")
                     if flags & wire.END_STREAM:
                         finish(sid)
                 elif ftype == wire.DATA and flags & wire.END_STREAM:
