@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/protocols.py            # 3 interleaved rounds of 4 s
     .venv/bin/python bench/protocols.py --quick    # 1 round of 2 s
+    .venv/bin/python bench/protocols.py --planes   # + added p50 per data plane at 1k req/s
 
 Closed loop, 16 connections x 8 streams for the HTTP/2 tools (k6: 16 VUs, one request each at
 a time; k6 speaks HTTP/2 only over TLS, so its HTTP row is HTTP/1.1). Also: the echo workload's
@@ -41,6 +42,8 @@ def run(runner: Runner, spec: RunSpec) -> RunResult:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--planes", action="store_true",
+                    help="also: p50 added by each data plane (sidecars on both ends) at 1k req/s")
     args = ap.parse_args()
     rounds, dur = (1, 2.0) if args.quick else (3, 4.0)
     echo: EchoProcess = start_echo_process(name="bench", tcp_port=0)
@@ -91,7 +94,8 @@ def main() -> None:
                  ("native grpc / k6 grpc", "native grpc 16x8", "k6 grpc 16 VUs")]
         for label, a, b in ratio:
             if a in rows and b in rows:
-                print(f"{label:<24}{statistics.median(rows[a]) / statistics.median(rows[b]):>13.2f}x")
+                value = statistics.median(rows[a]) / statistics.median(rows[b])
+                print(f"{label:<24}{value:>13.2f}x")
         for name, values in cpu_per_req.items():
             print(f"{name + ' client CPU':<24}{statistics.median(values):>11.1f} us/req")
         for proto, values in server.items():
@@ -104,6 +108,32 @@ def main() -> None:
                   f"({r.achieved_rate_rps / rate:.3f}), p99 {r.latency.percentile_us(99):,.0f} us")
     finally:
         echo.stop()
+    if args.planes:
+        planes(rounds, dur)
+
+
+def planes(rounds: int, dur: float) -> None:
+    """p50 at 1k req/s (open loop) through each data plane, minus the direct path's, per
+    protocol: the HTTP/1.1 table's shape, for h2c and gRPC too."""
+    from meshlab.playground.playground import Playground
+
+    protocols = ("http1", "h2c", "grpc")
+    p50: dict[tuple[str, str], list[float]] = {}
+    for mesh in ("none", "envoy", "nginx", "haproxy"):
+        for proto in protocols:
+            with Playground(mesh=mesh, protocol=proto) as pg:
+                for _ in range(rounds):
+                    r = run(NativeRunner(), RunSpec(
+                        target=pg.url, protocol=proto, rate_rps=1000.0, connections=16,
+                        streams_per_connection=1 if proto == "http1" else 8, duration_s=dur,
+                        warmup_s=0.5))
+                    p50.setdefault((mesh, proto), []).append(r.latency.percentile_us(50))
+    print(f"{'data plane':<12}" + "".join(f"{p + ' added p50':>18}" for p in protocols)
+          + "   (1k req/s, both sidecars)")
+    for mesh in ("envoy", "nginx", "haproxy"):
+        cells = [statistics.median(p50[(mesh, p)]) - statistics.median(p50[("none", p)])
+                 for p in protocols]
+        print(f"{mesh:<12}" + "".join(f"{c:>15,.0f} us" for c in cells))
 
 
 if __name__ == "__main__":

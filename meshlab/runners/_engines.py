@@ -71,7 +71,10 @@ class H2Engine(Engine):
                 self._ready(conn)
             return
         if link.connecting is None or link.connecting.done():
-            link.connecting = asyncio.ensure_future(self._open(link, initial))
+            task = asyncio.ensure_future(self._open(link, initial))
+            link.connecting = task
+            self._tasks.add(task)                  # cancelled by _cleanup like reconnects
+            task.add_done_callback(self._tasks.discard)
         await asyncio.shield(link.connecting)
 
     async def _open(self, link: H2Link, initial: bool) -> None:
@@ -83,6 +86,9 @@ class H2Engine(Engine):
                 server_hostname=self.host if self.ssl else None), timeout=self.spec.timeout_s)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             kind = connect_error_kind(exc)
+        if kind is None and self._done is not None and self._done.done():
+            link.close()                            # the run ended while connecting
+            return
         if kind is None and not link.connected:     # TLS without ALPN h2
             kind = ErrorKind.PROTOCOL
         if kind is not None:
@@ -98,6 +104,15 @@ class H2Engine(Engine):
             for slot in link.slots:
                 if not slot.busy and link.connected:
                     self._ready(slot)  # type: ignore[arg-type]
+
+    def relink_later(self, link: H2Link) -> None:
+        """A connection lost before the run started: try again after the usual backoff (the
+        engine's reconnects start with the run)."""
+        if self._loop is None or (self._done is not None and self._done.done()):
+            return
+        link.failures += 1
+        delay = BACKOFF_S[min(link.failures, len(BACKOFF_S)) - 1]
+        self._timers[-1 - link.idx] = self._loop.call_later(delay, self._relink, link)
 
     def _relink(self, link: H2Link) -> None:
         if (self.running or not self.measuring) and not link.connected \

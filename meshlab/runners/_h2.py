@@ -164,6 +164,7 @@ class H2Link(asyncio.Protocol):
         self.windows: dict[int, int] = {}          # sid -> stream send window, while waiting
         self.unacked = 0
         self.out: list[bytes] | None = None
+        self.again: list[tuple[H2Slot, int]] | None = None
         self.aborted = False
         self.answered = False                      # the peer sent a valid SETTINGS frame
         self.goaway = False
@@ -196,16 +197,29 @@ class H2Link(asyncio.Protocol):
             slot.busy = False
         if self.opened:                             # reconnect (with the engine's backoff)
             self.opened = False
-            for slot in self.slots:
-                self.eng.on_lost(_conn(slot))
+            eng = self.eng
+            if eng.running:
+                for slot in self.slots:
+                    eng.on_lost(_conn(slot))
+            elif not eng.measuring and hasattr(eng, "relink_later"):
+                eng.relink_later(self)              # lost before the start (a non-h2 peer)
 
     def data_received(self, data: bytes) -> None:
         self.eng.bytes_rx += len(data)
         out = self.out = []                        # requests started meanwhile: one write
+        again = self.again = []
         try:
             self._frames(data)
+            # closed loop: the next requests go out after the whole read was seen, so a
+            # GOAWAY behind the last answer stops them (HTTP/1.1's Connection: close does)
+            eng = self.eng
+            for slot, t in again:
+                if eng.running and self.connected and not slot.busy:
+                    slot.t_int = t
+                    slot.busy = True
+                    self.start(slot)
         finally:
-            self.out = None
+            self.out = self.again = None
             if out and not self.aborted and self.transport is not None:
                 self.transport.write(b"".join(out))
 
@@ -381,7 +395,9 @@ class H2Link(asyncio.Protocol):
         slot.busy = False
         slot.sid = 0
         if eng.closed_loop:
-            if eng.running and self.connected:
+            if self.again is not None:
+                self.again.append((slot, t))
+            elif eng.running and self.connected:
                 slot.t_int = t
                 slot.busy = True
                 self.start(slot)

@@ -188,3 +188,25 @@ def test_h2_with_an_untrusted_certificate_is_a_counted_protocol_error(tls_port: 
     res = _bounded(_spec(f"https://127.0.0.1:{tls_port}/", "h2"))
     assert res.errors > 0 and res.status_codes == {}
     assert set(res.error_kinds) == {"protocol"}
+
+
+def test_h2c_goaway_reconnects_and_completes(echo: EchoProcess) -> None:
+    # close=true:5: GOAWAY after 5 % of answers; streams the server had not taken yet fail
+    # (closed), the others are answered, and the client reconnects
+    res = run(_spec(echo.url + "?close=true:5", "h2c", max_requests=600))
+    assert res.requests == 600
+    assert res.status_codes.get(200, 0) >= 360
+    assert set(res.error_kinds) <= {"closed", "reset"}
+    one = run(_spec(echo.url + "?close=true:5", "h2c", max_requests=300,
+                    streams_per_connection=1))
+    assert one.status_codes == {200: 300}       # nothing sent behind a GOAWAY
+
+
+def test_open_loop_counts_streams_refused_by_a_dead_target() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = _bounded(_spec(f"http://127.0.0.1:{port}/", "grpc", rate_rps=200.0))
+    assert res.errors > 0 and set(res.error_kinds) == {"connect_refused"}
