@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(90)
 
 def _load(url: str, protocol: str, n: int = 400) -> RunResult:
     spec = RunSpec(target=url, protocol=protocol, connections=2, streams_per_connection=4,
-                   max_requests=n, duration_s=10.0, timeout_s=3.0)
+                   max_requests=n, duration_s=10.0, timeout_s=3.0, warmup_s=0.3)
     return asyncio.run(NativeRunner().run(spec))
 
 
@@ -75,7 +75,8 @@ def test_tcp_through_every_data_plane(started: list[Playground], state_dir: Path
     pg = _up(started, state_dir, mesh, "both", "tcp")
     assert pg.url.startswith("tcp://")
     res = _load(pg.url, "tcp")
-    assert res.requests == 400 and res.errors == 0, res.error_kinds
+    logs = {p.name: p.log_tail(400) for p in pg.processes}
+    assert res.requests == 400 and res.errors == 0, (res.error_kinds, pg.dead(), logs)
     assert res.status_codes == {200: 400}
 
 
