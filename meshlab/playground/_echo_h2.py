@@ -11,6 +11,8 @@ A purpose-built frame loop on `hpack`, not the `h2` library: see `EchoServer` fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import struct
 import time
 from typing import TYPE_CHECKING, cast
@@ -20,7 +22,7 @@ import hpack
 
 from meshlab import wire
 from meshlab.playground._deadline import DeadlineScheduler
-from meshlab.playground.echo import _choices, _filler, _pick
+from meshlab.playground.echo import _choices, _filler, _new_loop, _pick, _print
 
 if TYPE_CHECKING:
     from meshlab.playground.echo import EchoServer
@@ -270,7 +272,7 @@ class H2EchoProtocol(asyncio.Protocol):
             self._flush()
 
     def _reply(self, sid: int, status: int, body: bytes, close: bool = False) -> None:
-        block = self.server.h2_head(status, len(body))
+        block = h2_head(self.server, status, len(body))
         if body:
             self.out.append(wire.frame(wire.HEADERS, wire.END_HEADERS, sid, block))
             self._data(sid, body, None)
@@ -292,13 +294,14 @@ class H2EchoProtocol(asyncio.Protocol):
         srv = self.server
         if reply is None:          # trailers-only response
             self.out.append(wire.frame(wire.HEADERS, wire.END_HEADERS | wire.END_STREAM, sid,
-                                       srv.grpc_trailers(code, message, head=True)))
+                                       grpc_trailers(srv, code, message, head=True)))
             self.windows.pop(sid, None)
         else:
-            self.out.append(wire.frame(wire.HEADERS, wire.END_HEADERS, sid, srv.grpc_head))
+            self.out.append(wire.frame(wire.HEADERS, wire.END_HEADERS, sid,
+                                       grpc_trailers(srv, -1, "", head=True)))
             self._data(sid, wire.grpc_message(reply),
                        wire.frame(wire.HEADERS, wire.END_HEADERS | wire.END_STREAM, sid,
-                                  srv.grpc_trailers(0, "")))
+                                  grpc_trailers(srv, 0, "")))
         if close:
             self._goaway()
 
@@ -366,3 +369,56 @@ class TcpEchoProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
+
+
+def h2_head(server: EchoServer, status: int, length: int) -> bytes:
+    """The HTTP/2 header block of a response (stateless HPACK, so cached)."""
+    block = server._h2_heads.get((status, length))
+    if block is None:
+        block = wire.encode_headers([(b":status", b"%d" % status),
+                                     (b"content-type", b"text/plain"),
+                                     (b"content-length", b"%d" % length),
+                                     (b"x-meshlab-echo", server.name.encode())])
+        if len(server._h2_heads) < 1024:
+            server._h2_heads[(status, length)] = block
+    return block
+
+
+def grpc_trailers(server: EchoServer, code: int, message: str, *, head: bool = False) -> bytes:
+    """gRPC's response headers (code -1), trailers, or both in one trailers-only block."""
+    key = (code, message, head)
+    block = server._grpc_trailers.get(key)
+    if block is None:
+        fields: list[tuple[bytes, bytes]] = []
+        if head:
+            fields += [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                       (b"x-meshlab-echo", server.name.encode())]
+        if code >= 0:
+            fields.append((b"grpc-status", b"%d" % code))
+            if message:
+                fields.append((b"grpc-message", message.encode()[:200]))
+        block = wire.encode_headers(fields)
+        if len(server._grpc_trailers) < 256:
+            server._grpc_trailers[key] = block
+    return block
+
+
+def serve_tcp(host: str, port: int) -> None:
+    """Only the TCP echo, on `port`, until SIGINT/SIGTERM."""
+    loop = _new_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        server = await loop.create_server(TcpEchoProtocol, host, port, backlog=4096,
+                                          reuse_address=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        _print(f"listening on tcp://{host}:{server.sockets[0].getsockname()[1]}")
+        await stop.wait()
+        server.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

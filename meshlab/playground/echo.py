@@ -354,44 +354,6 @@ class EchoServer:
             self._extra, conn, b"\r\n", body,
         ))
 
-    def h2_head(self, status: int, length: int) -> bytes:
-        """The HTTP/2 header block of a response (stateless HPACK, so cached)."""
-        block = self._h2_heads.get((status, length))
-        if block is None:
-            from meshlab.wire import encode_headers
-
-            block = encode_headers([(b":status", b"%d" % status),
-                                    (b"content-type", b"text/plain"),
-                                    (b"content-length", b"%d" % length),
-                                    (b"x-meshlab-echo", self.name.encode())])
-            if len(self._h2_heads) < 1024:
-                self._h2_heads[(status, length)] = block
-        return block
-
-    @property
-    def grpc_head(self) -> bytes:
-        return self.grpc_trailers(-1, "", head=True)
-
-    def grpc_trailers(self, code: int, message: str, *, head: bool = False) -> bytes:
-        """gRPC's response headers (code -1), trailers, or both in one trailers-only block."""
-        key = (code, message, head)
-        block = self._grpc_trailers.get(key)
-        if block is None:
-            from meshlab.wire import encode_headers
-
-            fields: list[tuple[bytes, bytes]] = []
-            if head:
-                fields += [(b":status", b"200"), (b"content-type", b"application/grpc"),
-                           (b"x-meshlab-echo", self.name.encode())]
-            if code >= 0:
-                fields.append((b"grpc-status", b"%d" % code))
-                if message:
-                    fields.append((b"grpc-message", message.encode()[:200]))
-            block = encode_headers(fields)
-            if len(self._grpc_trailers) < 256:
-                self._grpc_trailers[key] = block
-        return block
-
     @property
     def tcp_port(self) -> int | None:
         """The TCP echo port, when the server was asked for one (`tcp_port=0`: any free)."""
@@ -490,29 +452,6 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, name: str = "echo", default
         (announce or _print)(line)
         await stop.wait()
         await server.close()
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def serve_tcp(host: str, port: int) -> None:
-    """Only the TCP echo, on `port`, until SIGINT/SIGTERM."""
-    from meshlab.playground._echo_h2 import TcpEchoProtocol
-
-    loop = _new_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        server = await loop.create_server(TcpEchoProtocol, host, port, backlog=4096,
-                                          reuse_address=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        _print(f"listening on tcp://{host}:{server.sockets[0].getsockname()[1]}")
-        await stop.wait()
-        server.close()
 
     try:
         loop.run_until_complete(main())
@@ -624,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="echo raw TCP on --port instead of HTTP (a tcp playground's app)")
     args = parser.parse_args(argv)
     if args.tcp_only:
+        from meshlab.playground._echo_h2 import serve_tcp
+
         serve_tcp(args.host, args.port)
         return 0
     try:
