@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the playground and the tests need (tool -> package).
-APT_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk hey:hey ab:apache2-utils chromium:chromium
+APT_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk hey:hey ab:apache2-utils chromium:chromium h2load:nghttp2-client
 STORE ?= data/meshlab.duckdb
 PYTEST_ARGS ?=
 
@@ -21,6 +21,7 @@ system-deps: .stamp-apt
 .stamp-apt: Makefile
 	@missing=""; for pair in $(APT_TOOLS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $$pkg"; done; \
+	[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

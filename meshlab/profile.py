@@ -34,6 +34,7 @@ from meshlab._limits import (
     mib,
     url_problem,
 )
+from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import ProfileError
 from meshlab.policy import TrafficPolicy
 from meshlab.redaction import REDACTED as REDACTED  # re-exported: callers import them here
@@ -104,8 +105,21 @@ class LoadMatrix(_Model):
         return v
 
 
+PROTOCOLS = ("http1", "h2c", "h2", "grpc", "tcp")
+Protocol = Literal["http1", "h2c", "h2", "grpc", "tcp"]
+# which target schemes each protocol can be sent to (h2c: prior knowledge, so plaintext only;
+# h2: TLS with ALPN; grpc: plaintext h2c or TLS)
+PROTOCOL_SCHEMES = {"http1": ("http", "https"), "h2c": ("http",), "h2": ("https",),
+                     "grpc": ("http", "https"), "tcp": ("tcp",)}
+
+
 class RequestSpec(_Model):
-    """What each request sends."""
+    """What each request sends, and over which protocol.
+
+    `protocol`: http1 (HTTP/1.1), h2c (HTTP/2 with prior knowledge), h2 (HTTP/2 over TLS, ALPN
+    h2), grpc (unary `fgrpc.PingServer/Ping`, the target's path is ignored), tcp (send the body,
+    read as many bytes echoed back; target `tcp://host:port`). A list is a matrix dimension.
+    """
 
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -115,6 +129,12 @@ class RequestSpec(_Model):
                                     description="generated body of this size when no body")
     content_type: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=3_600, description="per-request timeout")
+    protocol: list[Protocol] = Field(default=["http1"], min_length=1, description=(
+        "http1, h2c, h2, grpc or tcp; a list runs each"))
+    streams_per_connection: int = Field(default=1, ge=1, le=1000, description=(
+        "h2c/h2/grpc: concurrent streams on each connection"))
+
+    _protocols = field_validator("protocol", mode="before")(_as_list)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -144,6 +164,8 @@ class RequestSpec(_Model):
     def _body(self) -> RequestSpec:
         if self.body is not None and self.payload_size_bytes:
             raise ValueError("give either body or payload_size_bytes, not both")
+        if len(set(self.protocol)) != len(self.protocol):
+            raise ValueError(f"protocol: repeated entries in {self.protocol}")
         for name in self.headers:
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
@@ -170,7 +192,8 @@ class Profile(_Model):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    target: str = Field(description="http(s) URL of the service under test")
+    target: str = Field(description="http(s) URL of the service under test (tcp://host:port "
+                                    "for protocol tcp)")
     runner: RunnerName = Field(default="native", description=(
         "a runner registered in meshlab.registry.RUNNERS (e.g. native, wrk) or added with "
         "register_runner"))
@@ -223,13 +246,15 @@ class Profile(_Model):
         if problem:
             raise ValueError(f"{redact_url(v)[:200]!r}: {problem}")
         parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https", "tcp") or not parts.hostname:
             raise ValueError(f"{redact_url(v)!r} is not an http(s) URL; use e.g. "
-                             "http://127.0.0.1:8080/")
+                             "http://127.0.0.1:8080/ (or tcp://host:port for protocol tcp)")
         try:
-            parts.port  # noqa: B018  (raises on a bad port)
+            port = parts.port
         except ValueError as exc:
             raise ValueError(f"{redact_url(v)!r} has an invalid port: {exc}") from None
+        if parts.scheme == "tcp" and port is None:
+            raise ValueError(f"{redact_url(v)!r} names no port; use e.g. tcp://127.0.0.1:9000")
         return v
 
     @model_validator(mode="after")
@@ -240,6 +265,12 @@ class Profile(_Model):
             raise ValueError(f"policies: names must be unique, repeated: {', '.join(dupes)}")
         if self.environment == "direct" and (self.modes != ["both"] or self.topology):
             raise ValueError("modes and topology need environment: local or kubernetes")
+        scheme = urlsplit(self.target).scheme
+        for proto in self.request.protocol:
+            if scheme not in PROTOCOL_SCHEMES[proto]:
+                allowed = " or ".join(f"{s}://" for s in PROTOCOL_SCHEMES[proto])
+                raise ValueError(f"request.protocol: {proto} cannot be sent to a {scheme}:// "
+                                 f"target; use a {allowed} target")
         return self
 
     # construction -----------------------------------------------------------------------
@@ -300,10 +331,12 @@ class Profile(_Model):
             if rng is not None:
                 rng.shuffle(order)
             for mesh, mode, policy in order:
-                for rate in self.loads.rate_rps:
-                    for conns in self.loads.connections:
-                        yield self._spec(index, repeat, mesh, rate, conns, mode, policy)
-                        index += 1
+                for proto in self.request.protocol:
+                    for rate in self.loads.rate_rps:
+                        for conns in self.loads.connections:
+                            yield self._spec(index, repeat, mesh, rate, conns, mode, policy,
+                                             proto)
+                            index += 1
 
     @property
     def shuffled(self) -> bool:
@@ -313,7 +346,7 @@ class Profile(_Model):
     def run_count(self) -> int:
         per_mesh = sum(len(self._policies_for(m)) for m in self.meshes)
         return (self.repeats * per_mesh * len(self.modes) * len(self.loads.rate_rps)
-                * len(self.loads.connections))
+                * len(self.loads.connections) * len(self.request.protocol))
 
     def _policies_for(self, mesh: str) -> list[TrafficPolicy | None]:
         """`none` is the baseline: no proxy can apply a policy there, so it runs once per load
@@ -323,7 +356,7 @@ class Profile(_Model):
         return list(self.policies)
 
     def _spec(self, index: int, repeat: int, mesh: str, rate: float, conns: int, mode: str,
-              policy: TrafficPolicy | None) -> RunSpec:
+              policy: TrafficPolicy | None, protocol: str = DEFAULT_PROTOCOL) -> RunSpec:
         dims: list[tuple[str, str]] = [("environment", str(self.environment))]
         if self.environment != "direct":
             dims.append(("mode", mode))
@@ -355,6 +388,8 @@ class Profile(_Model):
             labels=tuple(sorted(self.labels.items())),
             dims=tuple(dims),
             policy=policy,
+            protocol=protocol,
+            streams_per_connection=req.streams_per_connection,
         )
 
 
@@ -382,6 +417,8 @@ class RunSpec:
     dims: tuple[tuple[str, str], ...] = field(default=())   # environment, mode, policy name
     policy: TrafficPolicy | None = None
     shape: TrafficShape = field(default_factory=ConstantShape)
+    protocol: str = DEFAULT_PROTOCOL       # http1, h2c, h2, grpc, tcp
+    streams_per_connection: int = 1        # HTTP/2 and gRPC: concurrent streams per connection
 
     def dim(self, name: str, default: str = "") -> str:
         return dict(self.dims).get(name, default)
@@ -419,6 +456,8 @@ class RunSpec:
             "dims": dict(self.dims),
             "policy": (self.policy.model_dump(mode="json", exclude_none=True)
                        if self.policy else None),
+            "protocol": self.protocol,
+            "streams_per_connection": self.streams_per_connection,
         }
 
 

@@ -121,6 +121,8 @@ RUNNERS = Registry("runner", {
     "hey": "meshlab.runners.hey:HeyRunner",
     "ab": "meshlab.runners.ab:AbRunner",
     "fortio": "meshlab.runners.fortio:FortioRunner",
+    "h2load": "meshlab.runners.h2load:H2loadRunner",
+    "k6": "meshlab.runners.k6:K6Runner",
 }, error=ProfileError, load_error=RunnerError)
 
 MESHES = Registry("mesh", {

@@ -16,7 +16,7 @@ FLOORS: dict[str, int] = {
     "errors": 0, "units": 0, "_version": 0, "_timerfd": 0, "registry": 0, "_limits": 0,
     "redaction": 0,
     "profile": 1, "shape": 1, "results": 1, "policy": 1, "topology": 1, "host": 1, "progress": 1,
-    "run_schema": 1, "dimensions": 1, "slo": 1,
+    "run_schema": 1, "dimensions": 1, "slo": 1, "wire": 1,
     "runners": 2, "k8s": 2, "playground": 2, "store": 2, "formats": 2, "analysis": 2,
     "meshes": 3, "environments": 3,
     "experiment": 4, "crosscheck": 4, "report": 4,

@@ -29,6 +29,7 @@ FAST: dict[str, dict[str, Any]] = {
     "lab-timeouts-faults": {**LAB, "rate_rps": 200.0},
     "lab-circuit-breaking": {**LAB, "rates_rps": [50.0, 400.0]},
     "lab-load-balancing": {**LAB, "rate_rps": 300.0},
+    "lab-grpc-load-balancing": {"calls": 60, "replicas": 2},
 }
 CLIENT = "envoy:client-sidecar"
 

@@ -39,7 +39,7 @@ def _unknown_env() -> None:
 
 @pytest.mark.parametrize(("lookup", "error", "message"), [
     (lambda: get_runner("warp"), ProfileError,
-     "unknown runner 'warp'; choose one of ab, fortio, hey, native, wrk"),
+     "unknown runner 'warp'; choose one of ab, fortio, h2load, hey, k6, native, wrk"),
     (lambda: get_mesh("linkerd2"), MeshError,
      "unknown mesh 'linkerd2'; choose one of consul, envoy, haproxy, istio, istio-ambient, kuma, "
      "linkerd, nginx, none"),
@@ -61,7 +61,7 @@ def test_profile_validation_uses_the_same_messages() -> None:
         Profile.from_dict({"name": "p", "target": "http://127.0.0.1:1/", "runner": "warp",
                            "environment": "mars"})
     assert info.value.problems == [
-        "runner: unknown runner 'warp'; choose one of ab, fortio, hey, native, wrk",
+        "runner: unknown runner 'warp'; choose one of ab, fortio, h2load, hey, k6, native, wrk",
         "environment: unknown environment 'mars'; choose one of direct, kubernetes, local"]
     with pytest.raises(ValueError, match="unknown data plane 'traefik'; choose one of envoy, "):
         DataPlane(kind="traefik")

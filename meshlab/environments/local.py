@@ -33,7 +33,7 @@ def _kubernetes_hint(mesh: str) -> list[str]:
 
 def _key(spec: RunSpec) -> str:
     pol = spec.policy.model_dump(mode="json") if spec.policy else None
-    return json.dumps([spec.mesh, spec.dim("mode", "both"), pol], sort_keys=True)
+    return json.dumps([spec.mesh, spec.dim("mode", "both"), pol, spec.protocol], sort_keys=True)
 
 
 class LocalDeployment(Deployment):
@@ -43,7 +43,7 @@ class LocalDeployment(Deployment):
         self.playground = playground
         parts = urlsplit(spec.target)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.target_url = playground.url.rstrip("/") + path
+        self.target_url = playground.url.rstrip("/") + ("" if spec.protocol == "tcp" else path)
         self.context = {**playground.context(), "reused": reused}
         self._sampler: TelemetrySampler | None = None
         self._proxies: list[str] = []
@@ -121,7 +121,7 @@ class LocalEnvironment(Environment):
         if not reused:
             await self.close()
             pg = Playground(self.topology, mesh=spec.mesh, mode=spec.dim("mode", "both"),
-                            policy=spec.policy)
+                            policy=spec.policy, protocol=spec.protocol)
             await pg.astart()
             self._playground, self._key = pg, key
             self.restarts += 1

@@ -1,4 +1,5 @@
-"""The echo workload: a fast asyncio HTTP/1.1 server steered by fortio's query parameters.
+"""The echo workload: a fast asyncio HTTP/1.1 server steered by fortio's query parameters; the
+same port serves h2c and gRPC (see `_echo_h2`), and `tcp_port` adds a raw TCP echo.
 
 `?delay=10ms:20,1s:0.5&status=503:20&size=1024:50&close=5` delays 20 % of responses by 10 ms and
 0.5 % by 1 s, answers 503 to 20 %, sends a 1,024-byte body with 50 %, and closes 5 % of
@@ -141,7 +142,7 @@ _CONN = re.compile(rb"\r\nconnection:[ \t]*([^\r\n]*)", re.IGNORECASE)
 
 
 class _EchoProtocol(asyncio.Protocol):
-    __slots__ = ("buf", "closing", "deadlines", "pending", "server", "transport")
+    __slots__ = ("buf", "closing", "deadlines", "pending", "served", "server", "transport")
 
     def __init__(self, server: EchoServer, deadlines: DeadlineScheduler) -> None:
         self.server = server
@@ -150,6 +151,7 @@ class _EchoProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: deque[list[bytes | bool | None]] = deque()   # [response, close] slots
         self.closing = False
+        self.served = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's is no asyncio.Transport
@@ -162,6 +164,9 @@ class _EchoProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
+        if not self.served and buf[:3] == b"PRI":
+            self._to_http2()
+            return
         while not self.closing:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -192,6 +197,22 @@ class _EchoProtocol(asyncio.Protocol):
             del buf[:consumed]
             self._handle(head, body)
 
+    def _to_http2(self) -> None:
+        """The HTTP/2 connection preface (h2c with prior knowledge, gRPC): hand the connection
+        to the HTTP/2 protocol with what has arrived so far."""
+        from meshlab.playground._echo_h2 import H2EchoProtocol
+
+        transport = self.transport
+        assert transport is not None
+        h2 = H2EchoProtocol(self.server, self.deadlines)
+        self.server._connections.discard(self)
+        self.server._connections.add(h2)  # type: ignore[arg-type]
+        self.transport = None
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        h2.data_received(bytes(self.buf))
+        self.buf.clear()
+
     def _handle(self, head: bytes, body: bytes) -> None:
         line_end = head.find(b"\r\n")
         parts = head[:line_end].split(b" ")
@@ -206,6 +227,7 @@ class _EchoProtocol(asyncio.Protocol):
         q = target.find(b"?")
         query = target[q + 1:].decode("latin-1") if q >= 0 else ""
         srv = self.server
+        self.served += 1
         self.server.requests += 1
         try:
             plan = srv.plan(query)
@@ -288,9 +310,13 @@ class EchoServer:
     """The echo workload on an asyncio loop; `port=0` picks a free port."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, name: str = "echo",
-                 defaults: str = "", seed: int | None = None) -> None:
+                 defaults: str = "", seed: int | None = None, tcp_port: int | None = None) -> None:
         self.host = host
         self.requested_port = port
+        self.requested_tcp_port = tcp_port
+        self._tcp_server: asyncio.Server | None = None
+        self._h2_heads: dict[tuple[int, int], bytes] = {}
+        self._grpc_trailers: dict[tuple[int, str, bool], bytes] = {}
         self.name = name
         self.defaults = defaults
         self.rng = random.Random(seed)
@@ -329,6 +355,13 @@ class EchoServer:
         ))
 
     @property
+    def tcp_port(self) -> int | None:
+        """The TCP echo port, when the server was asked for one (`tcp_port=0`: any free)."""
+        if self._tcp_server is None or not self._tcp_server.sockets:
+            return None
+        return int(self._tcp_server.sockets[0].getsockname()[1])
+
+    @property
     def port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise PlaygroundError(f"echo server {self.name!r} is not started")
@@ -351,9 +384,24 @@ class EchoServer:
             self._deadlines = None
             raise PlaygroundError(f"echo server {self.name!r} cannot listen on "
                                   f"{self.host}:{self.requested_port}: {exc.strerror}") from exc
+        if self.requested_tcp_port is not None:
+            from meshlab.playground._echo_h2 import TcpEchoProtocol
+
+            try:
+                self._tcp_server = await loop.create_server(
+                    TcpEchoProtocol, self.host, self.requested_tcp_port, backlog=4096,
+                    reuse_address=True)
+            except OSError as exc:
+                await self.close()
+                raise PlaygroundError(f"echo server {self.name!r} cannot listen for TCP on "
+                                      f"{self.host}:{self.requested_tcp_port}: "
+                                      f"{exc.strerror}") from exc
         return self
 
     async def close(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            self._tcp_server = None
         if self._server is not None:
             self._server.close()
             for proto in list(self._connections):
@@ -385,11 +433,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, name: str = "echo", defaults: str = "",
-          announce: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; calls `announce("listening on URL")` once ready."""
+          announce: Callable[[str], None] | None = None, tcp_port: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; calls `announce("listening on URL")` once ready (with
+    ` tcp://HOST:PORT` appended when a TCP echo port was asked for)."""
     loop = _new_loop()
     asyncio.set_event_loop(loop)
-    server = EchoServer(host, port, name=name, defaults=defaults)
+    server = EchoServer(host, port, name=name, defaults=defaults, tcp_port=tcp_port)
     stop = asyncio.Event()
 
     async def main() -> None:
@@ -397,7 +446,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, name: str = "echo", default
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        (announce or _print)(f"listening on {server.url}")
+        line = f"listening on {server.url}"
+        if server.tcp_port is not None:
+            line += f" tcp://{server.url.split('//')[1].rsplit(':', 1)[0]}:{server.tcp_port}"
+        (announce or _print)(line)
         await stop.wait()
         await server.close()
 
@@ -414,9 +466,11 @@ def _print(line: str) -> None:
 class EchoProcess:
     """An echo server in its own process group (a playground replica, a test target)."""
 
-    def __init__(self, proc: subprocess.Popen[str], port: int, host: str, name: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str], port: int, host: str, name: str,
+                 tcp_port: int | None = None) -> None:
         self.proc = proc
         self.port = port
+        self.tcp_port = tcp_port
         self.host = host
         self.name = name
 
@@ -456,10 +510,13 @@ class EchoProcess:
 
 
 def start_echo_process(*, host: str = "127.0.0.1", port: int = 0, name: str = "echo",
-                       defaults: str = "", timeout_s: float = 10.0) -> EchoProcess:
+                       defaults: str = "", timeout_s: float = 10.0,
+                       tcp_port: int | None = None) -> EchoProcess:
     """Start `python -m meshlab.playground.echo` and wait until it listens."""
     argv = [sys.executable, "-m", "meshlab.playground.echo", "--host", host, "--port", str(port),
             "--name", name]
+    if tcp_port is not None:
+        argv += ["--tcp-port", str(tcp_port)]
     if defaults:
         argv += ["--defaults", defaults]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -489,7 +546,8 @@ def start_echo_process(*, host: str = "127.0.0.1", port: int = 0, name: str = "e
     os.set_blocking(proc.stdout.fileno(), True)
     if proc.stderr is not None:
         proc.stderr.close()            # nothing reads it: a full pipe would block the server
-    return EchoProcess(proc, int(m.group(2)), host, name)
+    tcp = re.search(r" tcp://\[?[^\]/]+?\]?:(\d+)", line)
+    return EchoProcess(proc, int(m.group(2)), host, name, int(tcp.group(1)) if tcp else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -499,9 +557,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="echo")
     parser.add_argument("--defaults", default="",
                         help="query applied when a request does not set it, e.g. status=503:50")
+    parser.add_argument("--tcp-port", type=int, default=None,
+                        help="also echo raw TCP on this port (0: any free port)")
+    parser.add_argument("--tcp-only", action="store_true",
+                        help="echo raw TCP on --port instead of HTTP (a tcp playground's app)")
     args = parser.parse_args(argv)
+    if args.tcp_only:
+        from meshlab.playground._echo_h2 import serve_tcp
+
+        serve_tcp(args.host, args.port)
+        return 0
     try:
-        serve(args.host, args.port, name=args.name, defaults=args.defaults)
+        serve(args.host, args.port, name=args.name, defaults=args.defaults,
+              tcp_port=args.tcp_port)
     except (PlaygroundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

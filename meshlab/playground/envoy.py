@@ -248,7 +248,8 @@ def _listener(lst: Listener, cluster: str) -> dict[str, Any]:
     return out
 
 
-def _cluster(name: str, up: Upstream, policy: TrafficPolicy | None) -> dict[str, Any]:
+def _cluster(name: str, up: Upstream, policy: TrafficPolicy | None, *,
+             l4: bool = False) -> dict[str, Any]:
     lb = policy.load_balancing.algorithm if policy and policy.load_balancing else "round_robin"
     thresholds: dict[str, Any] = {"priority": "DEFAULT", "max_connections": 100_000,
                                   "max_pending_requests": 100_000, "max_requests": 100_000,
@@ -276,11 +277,16 @@ def _cluster(name: str, up: Upstream, policy: TrafficPolicy | None) -> dict[str,
                 "base_ejection_time": _dur(od.base_ejection_s),
                 "max_ejection_percent": od.max_ejection_percent}
     cluster["circuit_breakers"] = {"thresholds": [thresholds]}
-    if up.http2:
+    if not l4:
+        # http2 between proxies: always HTTP/2; otherwise the downstream's protocol, so h2c
+        # and gRPC reach the app as HTTP/2 while HTTP/1.1 stays HTTP/1.1
+        config: dict[str, Any] = ({"explicit_http_config": {"http2_protocol_options": {}}}
+                                  if up.http2 else {"use_downstream_protocol_config": {
+                                      "http_protocol_options": {},
+                                      "http2_protocol_options": {}}})
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}}}}
+                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions", **config}}
     if up.tls is not None:
         sans = ([{"san_type": "URI", "matcher": {"exact": spiffe_id(up.peer)}}] if up.peer
                 else [{"san_type": "URI", "matcher": {"prefix": f"spiffe://{TRUST_DOMAIN}/"}}])
@@ -298,7 +304,7 @@ def compile_proxy(proxy: ProxySpec) -> dict[str, Any]:
     for lst in proxy.listeners:
         cname = f"{lst.name}|{lst.upstream.name}"
         listeners.append(_listener(lst, cname))
-        clusters.append(_cluster(cname, lst.upstream, lst.policy))
+        clusters.append(_cluster(cname, lst.upstream, lst.policy, l4=lst.l4))
     return {
         "node": {"id": proxy.name, "cluster": proxy.role, "metadata": {"meshlab_policies": {
             lst.name: lst.policy.name for lst in proxy.listeners if lst.policy is not None}}},

@@ -78,12 +78,35 @@ def _retry_on(policy: TrafficPolicy) -> list[str]:
     return sorted(set(out))
 
 
+def _tcp_section(lst: Listener, index: int) -> list[str]:
+    """A TCP listener (protocol tcp): frontend and backend in `mode tcp`."""
+    up = lst.upstream
+    bind = f"  bind 127.0.0.1:{lst.port}"
+    if lst.tls and lst.mtls == MtlsMode.STRICT:
+        bind += f" ssl crt {lst.tls.bundle} ca-file {lst.tls.ca} verify required"
+    tls = ""
+    if up.tls:
+        peer = dns_name(up.peer or up.service)
+        tls = (f" ssl crt {up.tls.bundle} ca-file {up.tls.ca} verify required "
+               f"verifyhost {peer} sni str({peer})")
+    return [f"# {lst.name} (tcp)", f"frontend f{index}", "  mode tcp", bind,
+            f"  default_backend b{index}", f"backend b{index}", "  mode tcp",
+            "  balance roundrobin", "  retries 0",
+            *[f"  server s{i} {ep.host}:{ep.port}{tls}" for i, ep in enumerate(up.endpoints)]]
+
+
 def _section(lst: Listener, index: int) -> list[str]:
+    if lst.l4:
+        return _tcp_section(lst, index)
     pol = lst.policy
     up = lst.upstream
     bind = f"  bind 127.0.0.1:{lst.port}"
     if lst.tls and lst.mtls == MtlsMode.STRICT:
         bind += f" ssl crt {lst.tls.bundle} ca-file {lst.tls.ca} verify required"
+        if lst.protocol in ("h2c", "grpc"):
+            bind += " alpn h2,http/1.1"
+    elif lst.protocol in ("h2c", "grpc"):
+        bind += " proto h2"            # HTTP/2 with prior knowledge
     lines = [f"# policy {pol.name!r} on {lst.name}" if pol else f"# {lst.name}",
              f"frontend f{index}", bind, f"  default_backend b{index}"]
     if pol and pol.timeout and pol.timeout.idle_timeout_s:
@@ -136,6 +159,8 @@ def _section(lst: Listener, index: int) -> list[str]:
         peer = dns_name(up.peer or up.service)
         tls = (f" ssl crt {up.tls.bundle} ca-file {up.tls.ca} verify required "
                f"verifyhost {peer} sni str({peer})")
+    if up.protocol == "grpc":          # gRPC needs HTTP/2 to the next hop
+        tls += " alpn h2" if up.tls else " proto h2"
     lines += [f"  server s{i} {ep.host}:{ep.port}{maxconn}{tls}"
               for i, ep in enumerate(up.endpoints)]
     return lines

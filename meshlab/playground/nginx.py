@@ -122,6 +122,8 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
         lines += [f'  split_clients "${{request_id}}" $abort{index} {{', f"    {pct}% 1;",
                   "    * 0;", "  }"]
     listen = f"{lst.port} ssl" if lst.tls and lst.mtls == MtlsMode.STRICT else str(lst.port)
+    if lst.protocol in ("h2c", "grpc"):
+        listen += " http2"             # plaintext: HTTP/2 with prior knowledge only
     lines += ["  server {", f"    listen 127.0.0.1:{listen};"]
     if idle_s:
         lines.append(f"    keepalive_timeout {ms_text(idle_s)};")      # idle client connections
@@ -137,35 +139,73 @@ def _server(lst: Listener, index: int, workdir: Path) -> list[str]:
                   f"      limit_req_status {pol.rate_limit.http_status};"]
     if pol and pol.fault and pol.fault.abort:
         lines.append(f"      if ($abort{index}) {{ return {pol.fault.abort.http_status}; }}")
-    scheme = "https" if up.tls else "http"
-    lines += [f"      proxy_pass {scheme}://{uname};", "      proxy_http_version 1.1;",
-              '      proxy_set_header Connection "";', "      proxy_set_header Host $host;",
-              f"      proxy_next_upstream {' '.join(conds)};",
-              f"      proxy_next_upstream_tries {tries};",
-              "      proxy_connect_timeout 1s;"]
+    grpc = up.protocol == "grpc"
+    px = "grpc" if grpc else "proxy"         # grpc_pass has the same directive family
+    if grpc:
+        lines.append(f"      grpc_pass {'grpcs' if up.tls else 'grpc'}://{uname};")
+    else:
+        scheme = "https" if up.tls else "http"
+        lines += [f"      proxy_pass {scheme}://{uname};", "      proxy_http_version 1.1;",
+                  '      proxy_set_header Connection "";', "      proxy_set_header Host $host;"]
+    lines += [f"      {px}_next_upstream {' '.join(conds)};",
+              f"      {px}_next_upstream_tries {tries};",
+              f"      {px}_connect_timeout 1s;"]
     read_s = 60.0
     if pol and pol.timeout:
         read_s = pol.timeout.request_timeout_s
-        lines.append(f"      proxy_next_upstream_timeout {ms_text(read_s)};")
+        lines.append(f"      {px}_next_upstream_timeout {ms_text(read_s)};")
     if pol and pol.retries and pol.retries.per_try_timeout_s:
         read_s = min(read_s, pol.retries.per_try_timeout_s)
-    lines += [f"      proxy_read_timeout {ms_text(read_s)};",
-              f"      proxy_send_timeout {ms_text(read_s)};"]
+    lines += [f"      {px}_read_timeout {ms_text(read_s)};",
+              f"      {px}_send_timeout {ms_text(read_s)};"]
     if up.tls:
         peer = dns_name(up.peer or up.service)
-        lines += [f"      proxy_ssl_certificate {up.tls.cert};",
-                  f"      proxy_ssl_certificate_key {up.tls.key};",
-                  f"      proxy_ssl_trusted_certificate {up.tls.ca};",
-                  "      proxy_ssl_verify on;", f"      proxy_ssl_name {peer};",
-                  "      proxy_ssl_server_name on;", "      proxy_ssl_session_reuse on;"]
+        lines += [f"      {px}_ssl_certificate {up.tls.cert};",
+                  f"      {px}_ssl_certificate_key {up.tls.key};",
+                  f"      {px}_ssl_trusted_certificate {up.tls.ca};",
+                  f"      {px}_ssl_verify on;", f"      {px}_ssl_name {peer};",
+                  f"      {px}_ssl_server_name on;", f"      {px}_ssl_session_reuse on;"]
     lines += ["    }", "  }"]
     return lines
+
+
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+def _stream_server(lst: Listener, index: int) -> list[str]:
+    """A TCP listener (protocol tcp): nginx's stream module, optionally with mTLS."""
+    up = lst.upstream
+    lines = [f"  # {lst.name} (tcp)", f"  upstream s{index} {{",
+             *[f"    server {ep.host}:{ep.port};" for ep in up.endpoints], "  }", "  server {"]
+    strict = lst.tls is not None and lst.mtls == MtlsMode.STRICT
+    lines.append(f"    listen 127.0.0.1:{lst.port}{' ssl' if strict else ''};")
+    if strict and lst.tls is not None:
+        lines += [f"    ssl_certificate {lst.tls.cert};",
+                  f"    ssl_certificate_key {lst.tls.key};",
+                  f"    ssl_client_certificate {lst.tls.ca};",
+                  "    ssl_verify_client on;", "    ssl_verify_depth 2;"]
+    lines += [f"    proxy_pass s{index};", "    proxy_connect_timeout 1s;"]
+    if up.tls:
+        lines += ["    proxy_ssl on;", f"    proxy_ssl_certificate {up.tls.cert};",
+                  f"    proxy_ssl_certificate_key {up.tls.key};",
+                  f"    proxy_ssl_trusted_certificate {up.tls.ca};",
+                  "    proxy_ssl_verify on;",
+                  f"    proxy_ssl_name {dns_name(up.peer or up.service)};",
+                  "    proxy_ssl_server_name on;"]
+    return [*lines, "  }"]
 
 
 def compile_proxy(proxy: ProxySpec, workdir: Path) -> str:
     """nginx.conf text for one proxy of a plan; paths point into `workdir`."""
     tmp = workdir / "tmp"
-    lines = [
+    tcp = [lst for lst in proxy.listeners if lst.l4]
+    if tcp and not STREAM_MODULE.is_file():
+        from meshlab.errors import MissingDependency
+
+        raise MissingDependency("nginx stream module", install="apt-get install "
+                                "libnginx-mod-stream (nginx proxies protocol tcp with it)")
+    lines = [f"load_module {STREAM_MODULE};"] if tcp else []
+    lines += [
         "daemon off;", "master_process on;", f"worker_processes {proxy.concurrency};",
         f"pid {workdir / 'nginx.pid'};", f"error_log {workdir / 'error.log'} warn;",
         "events { worker_connections 4096; }", "http {", "  access_log off;",
@@ -175,8 +215,15 @@ def compile_proxy(proxy: ProxySpec, workdir: Path) -> str:
         f"  scgi_temp_path {tmp}/scgi;",
     ]
     for i, lst in enumerate(proxy.listeners):
-        lines += _server(lst, i, workdir)
+        if not lst.l4:
+            lines += _server(lst, i, workdir)
     lines.append("}")
+    if tcp:
+        lines.append("stream {")
+        for i, lst in enumerate(proxy.listeners):
+            if lst.l4:
+                lines += _stream_server(lst, i)
+        lines.append("}")
     return "\n".join(lines) + "\n"
 
 

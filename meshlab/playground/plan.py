@@ -5,6 +5,7 @@ the plan into configuration text; the plan itself knows no proxy syntax.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class Upstream:
     tls: CertFiles | None = None    # originate mTLS with this identity
     peer: str | None = None         # the identity the peer must present
     http2: bool = False
+    protocol: str = "http1"         # what is sent upstream: http1 or grpc (see for_protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Listener:
     policy: TrafficPolicy | None = None
     l4: bool = False                # a TCP proxy (node proxy), no HTTP processing
     accept_http2: bool = False
+    protocol: str = "http1"         # what arrives: http1, h2c or grpc (see for_protocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class AppSpec:
     port: int
     defaults: str = ""              # echo --defaults
     forward_port: int | None = None  # relays: where the next hop is reached
+    tcp: bool = False               # a raw TCP echo instead of HTTP (protocol tcp)
 
 
 @dataclass(slots=True)
@@ -71,10 +75,45 @@ class Plan:
     apps: list[AppSpec] = field(default_factory=list)
     proxies: list[ProxySpec] = field(default_factory=list)
     entry_port: int = 0
+    scheme: str = "http"            # tcp: the plan carries raw TCP (see for_protocol)
 
     @property
     def entry_url(self) -> str:
+        if self.scheme == "tcp":
+            return f"tcp://{HOST}:{self.entry_port}"
         return f"http://{HOST}:{self.entry_port}/"
+
+
+PLAN_PROTOCOLS = ("http1", "h2c", "grpc", "tcp")
+
+
+def for_protocol(plan: Plan, protocol: str) -> Plan:
+    """The plan with each listener and upstream told which protocol it carries when the load
+    speaks `protocol`: gRPC is HTTP/2 on every hop; h2c reaches the entry listener, and the
+    proxies behind it may forward HTTP/1.1 (nginx's proxy_pass does)."""
+    if protocol not in PLAN_PROTOCOLS:
+        raise MeshError(f"request.protocol: the playground carries "
+                        f"{', '.join(PLAN_PROTOCOLS)}, not {protocol}")
+    if protocol == "http1":
+        return plan
+    if protocol == "tcp":
+        if any(app.forward_port is not None for app in plan.apps):
+            raise MeshError("request.protocol: tcp reaches one service; a service that calls "
+                            "another relays HTTP only")
+        proxies = [dataclasses.replace(proxy, listeners=tuple(
+            dataclasses.replace(lst, l4=True, protocol="tcp", accept_http2=False)
+            for lst in proxy.listeners)) for proxy in plan.proxies]
+        return Plan(apps=[dataclasses.replace(a, tcp=True) for a in plan.apps], proxies=proxies,
+                    entry_port=plan.entry_port, scheme="tcp")
+    up_proto = "grpc" if protocol == "grpc" else "http1"
+    proxies = []
+    for proxy in plan.proxies:
+        listeners = tuple(dataclasses.replace(
+            lst, protocol=protocol if protocol == "grpc" or lst.port == plan.entry_port
+            else "http1", upstream=dataclasses.replace(lst.upstream, protocol=up_proto))
+            for lst in proxy.listeners)
+        proxies.append(dataclasses.replace(proxy, listeners=listeners))
+    return Plan(apps=list(plan.apps), proxies=proxies, entry_port=plan.entry_port)
 
 
 PortSource = Callable[[], int]

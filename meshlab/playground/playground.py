@@ -19,7 +19,7 @@ from meshlab.errors import MeshError, PlaygroundError, ProfileError
 from meshlab.playground import process as _proc
 from meshlab.playground._support import FieldSupport, describe_problems, used_fields
 from meshlab.playground.certs import CertFiles, CertificateAuthority
-from meshlab.playground.plan import Plan, ProxySpec, build_plan
+from meshlab.playground.plan import Plan, ProxySpec, build_plan, for_protocol
 from meshlab.playground.ports import free_ports
 from meshlab.policy import MtlsMode, TrafficPolicy
 from meshlab.registry import DATA_PLANES
@@ -185,9 +185,12 @@ class Playground:
     def __init__(self, topology: Topology | dict[str, Any] | None = None, *,
                  mesh: str | None = None, mode: str | None = None,
                  policy: TrafficPolicy | None = None, state_dir: str | Path | None = None,
-                 name: str | None = None, ready_timeout_s: float = 15.0) -> None:
+                 name: str | None = None, ready_timeout_s: float = 15.0,
+                 protocol: str = "http1") -> None:
         self.topology = resolve_topology(topology, mesh=mesh, mode=mode, policy=policy)
-        self.plan = check_topology(self.topology)        # fail before starting anything
+        self.protocol = protocol        # what the load speaks: http1, h2c or grpc
+        # fail before starting anything
+        self.plan = for_protocol(check_topology(self.topology), protocol)
         self.state_dir = Path(state_dir) if state_dir else _proc.default_state_dir()
         self.name = name or f"pg-{uuid.uuid4().hex[:8]}"
         self.ready_timeout_s = ready_timeout_s
@@ -291,7 +294,7 @@ class Playground:
         the new layout is checked before the running one is stopped."""
         topology = resolve_topology(self.topology.with_data_plane(self.data_plane, None),
                                     mesh=mesh, mode=mode, policy=policy)
-        plan = check_topology(topology)
+        plan = for_protocol(check_topology(topology), self.protocol)
         was_running = self._started
         self.stop()
         self.topology, self.plan = topology, plan
@@ -350,7 +353,7 @@ class Playground:
             assert ca is not None
             return ca.issue(identity)
 
-        self.plan = build_plan(topo, port=port, certs=certs)
+        self.plan = for_protocol(build_plan(topo, port=port, certs=certs), self.protocol)
         logs = self.workdir / "logs"
         for app in self.plan.apps:
             if app.forward_port is None:
@@ -358,6 +361,8 @@ class Playground:
                         "--name", app.name]
                 if app.defaults:
                     argv += ["--defaults", app.defaults]
+                if app.tcp:
+                    argv.append("--tcp-only")
                 kind = "echo"
             else:
                 argv = [sys.executable, "-m", "meshlab.playground.relay", "--port",

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from meshlab.runners._engine import Engine
 
 def target_address(target: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of an http(s) URL."""
+    """(host, port, tls) of an http(s) URL (or of a `tcp://host:port` target)."""
     parts = urlsplit(target)
+    if parts.scheme == "tcp" and parts.hostname and parts.port:
+        return parts.hostname, parts.port, False
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProfileError(f"target: {target!r} is not an http(s) URL")
     tls = parts.scheme == "https"

@@ -25,7 +25,7 @@ from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFo
 from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
-from meshlab.runners.base import Runner
+from meshlab.runners.base import Runner, protocol_problem
 
 NATIVE_ALTERNATIVE = 'runner="native"'
 BODY_FILE = "body.bin"            # input file name, relative to the tool's working directory
@@ -262,7 +262,8 @@ class ToolRunner(Runner):
         return []
 
     def check(self, spec: RunSpec) -> None:
-        problems = self.problems(spec)
+        unspoken = protocol_problem(self, spec)
+        problems = [unspoken] if unspoken else self.problems(spec)
         if problems:
             raise ProfileError(problems, source=f"runner {self.name}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+from meshlab.errors import ProfileError
 from meshlab.profile import RunSpec
 from meshlab.progress import ProgressCallback
 from meshlab.registry import RUNNERS
@@ -17,6 +18,7 @@ class Runner(abc.ABC):
     name: ClassVar[str]
     # How to get what `is_available` looks for, shown whenever it is missing.
     install_hint: ClassVar[str] = ""
+    protocols: ClassVar[tuple[str, ...]] = ("http1",)   # what `spec.protocol` may be
 
     def is_available(self) -> bool:
         """Whether this runner can run on this machine (its tool is installed)."""
@@ -24,8 +26,11 @@ class Runner(abc.ABC):
 
     def check(self, spec: RunSpec) -> None:
         """Raise ProfileError naming the option when `spec` asks for something this runner
-        cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept."""
-        return None
+        cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept every
+        spec whose protocol is one of `protocols`."""
+        problem = protocol_problem(self, spec)
+        if problem:
+            raise ProfileError(problem, source=f"runner {self.name}")
 
     def version(self) -> str:
         return ""
@@ -34,6 +39,14 @@ class Runner(abc.ABC):
     async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
         """Run the load described by `spec`. Target failures are counted in the result;
         cancellation returns (not raises) a partial result marked aborted where possible."""
+
+
+def protocol_problem(runner: Runner, spec: RunSpec) -> str | None:
+    """`request.protocol: ...` when `runner` cannot speak `spec.protocol` (never a fallback)."""
+    if spec.protocol in runner.protocols:
+        return None
+    return (f"request.protocol: runner {runner.name} cannot speak {spec.protocol} (it speaks "
+            f"{', '.join(runner.protocols)}); choose another runner or protocol")
 
 
 def register_runner(name: str, target: str) -> None:

@@ -38,7 +38,7 @@ from meshlab.results import (
     TimeSeriesPoint,
     new_run_id,
 )
-from meshlab.runners._engine import Engine
+from meshlab.runners._engines import make_engine
 from meshlab.runners._http import target_address
 from meshlab.runners._partial import Partial, Second
 from meshlab.runners.base import Runner
@@ -69,6 +69,7 @@ class NativeRunner(Runner):
     """
 
     name: ClassVar[str] = "native"
+    protocols: ClassVar[tuple[str, ...]] = ("http1", "h2c", "h2", "grpc", "tcp")
 
     def __init__(self, *, workers: int = 0, in_thread: bool = True) -> None:
         if workers < 0:
@@ -82,7 +83,15 @@ class NativeRunner(Runner):
         return __version__
 
     def check(self, spec: RunSpec) -> None:
+        super().check(spec)
         target_address(spec.target)
+        from meshlab.profile import PROTOCOL_SCHEMES
+
+        scheme = spec.target.partition("://")[0].lower()
+        if scheme not in PROTOCOL_SCHEMES.get(spec.protocol, ()):
+            raise ProfileError(f"target: {spec.protocol} cannot be sent to a {scheme}:// target "
+                               f"({spec.target}); use "
+                               f"{' or '.join(s + '://' for s in PROTOCOL_SCHEMES[spec.protocol])}")
         if self.workers > spec.connections:
             raise ProfileError(f"connections: {spec.connections} connections cannot be split "
                                f"over {self.workers} workers; use at least one per worker")
@@ -94,7 +103,7 @@ class NativeRunner(Runner):
         elif self.in_thread:
             partials = [await _run_in_thread(spec, progress)]
         else:
-            partials = [await Engine(spec, progress=progress).run()]
+            partials = [await make_engine(spec, progress=progress).run()]
         return build_result(spec, partials, version=self.version())
 
 
@@ -109,7 +118,7 @@ async def _run_in_thread(spec: RunSpec, progress: ProgressCallback | None) -> Pa
         def cb(p: Progress) -> None:
             caller.call_soon_threadsafe(user, p)
 
-    engine = Engine(spec, progress=cb)
+    engine = make_engine(spec, progress=cb)
     fut: concurrent.futures.Future[Partial] = concurrent.futures.Future()
     started = threading.Event()
     loop_box: list[asyncio.AbstractEventLoop] = []
@@ -204,7 +213,7 @@ def _worker_main(spec: RunSpec, pipe: multiprocessing.connection.Connection) -> 
         with contextlib.suppress(OSError, ValueError):
             pipe.send(("progress", p))
 
-    engine = Engine(spec, progress=report, keep_second_buckets=True, start_gate=gate)
+    engine = make_engine(spec, progress=report, keep_second_buckets=True, start_gate=gate)
     try:
         partial = loop.run_until_complete(engine.run())
         pipe.send(("ok", partial.to_dict()))
@@ -307,6 +316,8 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
             codes[c] = codes.get(c, 0) + n
         for k, n in p.error_kinds.items():
             kinds[k] = kinds.get(k, 0) + n
+    if spec.protocol == "grpc":
+        codes, kinds = grpc_statuses(codes, kinds)
     requests = sum(p.requests for p in partials)
     duration = max((p.duration_s for p in partials), default=0.0)
     aborted = any(p.aborted for p in partials)
@@ -338,6 +349,24 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
         context=context,
         unsent_requests=sum(p.unsent_requests for p in partials),
     )
+
+
+def grpc_statuses(codes: dict[int, int],
+                  kinds: dict[str, int]) -> tuple[dict[int, int], dict[str, int]]:
+    """gRPC runs: codes other than OK (counted as status 600 + code, so they are errors with a
+    latency like an HTTP 503) become error kinds `grpc_unavailable` ...; OK stays status 200."""
+    from meshlab.wire import GRPC_CODES, GRPC_STATUS_BASE
+
+    out_codes: dict[int, int] = {}
+    out_kinds = dict(kinds)
+    for code, n in codes.items():
+        grpc = code - GRPC_STATUS_BASE
+        if 0 < grpc < len(GRPC_CODES):
+            key = f"grpc_{GRPC_CODES[grpc]}"
+            out_kinds[key] = out_kinds.get(key, 0) + n
+        else:
+            out_codes[code] = n
+    return out_codes, dict(sorted(out_kinds.items()))
 
 
 def _timeseries(partials: list[Partial]) -> list[TimeSeriesPoint]:
