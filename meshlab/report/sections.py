@@ -44,6 +44,42 @@ class ReportContext:
     verdict: RegressionVerdict | None = None
     problem: str | None = None
     title: str = "meshlab report"
+    word: str = "regression"     # "overhead" when the candidate is another mesh or policy
+    groups: list[GroupComparison] = field(default_factory=list)
+
+
+# What makes runs "a different thing" from the baseline: comparing those is an overhead; only a
+# candidate of the same mesh and policy (a new build, another label) can be a regression.
+GROUP_KEYS = ("mesh", "policy")
+
+
+@dataclass(slots=True)
+class GroupComparison:
+    """One candidate group (one mesh, one policy) against the baseline, in its own section."""
+
+    name: str                    # "mesh=envoy, policy=retry"
+    word: str                    # "regression" (same mesh and policy) or "overhead"
+    candidate: list[str]
+    table: pd.DataFrame          # judged overhead rows: delta, interval, difference
+
+
+def candidate_groups(runs: pd.DataFrame, baseline: Sequence[str],
+                     candidate: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """(name, word, run ids) per candidate group: split by each of GROUP_KEYS the candidate
+    runs vary in; "regression" for a group with the baseline's own mesh and policy."""
+    keys = [k for k in GROUP_KEYS if k in runs.columns]
+    base = runs[runs["run_id"].isin(baseline)]
+    cand = runs[runs["run_id"].isin(candidate)]
+    split = [k for k in keys if cand[k].astype(str).nunique() > 1]
+    out: list[tuple[str, str, list[str]]] = []
+    parts = cand.groupby([cand[k].astype(str) for k in split], sort=True) if split \
+        else [((), cand)]
+    for key, g in parts:
+        values = dict(zip(split, key if isinstance(key, tuple) else (key,), strict=True))
+        name = ", ".join(f"{k}={v}" for k, v in values.items()) or "candidate"
+        same = all(set(base[k].astype(str)) == set(g[k].astype(str)) for k in keys)
+        out.append((name, "regression" if same else "overhead", list(g["run_id"])))
+    return out
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -100,7 +136,24 @@ def prepare(
                                    candidate=ctx.candidate, telemetry=f.telemetry,
                                    n_boot=n_boot))
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
+    groups = candidate_groups(f.runs, ctx.baseline, ctx.candidate)
+    ctx.word = "regression" if all(w == "regression" for _, w, _ in groups) else "overhead"
+    for name, word, ids in groups:
+        table = ctx.overhead if len(groups) == 1 else judged(overhead(
+            f.runs, lat, baseline=ctx.baseline, candidate=ids, n_boot=n_boot))
+        ctx.groups.append(GroupComparison(name, word, ids, table))
     return ctx
+
+
+def verdict_line(ctx: ReportContext) -> str:
+    """The verdict line: "REGRESSION in p99" only for a candidate of the baseline's own mesh
+    and policy; against another mesh or policy the same finding is an overhead."""
+    v = ctx.verdict
+    if v is None:
+        return "no verdict"
+    if v.is_regression and ctx.word == "overhead":
+        return "OVERHEAD beyond thresholds in " + ", ".join(v.regressions)
+    return v.summary()
 
 
 def exit_code(ctx: ReportContext) -> int:
@@ -114,6 +167,7 @@ def verdict_document(ctx: ReportContext) -> dict[str, object]:
     v = ctx.verdict
     return {
         "verdict": str(v.verdict) if v else "error",
+        "comparison": ctx.word,
         "regressions": list(v.regressions) if v else [],
         "problem": ctx.problem,
         "exit_code": exit_code(ctx),
@@ -143,8 +197,7 @@ def _problem(ctx: ReportContext) -> object:
 def header(ctx: ReportContext) -> object:
     if ctx.problem:
         return _md(f"# {ctx.title}\n\n> **Cannot compare:** {ctx.problem}")
-    v = ctx.verdict
-    status = v.summary() if v else "no verdict"
+    status = verdict_line(ctx)
     return _md(f"# {ctx.title}\n\n**Verdict: {status}**\n\n"
                f"Store `{ctx.store_path}` · baseline {len(ctx.baseline)} runs · candidate "
                f"{len(ctx.candidate)} runs · thresholds "
@@ -164,6 +217,34 @@ def overhead_table(ctx: ReportContext) -> object:
             "baseline_run_mean", "baseline_run_sd", "candidate_run_mean", "candidate_run_sd",
             "difference"]
     return ctx.overhead[cols].round(2)
+
+
+GROUP_COLUMNS = ["metric", "unit", "baseline", "candidate", "delta", "ci_low", "ci_high",
+                 "delta_pct", "difference"]
+
+
+def group_frames(ctx: ReportContext) -> list[tuple[str, pd.DataFrame]]:
+    """(heading, table) per candidate group: each delta against the baseline with its 95%
+    interval and faster / slower / indistinguishable."""
+    out = []
+    for g in ctx.groups:
+        what = "Regression check" if g.word == "regression" else "Overhead"
+        heading = f"{what}: {g.name} vs baseline ({len(g.candidate)} runs)"
+        cols = [c for c in GROUP_COLUMNS if c in g.table.columns]
+        out.append((heading, g.table[cols].round(2)))
+    return out
+
+
+def group_sections(ctx: ReportContext) -> None:
+    """Display one section per candidate group (never one pooled "candidate")."""
+    from IPython.display import display
+
+    if ctx.problem:
+        display(_problem(ctx))   # type: ignore[no-untyped-call]
+        return
+    for heading, table in group_frames(ctx):
+        display(_md(f"### {heading}"))   # type: ignore[no-untyped-call]
+        display(table)   # type: ignore[no-untyped-call]
 
 
 def context_table(ctx: ReportContext) -> object:

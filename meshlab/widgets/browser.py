@@ -123,14 +123,14 @@ class ResultsBrowser:
             self.message.value = "<b>pick at least one baseline and one candidate run</b>"
             return False
         from meshlab.report import figures
-        from meshlab.report.sections import prepare
+        from meshlab.report.sections import prepare, verdict_line
 
         ctx = prepare(self.store_path, baseline=base, candidate=cand, renderer=None, n_boot=300)
         if ctx.problem or ctx.verdict is None:
             self.message.value = f"<b>cannot compare:</b> {ctx.problem}"
             return False
         self.compare_table = ctx.overhead
-        self.message.value = f"verdict: <b>{ctx.verdict.summary()}</b>"
+        self.message.value = f"verdict: <b>{verdict_line(ctx)}</b>"
         lat = ctx.frames.buckets[ctx.frames.buckets["kind"] == "latency"]
         show(self.output, [ctx.overhead.round(2), figures.overhead_bars(ctx.overhead),
                            figures.ab_overlay(lat, baseline=base, candidate=cand)])

@@ -85,7 +85,7 @@ def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) 
     b.baseline.value = ("base-0", "base-1")
     b.candidate.value = ("slow-0", "slow-1")
     b.compare_button.click()
-    assert "REGRESSION" in b.message.value
+    assert "OVERHEAD beyond thresholds" in b.message.value     # envoy vs none
     assert len(b.output.outputs) == 3
     b.runs.value = ("base-0",)
     b.csv_button.click()
