@@ -125,6 +125,14 @@ def test_each_candidate_group_gets_its_own_section(store_path: Path) -> None:
     assert envoy.loc["p99_us", "ci_low"] > 0
     assert same.loc["p50_us", "difference"] in {"indistinguishable", "faster", "slower"}
     assert same.loc["p50_us", "ci_low"] < envoy.loc["p50_us", "ci_low"]
+    # the verdict is each group's own, named by group (never the pooled candidate's)
+    assert ctx.verdict is not None
+    assert set(ctx.verdict.table["group"]) == {"mesh=envoy", "mesh=same"}
+    assert all(r.startswith(("mesh=envoy: ", "mesh=same: ")) for r in ctx.verdict.regressions)
+    gated = prepare(store_path, baseline="mesh=none", candidate="mesh!=none", renderer=None,
+                    n_boot=300, thresholds=["p99=10%"])
+    assert gated.verdict is not None and "mesh=envoy: p99_us" in gated.verdict.regressions
+    assert exit_code(gated) == 1
 
 
 def test_regression_only_for_the_same_mesh(store_path: Path) -> None:

@@ -142,7 +142,24 @@ def prepare(
         table = ctx.overhead if len(groups) == 1 else judged(overhead(
             f.runs, lat, baseline=ctx.baseline, candidate=ids, n_boot=n_boot))
         ctx.groups.append(GroupComparison(name, word, ids, table))
+    if len(groups) > 1:      # the verdict is each group's, never the pooled candidate's
+        ctx.verdict = _group_verdict(ctx)
     return ctx
+
+
+def _group_verdict(ctx: ReportContext) -> RegressionVerdict:
+    """One verdict over several candidate groups: a threshold exceeded in any group (named as
+    `mesh=envoy: p99_us`), else the mildest verdict any group got."""
+    verdicts = [(g.name, regression_verdict(g.table, ctx.thresholds)) for g in ctx.groups]
+    table = pd.concat([v.table.assign(group=name) for name, v in verdicts], ignore_index=True)
+    table = table[["group", *(c for c in table.columns if c != "group")]]
+    exceeded = tuple(f"{name}: {m}" for name, v in verdicts for m in v.regressions)
+    if exceeded:
+        return RegressionVerdict(Verdict.REGRESSION, table, exceeded)
+    order = (Verdict.NO_SIGNIFICANT_CHANGE, Verdict.WITHIN_THRESHOLD, Verdict.IMPROVEMENT,
+             Verdict.NO_DATA)
+    seen = {v.verdict for _, v in verdicts}
+    return RegressionVerdict(next((o for o in order if o in seen), Verdict.NO_DATA), table)
 
 
 def verdict_line(ctx: ReportContext) -> str:
