@@ -10,6 +10,7 @@ import pytest
 
 from meshlab.analysis import synthetic_result
 from meshlab.report import build_report, prepare, report_main
+from meshlab.report import sections as rpt_sections
 from meshlab.report.sections import exit_code
 from meshlab.store import Store
 
@@ -36,9 +37,12 @@ def test_planted_regression_exits_one(store_path: Path, tmp_path: Path,
     code = report_main(baseline="mesh=none", candidate="mesh=envoy", out=out,
                        store=store_path, thresholds=["p99=10%"])
     assert code == 1
-    assert "REGRESSION" in capsys.readouterr().err
+    # envoy against no mesh is an overhead, not a regression (that word is for a new build)
+    err = capsys.readouterr().err
+    assert "OVERHEAD beyond thresholds in" in err and "REGRESSION" not in err
     html = out.read_text(encoding="utf-8")
-    assert "REGRESSION in" in html
+    assert "OVERHEAD beyond thresholds in" in html and "REGRESSION" not in html
+    assert "Overhead: candidate vs baseline (3 runs)" in html
     assert "Plotly.newPlot" in html and 'src="http' not in html   # plotly.js inlined: offline
     assert "rpt.prepare" not in html                               # code hidden
 
@@ -84,7 +88,7 @@ def test_no_fail_exits_zero_on_a_regression_but_two_on_bad_input(
     code = report_main(baseline="mesh=none", candidate="mesh!=none,mesh!=same", out=out,
                        store=store_path, thresholds=["p99=10%"], fail_on_regression=False)
     assert code == 0
-    assert "REGRESSION" in capsys.readouterr().err          # still reported
+    assert "OVERHEAD beyond thresholds" in capsys.readouterr().err   # still reported
     assert report_main(baseline="mesh=istio", candidate="mesh!=none", out=out,
                        store=store_path, fail_on_regression=False) == 2
 
@@ -150,3 +154,37 @@ def test_demo_report_reads_without_scientific_notation_or_index(tmp_path: Path) 
     assert "ci_high_pct" not in text and "higher_is_better" not in text
     assert re.search(r"[+-]\d[\d,]*% \([+-]?\d[\d,.]*% \.\. [+-]?\d[\d,.]*%\)", text)
     assert 'verdict-slower' in html
+
+
+def test_each_candidate_group_gets_its_own_section(store_path: Path) -> None:
+    """Two meshes as one candidate are not pooled: one judged section each, with intervals."""
+    ctx = prepare(store_path, baseline="mesh=none", candidate="mesh!=none", renderer=None,
+                  n_boot=300)
+    assert ctx.problem is None and ctx.word == "overhead"
+    assert "REGRESSION" not in rpt_sections.verdict_line(ctx)
+    frames = dict(rpt_sections.group_frames(ctx))
+    assert list(frames) == ["Overhead: mesh=envoy vs baseline (3 runs)",
+                            "Overhead: mesh=same vs baseline (3 runs)"]
+    envoy = frames["Overhead: mesh=envoy vs baseline (3 runs)"].set_index("metric")
+    same = frames["Overhead: mesh=same vs baseline (3 runs)"].set_index("metric")
+    assert {"delta", "ci_low", "ci_high", "difference"} <= set(envoy.columns)
+    assert envoy.loc["p99_us", "difference"] == "slower"        # planted 20% slowdown
+    assert envoy.loc["p99_us", "ci_low"] > 0
+    assert same.loc["p50_us", "difference"] in {"indistinguishable", "faster", "slower"}
+    assert same.loc["p50_us", "ci_low"] < envoy.loc["p50_us", "ci_low"]
+    # the verdict is each group's own, named by group (never the pooled candidate's)
+    assert ctx.verdict is not None
+    assert set(ctx.verdict.table["group"]) == {"mesh=envoy", "mesh=same"}
+    assert all(r.startswith(("mesh=envoy: ", "mesh=same: ")) for r in ctx.verdict.regressions)
+    gated = prepare(store_path, baseline="mesh=none", candidate="mesh!=none", renderer=None,
+                    n_boot=300, thresholds=["p99=10%"])
+    assert gated.verdict is not None and "mesh=envoy: p99_us" in gated.verdict.regressions
+    assert exit_code(gated) == 1
+
+
+def test_regression_only_for_the_same_mesh(store_path: Path) -> None:
+    ctx = prepare(store_path, baseline="base-0,base-1", candidate="base-2", renderer=None,
+                  n_boot=200)
+    assert ctx.problem is None and ctx.word == "regression"
+    ((heading, _table),) = rpt_sections.group_frames(ctx)
+    assert heading == "Regression check: candidate vs baseline (1 runs)"

@@ -22,6 +22,7 @@ class DeploymentReport:
     telemetry: list[TelemetrySample] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # e.g. "sidecar envoy:backend died"
     context: dict[str, Any] = field(default_factory=dict)  # e.g. after-run snapshot, changes
+    failure: str = ""     # set when the run cannot be trusted (a process died): fails the run
 
 
 class Deployment(abc.ABC):

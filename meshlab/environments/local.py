@@ -84,7 +84,8 @@ class LocalDeployment(Deployment):
         own = [s.value for s in samples if s.source == "meshlab:telemetry"]
         if own:
             context["telemetry_cpu_percent"] = round(own[-1], 3)
-        return DeploymentReport(telemetry=samples, warnings=warnings, context=context)
+        return DeploymentReport(telemetry=samples, warnings=warnings, context=context,
+                                failure=warnings[0] if warnings else "")
 
 
 class LocalEnvironment(Environment):

@@ -82,6 +82,10 @@ def merge_run(result: RunResult, spec: RunSpec, run_spec: RunSpec, deployment: D
         context.update(report.context)
         result.telemetry.extend(report.telemetry)
         result.warnings.extend(report.warnings)
+        if report.failure and result.status != RunStatus.ABORTED:
+            # a backend or sidecar died: its answers (503s, resets) are not the mesh's cost
+            result.status = RunStatus.FAILED
+            result.error = result.error or report.failure
     context.update(result.context)
     context["experiment_id"] = exp_id
     if run_spec.target != spec.target:

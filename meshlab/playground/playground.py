@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -20,7 +21,7 @@ from meshlab.playground import process as _proc
 from meshlab.playground._support import FieldSupport, describe_problems, used_fields
 from meshlab.playground.certs import CertFiles, CertificateAuthority
 from meshlab.playground.plan import Plan, ProxySpec, build_plan, for_protocol
-from meshlab.playground.ports import free_ports
+from meshlab.playground.ports import hold_port
 from meshlab.policy import MtlsMode, TrafficPolicy
 from meshlab.registry import DATA_PLANES
 from meshlab.topology import DataPlane, DataPlaneKind, Mode, Topology, parse_mesh
@@ -203,6 +204,7 @@ class Playground:
         self.data_plane_binary = ""
         self.data_plane_source = ""
         self._started = False
+        self._held: dict[int, socket.socket] = {}     # ports chosen, not yet handed over
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -260,7 +262,10 @@ class Playground:
             self._started = True
             _proc.register_for_exit(self)
             try:
-                self._spawn_all()
+                try:
+                    self._spawn_all()
+                finally:
+                    self._release_ports()
                 self._write_pidfile("starting")
                 _proc.wait_ready(self._probes(), timeout_s=self.ready_timeout_s)
                 break
@@ -335,15 +340,13 @@ class Playground:
 
     def _spawn_all(self) -> None:
         topo = self.topology
-        # real ports: the plan was laid out with placeholders by check_topology
-        used: set[int] = set()
-
+        # real ports: the plan was laid out with placeholders by check_topology. Each stays
+        # bound here until just before its process starts (issuing mTLS certificates and
+        # starting the other processes take long enough for another program to take it).
         def port() -> int:
-            while True:
-                (p,) = free_ports(1)
-                if p not in used:
-                    used.add(p)
-                    return p
+            p, sock = hold_port()
+            self._held[p] = sock
+            return p
 
         _proc.private_dir(self.workdir)       # 0700: it holds the mTLS keys
         ca = CertificateAuthority(self.workdir / "certs") if topo.data_plane.mtls != "off" \
@@ -389,8 +392,17 @@ class Playground:
                 role=proxy.role, ports=ports, cwd=pdir))
 
     def _launch(self, proc: _proc.ManagedProcess) -> None:
+        for port in proc.ports.values():
+            sock = self._held.pop(port, None)
+            if sock is not None:
+                sock.close()
         self.processes.append(proc)
         proc.start()
+
+    def _release_ports(self) -> None:
+        for sock in self._held.values():
+            sock.close()
+        self._held.clear()
 
     def _probes(self) -> list[tuple[_proc.ManagedProcess, _proc.Probe]]:
         out: list[tuple[_proc.ManagedProcess, _proc.Probe]] = []

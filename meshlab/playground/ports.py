@@ -1,4 +1,5 @@
-"""Free loopback ports for playground processes (bound together, released just before use)."""
+"""Free loopback ports for playground processes: held bound until just before the process that
+listens on them starts, so no other process can take one in between."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def free_ports(count: int, *, host: str = "127.0.0.1") -> list[int]:
         for s in socks:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+def hold_port(*, host: str = "127.0.0.1") -> tuple[int, socket.socket]:
+    """A free TCP port on `host` and the socket that keeps it taken (bound, not listening):
+    close the socket right before starting the process that binds the port, not earlier."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+    except OSError:
+        s.close()
+        raise
+    return int(s.getsockname()[1]), s
 
 
 def port_open(host: str, port: int, *, timeout_s: float = 0.2) -> bool:

@@ -42,6 +42,7 @@ class ReportOutcome:
     exit_code: int
     problem: str | None
     elapsed_s: float
+    comparison: str = "regression"    # "overhead" when the candidate is another mesh/policy
 
     @property
     def is_regression(self) -> bool:
@@ -50,6 +51,9 @@ class ReportOutcome:
     def message(self) -> str:
         if self.problem:
             return f"report written to {self.out}; cannot compare: {self.problem}"
+        if self.regressions and self.comparison == "overhead":
+            return (f"OVERHEAD beyond thresholds in {', '.join(self.regressions)}; report "
+                    f"written to {self.out}")
         if self.regressions:
             return f"REGRESSION in {', '.join(self.regressions)}; report written to {self.out}"
         return f"{self.verdict}; report written to {self.out}"
@@ -167,7 +171,8 @@ def build_report(
     return ReportOutcome(out=out, verdict=str(doc["verdict"]),
                          regressions=tuple(doc.get("regressions", [])),
                          exit_code=int(doc["exit_code"]), problem=doc.get("problem"),
-                         elapsed_s=time.monotonic() - t0)
+                         elapsed_s=time.monotonic() - t0,
+                         comparison=str(doc.get("comparison", "regression")))
 
 
 def report_main(

@@ -51,6 +51,42 @@ class ReportContext:
     figures_dir: str = ""            # also write each figure there as PNG and SVG (kaleido)
     trend_over: str = "experiment"   # the trend section's points: experiment, day, label.NAME
     trend: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    word: str = "regression"     # "overhead" when the candidate is another mesh or policy
+    groups: list[GroupComparison] = field(default_factory=list)
+
+
+# What makes runs "a different thing" from the baseline: comparing those is an overhead; only a
+# candidate of the same mesh and policy (a new build, another label) can be a regression.
+GROUP_KEYS = ("mesh", "policy")
+
+
+@dataclass(slots=True)
+class GroupComparison:
+    """One candidate group (one mesh, one policy) against the baseline, in its own section."""
+
+    name: str                    # "mesh=envoy, policy=retry"
+    word: str                    # "regression" (same mesh and policy) or "overhead"
+    candidate: list[str]
+    table: pd.DataFrame          # judged overhead rows: delta, interval, difference
+
+
+def candidate_groups(runs: pd.DataFrame, baseline: Sequence[str],
+                     candidate: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """(name, word, run ids) per candidate group: split by each of GROUP_KEYS the candidate
+    runs vary in; "regression" for a group with the baseline's own mesh and policy."""
+    keys = [k for k in GROUP_KEYS if k in runs.columns]
+    base = runs[runs["run_id"].isin(baseline)]
+    cand = runs[runs["run_id"].isin(candidate)]
+    split = [k for k in keys if cand[k].astype(str).nunique() > 1]
+    out: list[tuple[str, str, list[str]]] = []
+    parts = cand.groupby([cand[k].astype(str) for k in split], sort=True) if split \
+        else [((), cand)]
+    for key, g in parts:
+        values = dict(zip(split, key if isinstance(key, tuple) else (key,), strict=True))
+        name = ", ".join(f"{k}={v}" for k, v in values.items()) or "candidate"
+        same = all(set(base[k].astype(str)) == set(g[k].astype(str)) for k in keys)
+        out.append((name, "regression" if same else "overhead", list(g["run_id"])))
+    return out
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -111,6 +147,14 @@ def prepare(
                                    candidate=ctx.candidate, telemetry=f.telemetry,
                                    n_boot=n_boot))
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
+    groups = candidate_groups(f.runs, ctx.baseline, ctx.candidate)
+    ctx.word = "regression" if all(w == "regression" for _, w, _ in groups) else "overhead"
+    for name, word, ids in groups:
+        table = ctx.overhead if len(groups) == 1 else judged(overhead(
+            f.runs, lat, baseline=ctx.baseline, candidate=ids, n_boot=n_boot))
+        ctx.groups.append(GroupComparison(name, word, ids, table))
+    if len(groups) > 1:      # the verdict is each group's, never the pooled candidate's
+        ctx.verdict = _group_verdict(ctx)
     return ctx
 
 
@@ -124,6 +168,32 @@ def _trend(store: Store, runs: pd.DataFrame, ctx: ReportContext) -> pd.DataFrame
     return trend(same, store.buckets(ids), over=ctx.trend_over, group_by=("mesh",))
 
 
+def _group_verdict(ctx: ReportContext) -> RegressionVerdict:
+    """One verdict over several candidate groups: a threshold exceeded in any group (named as
+    `mesh=envoy: p99_us`), else the mildest verdict any group got."""
+    verdicts = [(g.name, regression_verdict(g.table, ctx.thresholds)) for g in ctx.groups]
+    table = pd.concat([v.table.assign(group=name) for name, v in verdicts], ignore_index=True)
+    table = table[["group", *(c for c in table.columns if c != "group")]]
+    exceeded = tuple(f"{name}: {m}" for name, v in verdicts for m in v.regressions)
+    if exceeded:
+        return RegressionVerdict(Verdict.REGRESSION, table, exceeded)
+    order = (Verdict.NO_SIGNIFICANT_CHANGE, Verdict.WITHIN_THRESHOLD, Verdict.IMPROVEMENT,
+             Verdict.NO_DATA)
+    seen = {v.verdict for _, v in verdicts}
+    return RegressionVerdict(next((o for o in order if o in seen), Verdict.NO_DATA), table)
+
+
+def verdict_line(ctx: ReportContext) -> str:
+    """The verdict line: "REGRESSION in p99" only for a candidate of the baseline's own mesh
+    and policy; against another mesh or policy the same finding is an overhead."""
+    v = ctx.verdict
+    if v is None:
+        return "no verdict"
+    if v.is_regression and ctx.word == "overhead":
+        return "OVERHEAD beyond thresholds in " + ", ".join(v.regressions)
+    return v.summary()
+
+
 def exit_code(ctx: ReportContext) -> int:
     """0 no regression, 1 regression, 2 the comparison could not be made (bad input)."""
     if ctx.problem or ctx.verdict is None or ctx.verdict.verdict is Verdict.NO_DATA:
@@ -135,6 +205,7 @@ def verdict_document(ctx: ReportContext) -> dict[str, object]:
     v = ctx.verdict
     return {
         "verdict": str(v.verdict) if v else "error",
+        "comparison": ctx.word,
         "regressions": list(v.regressions) if v else [],
         "problem": ctx.problem,
         "exit_code": exit_code(ctx),
@@ -166,10 +237,7 @@ def header(ctx: ReportContext) -> object:
         return _md(f"# {ctx.title}\n\n> **Cannot compare:** {ctx.problem}")
     from meshlab.report.tables import metric_name, threshold_text
 
-    v = ctx.verdict
-    status = ("no verdict" if v is None else
-              "REGRESSION in " + ", ".join(metric_name(m) for m in v.regressions)
-              if v.regressions else str(v.verdict))
+    status = verdict_line(ctx)
     return _md(f"# {ctx.title}\n\n**Verdict: {status}**\n\n"
                f"Store `{ctx.store_path}` · baseline {len(ctx.baseline)} runs · candidate "
                f"{len(ctx.candidate)} runs · thresholds "
@@ -191,6 +259,36 @@ def overhead_table(ctx: ReportContext) -> object:
     from meshlab.report.tables import comparison_table
 
     return comparison_table(ctx.overhead)
+
+
+GROUP_COLUMNS = ["metric", "unit", "baseline", "candidate", "delta", "ci_low", "ci_high",
+                 "delta_pct", "difference"]
+
+
+def group_frames(ctx: ReportContext) -> list[tuple[str, pd.DataFrame]]:
+    """(heading, table) per candidate group: each delta against the baseline with its 95%
+    interval and faster / slower / indistinguishable."""
+    out = []
+    for g in ctx.groups:
+        what = "Regression check" if g.word == "regression" else "Overhead"
+        heading = f"{what}: {g.name} vs baseline ({len(g.candidate)} runs)"
+        cols = [c for c in GROUP_COLUMNS if c in g.table.columns]
+        out.append((heading, g.table[cols].round(2)))
+    return out
+
+
+def group_sections(ctx: ReportContext) -> None:
+    """Display one section per candidate group (never one pooled "candidate")."""
+    from IPython.display import display
+
+    if ctx.problem:
+        display(_problem(ctx))   # type: ignore[no-untyped-call]
+        return
+    from meshlab.report.tables import comparison_table
+
+    for heading, table in group_frames(ctx):
+        display(_md(f"### {heading}"))   # type: ignore[no-untyped-call]
+        display(comparison_table(table))   # type: ignore[no-untyped-call]
 
 
 def context_table(ctx: ReportContext) -> object:

@@ -3,6 +3,9 @@ overhead table and figures, export (fortio JSON, CSV, HTML report). Messages, no
 
 from __future__ import annotations
 
+import html
+import json
+from collections.abc import Hashable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +19,31 @@ from meshlab.widgets._show import show
 _COLS = ["run_id", "profile", "mesh", "rate_rps", "connections", "status", "requests",
          "p50_us", "p99_us", "started_at"]
 _SHOWN = 30          # rows of the runs table; the selection lists hold every run
+
+
+BAD_STATUSES = ("failed", "degraded")
+
+
+def run_problem(run: Mapping[Hashable, object]) -> str:
+    """Why a stored run must not be compared ("" when it may): its status and its reason."""
+    status = str(run.get("status") or "")
+    if status not in BAD_STATUSES:
+        return ""
+    error, raw = run.get("error"), run.get("warnings")     # NaN / None when absent
+    reason = error if isinstance(error, str) else ""
+    if not reason:
+        try:
+            warnings = json.loads(raw) if isinstance(raw, str) and raw else []
+        except ValueError:
+            warnings = []
+        reason = str(warnings[0]) if warnings else "no reason recorded"
+    return f"{status}: {reason}"
+
+
+def problems_html(problems: dict[str, str]) -> str:
+    """Failed/degraded runs in red, each with its reason."""
+    return "".join(f'<div style="color:#c00"><b>{html.escape(rid)}</b> '
+                   f"{html.escape(why[:300])}</div>" for rid, why in problems.items())
 
 
 def _cls(widget: W.Widget, name: str) -> W.Widget:
@@ -48,6 +76,7 @@ class ResultsBrowser:
         self.runs_view = _cls(W.HTML(value=""), "meshlab-runs-table")
         self.output = _cls(W.Output(), "meshlab-compare-output")
         self.table = pd.DataFrame(columns=_COLS)
+        self.problems: dict[str, str] = {}     # run id -> "failed: reason" (not comparable)
         self.compare_table = pd.DataFrame()
         self.figures: dict[str, object] = {}        # the charts on show, for export
         for w in (self.profile, self.mesh, self.label, self.since):
@@ -116,17 +145,25 @@ class ResultsBrowser:
             except ValueError:
                 self.message.value = "since: use a date like 2026-01-31"
         self.table = df
-        options = [(f"{r['run_id']}  {r['profile']}  {r['mesh']}  "
+        records = df.to_dict("records")
+        self.problems = {str(r["run_id"]): p for r in records if (p := run_problem(r))}
+        options = [(f"{self._mark(str(r['run_id']))}{r['run_id']}  {r['profile']}  {r['mesh']}  "
                     f"{format_rate_rps(r['rate_rps'])}  {r['status']}  "
                     f"p99 {format_us(r['p99_us'])}", str(r["run_id"]))
-                   for r in df.to_dict("records")]
+                   for r in records]
         self.runs.options = self.baseline.options = self.candidate.options = options
-        self.message.value = f"{len(df)} of {len(self._all)} runs"
+        self.message.value = f"{len(df)} of {len(self._all)} runs" + (
+            f"; {len(self.problems)} failed or degraded (marked ✗):"
+            + problems_html(self.problems) if self.problems else "")
         from meshlab.report.tables import runs_table
 
         latest = df.sort_values("started_at", ascending=False).head(_SHOWN)
         self.runs_view.value = runs_table(
             latest, title=f"latest {len(latest)} of {len(df)} runs").html()
+
+    def _mark(self, run_id: str) -> str:
+        why = self.problems.get(run_id, "")
+        return f"✗ {why.split(':', 1)[0].upper()}  " if why else ""
 
     # compare --------------------------------------------------------------------------------
     def compare(self) -> bool:
@@ -136,15 +173,22 @@ class ResultsBrowser:
         if not base or not cand:
             self.message.value = "<b>pick at least one baseline and one candidate run</b>"
             return False
+        bad = {rid: self.problems[rid] for rid in [*base, *cand] if rid in self.problems}
+        if bad:
+            self.message.value = ("<b style='color:#c00'>not compared: the selection holds "
+                                  "failed or degraded runs</b> (their numbers describe the "
+                                  "failure, not the mesh); remove them or re-run:"
+                                  + problems_html(bad))
+            return False
         from meshlab.report import figures
-        from meshlab.report.sections import prepare
+        from meshlab.report.sections import prepare, verdict_line
 
         ctx = prepare(self.store_path, baseline=base, candidate=cand, renderer=None, n_boot=300)
         if ctx.problem or ctx.verdict is None:
             self.message.value = f"<b>cannot compare:</b> {ctx.problem}"
             return False
         self.compare_table = ctx.overhead
-        self.message.value = f"verdict: <b>{ctx.verdict.summary()}</b>"
+        self.message.value = f"verdict: <b>{verdict_line(ctx)}</b>"
         lat = ctx.frames.buckets[ctx.frames.buckets["kind"] == "latency"]
         from meshlab.report.tables import comparison_table
 

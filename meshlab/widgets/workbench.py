@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 
 from meshlab.errors import MeshlabError
 from meshlab.widgets._show import show
+from meshlab.widgets.browser import problems_html, run_problem
 from meshlab.widgets.form import ProfileForm
 
 POLL_S = 0.5
@@ -152,8 +154,12 @@ class Workbench:
             return True
         o = self.outcome
         why = f"<br><b>{html.escape(o.reason)}</b>" if o.reason else ""
+        bad = {r.run_id: p for r in o.results
+               if (p := run_problem({"status": str(r.status), "error": r.error,
+                                     "warnings": json.dumps(r.warnings)}))}
+        style = "danger" if bad else "success" if o.ok else "warning"
         self._finish(f"{o.status}: {len(o.results)} run(s) stored in experiment "
-                     f"{o.experiment_id}{why}", "success" if o.ok else "warning")
+                     f"{o.experiment_id}{why}" + problems_html(bad), style)
         self._draw_results(o.run_ids)
         self.browser.refresh()
         return True

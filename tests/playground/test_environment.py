@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,12 @@ from _playground_helpers import assert_gone, codes, fetch
 
 from meshlab.environments.local import LocalEnvironment
 from meshlab.errors import MeshError, ProfileError
+from meshlab.experiment._record import broken_reason, empty_result, merge_run
+from meshlab.host import host_snapshot
 from meshlab.profile import Profile
+from meshlab.results import RunStatus
+from meshlab.runners.base import get_runner
+from meshlab.slo import apply_check
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,6 +85,17 @@ def test_same_spec_is_reused_and_dead_sidecar_reported():
             report = await dep.end()
             assert any("backend-1-sidecar died" in w for w in report.warnings)
             assert report.context["dead_processes"] == ["backend-1-sidecar"]
+            # the run is failed with the process's own last words, not stored as good
+            result = empty_result(spec, get_runner("native"), datetime.now(UTC),
+                                  RunStatus.COMPLETED, "")
+            result.requests, result.errors = 100, 55
+            merge_run(result, spec, spec, dep, report, host_snapshot(), get_runner("native"),
+                      "exp-test")
+            apply_check(result)
+            assert result.status == RunStatus.FAILED
+            assert "backend-1-sidecar died during the run" in result.error
+            assert "its log ends with" in result.error
+            assert broken_reason(result)
             again = await env.deploy(spec)        # a dead sidecar forces a restart
             assert again.context["reused"] is False and again.playground.dead() == []
             third = await env.deploy(spec)

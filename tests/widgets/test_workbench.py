@@ -3,12 +3,14 @@ real DuckDB store; bad input shows a message next to the field or in the browser
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from meshlab.analysis import synthetic_result
+from meshlab.results import RunStatus
 from meshlab.store import Store
 from meshlab.widgets import ResultsBrowser, Workbench
 
@@ -86,7 +88,7 @@ def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) 
     b.baseline.value = ("base-0", "base-1")
     b.candidate.value = ("slow-0", "slow-1")
     b.compare_button.click()
-    assert "REGRESSION" in b.message.value
+    assert "OVERHEAD beyond thresholds" in b.message.value     # envoy vs none
     assert len(b.output.outputs) == 3
     b.runs.value = ("base-0",)
     b.csv_button.click()
@@ -148,3 +150,48 @@ def test_status_line_names_the_run_with_its_live_rate_and_p99() -> None:
     line = status_line(snap)
     assert "run 2 of 6" in line and "mesh=envoy rate=500" in line
     assert "498 req/s" in line and "p99 1.20 ms" in line
+
+
+def test_failed_and_degraded_runs_are_marked_and_not_compared(store_path: Path,
+                                                              tmp_path: Path) -> None:
+    store = Store(store_path)
+    broken = synthetic_result(run_id="broken-0", seed=30, requests=5_000, mesh="envoy")
+    broken.status = RunStatus.FAILED
+    broken.error = "sidecar envoy:backend-0-sidecar died during the run; address already in use"
+    store.save(broken)
+    shaky = synthetic_result(run_id="shaky-0", seed=31, requests=5_000, mesh="envoy")
+    shaky.status = RunStatus.DEGRADED
+    shaky.warnings = ["achieved 120 req/s of 600 requested"]
+    store.save(shaky)
+    b = ResultsBrowser(store_path, export_dir=tmp_path / "out")
+    labels = {v: text for text, v in b.runs.options}
+    assert labels["broken-0"].startswith("✗ FAILED") and labels["shaky-0"].startswith("✗ DEGR")
+    assert not labels["base-0"].startswith("✗")
+    assert "color:#c00" in b.message.value and "address already in use" in b.message.value
+    b.baseline.value = ("base-0", "base-1")
+    b.candidate.value = ("slow-0", "shaky-0")
+    assert not b.compare()
+    assert "not compared" in b.message.value and "achieved 120 req/s" in b.message.value
+    assert len(b.output.outputs) == 0
+    b.candidate.value = ("slow-0", "slow-1")
+    assert b.compare()
+
+
+def test_a_failed_run_is_shown_in_red_with_its_reason(tmp_path: Path) -> None:
+    with socket.socket() as s:            # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wb = Workbench(tmp_path / "s.duckdb",
+                   defaults={"name": "refused", "target": f"http://127.0.0.1:{port}/"})
+    wb.form.set("loads.rate_rps", "50")
+    wb.form.set("loads.connections", "1")
+    wb.form.set("loads.duration_s", "0.5")
+    wb.form.set("loads.warmup_s", "0")
+    wb.run_button.click()
+    deadline = time.monotonic() + 60
+    while not wb.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert wb.progress.bar_style == "danger"
+    assert "color:#c00" in wb.status.value and "no successful response" in wb.status.value
+    assert any(text.startswith("✗ FAILED") for text, _ in wb.browser.runs.options)
