@@ -313,6 +313,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESULT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".parquet")
+
+
 def _result_paths(args: list[str]) -> list[Path]:
     """FILE arguments as files: a directory gives its result files, a quoted glob its matches
     (a name matching nothing is kept, so reading it reports the missing file)."""
@@ -323,12 +326,14 @@ def _result_paths(args: list[str]) -> list[Path]:
     out: list[Path] = []
     for arg in args:
         p = Path(arg)
-        if p.is_dir():
+        if p.is_dir() and (p / "runs").is_dir():
+            out.append(p)                   # a parquet-dataset export
+        elif p.is_dir():
             found = sorted(f for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in (".json", ".yaml", ".yml"))
+                           if f.is_file() and f.suffix.lower() in _RESULT_SUFFIXES)
             if not found:
-                raise ProfileError(f"FILE: {p}: no *.json, *.yaml or *.yml files in this "
-                                   "directory")
+                raise ProfileError(f"FILE: {p}: no *.json, *.yaml, *.yml, *.csv or *.parquet "
+                                   "files in this directory")
             out += found
         elif not p.exists() and any(c in arg for c in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
