@@ -70,11 +70,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     i.add_argument("--json", action="store_true", help="one JSON summary per imported run")
     i.set_defaults(handler=cmd_import)
 
-    e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV")
-    e.add_argument("run_id", metavar="RUN_ID")
-    e.add_argument("--format", required=True, choices=("fortio", "smp", "csv"))
+    e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV, "
+                              "or stored runs as a hive-partitioned Parquet dataset")
+    e.add_argument("run_id", metavar="RUN_ID", nargs="?",
+                   help="the run (parquet-dataset: optional, default every stored run)")
+    e.add_argument("--format", required=True,
+                   choices=("fortio", "smp", "csv", "parquet-dataset"))
     e.add_argument("--out", metavar="FILE", help="write here instead of stdout (never over "
-                   "the store, a DuckDB file or a symlink)")
+                   "the store, a DuckDB file or a symlink; parquet-dataset: a new or empty "
+                   "directory, required)")
     e.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_store_option(e)
     e.set_defaults(handler=cmd_export)
@@ -344,9 +348,21 @@ def _result_paths(args: list[str]) -> list[Path]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from meshlab.formats import export_run
+    from meshlab.errors import ProfileError
+    from meshlab.formats import export_run, export_runs
 
     store = open_store(args, read_only=True)
+    if args.format == "parquet-dataset":
+        if not args.out:
+            raise ProfileError("--out: parquet-dataset needs a directory to write")
+        ids = [args.run_id] if args.run_id else [str(i) for i in store.runs()["run_id"]]
+        paths = export_runs([_load_run(store, i) for i in ids], args.format, args.out)
+        print(f"wrote {len(ids)} run(s) as a Parquet dataset to "
+              f"{shown(args.out, markup=False)} ({', '.join(p.name for p in paths)})",
+              file=sys.stderr)
+        return 0
+    if not args.run_id:
+        raise ProfileError(f"RUN_ID: required for --format {args.format}")
     result = _load_run(store, args.run_id)
     text = export_run(result, args.format)
     if args.out:

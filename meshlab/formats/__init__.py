@@ -39,6 +39,7 @@ from meshlab.formats.table import (
     read_parquet_rows,
     runs_csv,
     runs_from_rows,
+    write_dataset,
     write_tables,
 )
 from meshlab.profile import Profile, redact_document
@@ -70,6 +71,8 @@ FORMATS: Mapping[str, FormatInfo] = {f.name: f for f in (
     FormatInfo("csv", "runs table as CSV (export_runs also writes a buckets table)", True, True),
     FormatInfo("csv-buckets", "histogram buckets table as CSV", False, True),
     FormatInfo("parquet", "runs and buckets tables as Parquet files (pyarrow)", True, True),
+    FormatInfo("parquet-dataset", "runs and buckets as a hive-partitioned Parquet dataset "
+               "directory (profile=/mesh=)", True, True),
 )}
 
 _DETECTORS: tuple[tuple[str, Callable[[object], bool]], ...] = (
@@ -213,10 +216,18 @@ def export_run(result: RunResult, fmt: str) -> str:
 def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[str]
                 ) -> list[Path]:
     """Write the runs table to `path` and the buckets table beside it (`<stem>_buckets<ext>`)
-    as "csv" or "parquet"; returns the two paths."""
+    as "csv" or "parquet", or both as a hive-partitioned "parquet-dataset" in the new or empty
+    directory `path` (`runs/`, `buckets/`); returns the two paths."""
+    if fmt == "parquet-dataset":
+        p = Path(path)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise ProfileError(f"path: {p} exists and is not an empty directory; a "
+                               "parquet-dataset export needs a new or empty directory")
+        return write_dataset([_redacted(r) for r in results], p)
     if fmt not in ("csv", "parquet"):
-        raise ProfileError(f"fmt: export_runs writes csv or parquet, not {fmt!r}; use "
-                           "export_run for one document per run (fortio, smp, meshlab)")
+        raise ProfileError(f"fmt: export_runs writes parquet-dataset, csv or parquet, not "
+                           f"{fmt!r}; use export_run for one document per run (fortio, smp, "
+                           "meshlab)")
     return write_tables([_redacted(r) for r in results], fmt, Path(path))
 
 

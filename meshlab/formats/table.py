@@ -207,3 +207,39 @@ def _rebuilt(row: Mapping[str, Any], context: dict[str, Any], warnings: list[str
 def _time(v: object) -> datetime:
     t = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def write_dataset(results: Sequence[RunResult], directory: Path) -> list[Path]:
+    """A hive-partitioned Parquet dataset: `runs/profile=P/mesh=M/*.parquet` and `buckets/...`
+    partitioned the same way (DuckDB `read_parquet('DIR/runs/**/*.parquet', hive_partitioning
+    = true)`, pandas `read_parquet('DIR/runs')`, Spark). Returns the two table directories."""
+    try:
+        import pyarrow as pa
+        import pyarrow.dataset as ds  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise MissingDependency("pyarrow (for Parquet export)",
+                                install="pip install pyarrow") from exc
+    runs = [run_row(r) for r in results]
+    part: dict[str, tuple[str, str]] = {
+        str(r["run_id"]): (str(r["profile"] or "unknown"), str(r["mesh"] or "none"))
+        for r in runs}
+    for r in runs:
+        r["profile"], r["mesh"] = part[str(r["run_id"])]
+    runs_schema = pa.schema([(c.name, getattr(pa, _PARQUET_TYPES[c.type])())
+                             for c in RUN_COLUMNS])
+    buckets = [{**b, "profile": part[b["run_id"]][0], "mesh": part[b["run_id"]][1]}
+               for b in bucket_rows(results)]
+    bucket_schema = pa.schema([("run_id", pa.string()), ("kind", pa.string()),
+                               ("bucket", pa.int32()), ("lower_us", pa.float64()),
+                               ("upper_us", pa.float64()), ("count", pa.int64()),
+                               ("profile", pa.string()), ("mesh", pa.string())])
+    hive = ds.partitioning(pa.schema([("profile", pa.string()), ("mesh", pa.string())]),
+                           flavor="hive")
+    out = []
+    for name, rows, schema in (("runs", runs, runs_schema), ("buckets", buckets, bucket_schema)):
+        target = directory / name
+        ds.write_dataset(pa.Table.from_pylist(rows, schema=schema), target, format="parquet",
+                         partitioning=hive, existing_data_behavior="error",
+                         basename_template="part-{i}.parquet")
+        out.append(target)
+    return out

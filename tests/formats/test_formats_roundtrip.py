@@ -4,6 +4,7 @@ counts, and its histogram within the histogram's bucket error."""
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,3 +143,42 @@ def _fixed_run() -> RunResult:
         requested_rate_rps=500.0, achieved_rate_rps=500.0, requests=2000, errors=12,
         status_codes={200: 1988, 503: 12}, error_kinds={}, latency=h, service_time=h.copy(),
         runner="native")
+
+
+@_SETTINGS
+@given(batch=st.lists(runs(), min_size=1, max_size=3, unique_by=lambda r: r.run_id))
+def test_parquet_dataset_is_hive_partitioned_and_imports_back(batch: list[RunResult],
+                                                              tmp_path: Path) -> None:
+    import duckdb
+    import pandas as pd
+
+    out = Path(tempfile.mkdtemp(dir=tmp_path)) / "ds"    # one per example
+    export_runs(batch, "parquet-dataset", out)
+    for run in batch:
+        d = run.dimensions
+        assert list((out / "runs" / f"profile={d.profile}" / f"mesh={d.mesh}").glob("*.parquet"))
+    frame = pd.read_parquet(out / "runs")
+    assert sorted(frame["run_id"]) == sorted(r.run_id for r in batch)
+    got = duckdb.sql(f"SELECT run_id, profile, mesh FROM read_parquet('{out}/runs/**/*.parquet', "
+                     "hive_partitioning = true)").fetchall()
+    assert sorted(got) == sorted((r.run_id, r.dimensions.profile, r.dimensions.mesh)
+                                 for r in batch)
+    back = {r.run_id: r for r in import_results(out)}
+    assert set(back) == {r.run_id for r in batch}
+    for run in batch:
+        _assert_same_run(back[run.run_id], run)
+        assert back[run.run_id].latency == run.latency
+
+
+def test_cli_parquet_dataset_export_and_import(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run = _fixed_run()
+    src, dst, out = tmp_path / "a.duckdb", tmp_path / "b.duckdb", tmp_path / "ds"
+    Store(src).save(run)
+    assert main(["export", "--format", "parquet-dataset", "--out", str(out),
+                 "--store", str(src)]) == 0
+    assert main(["export", "--format", "parquet-dataset", "--out", str(out),
+                 "--store", str(src)]) == 2           # never into a non-empty directory
+    assert main(["import", str(out), "--store", str(dst)]) == 0
+    capsys.readouterr()
+    _assert_same_run(Store(dst).load(run.run_id), run)
