@@ -199,7 +199,8 @@ def test_unknown_export_format() -> None:
     with pytest.raises(ProfileError, match="kind: must be"):
         fortio_json(_run(), kind="total")
     assert {n for n, f in FORMATS.items() if f.can_export} == {
-        "fortio", "smp", "meshlab", "csv", "csv-buckets", "parquet"}
+        "fortio", "smp", "meshlab", "csv", "csv-buckets", "parquet",
+        "parquet-dataset"}
 
 
 def test_meshlab_json_round_trip() -> None:
