@@ -70,6 +70,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     i.add_argument("--json", action="store_true", help="one JSON summary per imported run")
     i.set_defaults(handler=cmd_import)
 
+    m = subparsers.add_parser(
+        "merge", help="pool runs and experiments of other stores into one",
+        description="Copy every experiment and run of each SRC store into --into. A run id "
+                    "already there is skipped when identical, else reported as a conflict "
+                    "and left as it was (exit 1); copied runs record merged_from/merged_at.")
+    m.add_argument("sources", metavar="SRC", nargs="+", help="DuckDB store files to copy from")
+    m.add_argument("--into", metavar="STORE", required=True, help="the store to copy into")
+    m.add_argument("--json", action="store_true", help="one JSON report per SRC")
+    m.set_defaults(handler=cmd_merge)
+
     e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV, "
                               "or stored runs as a hive-partitioned Parquet dataset")
     e.add_argument("run_id", metavar="RUN_ID", nargs="?",
@@ -345,6 +355,28 @@ def _result_paths(args: list[str]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from meshlab.store import Store
+
+    into = Store(args.into)
+    conflicts = 0
+    for src in args.sources:
+        rep = into.merge_from(src)
+        conflicts += len(rep.conflicts)
+        if args.json:
+            print_json(dataclasses.asdict(rep))
+            continue
+        print(f"{shown(src, markup=False)}: {len(rep.added)} run(s) added, {len(rep.skipped)} "
+              f"already present, {len(rep.conflicts)} conflict(s), "
+              f"{len(rep.experiments_added)} experiment(s) added")
+        for run_id in rep.conflicts:
+            print(f"  conflict: run {shown(run_id, markup=False)} differs from the one in "
+                  f"{shown(args.into, markup=False)}; kept as it was", file=sys.stderr)
+    return 1 if conflicts else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
