@@ -314,6 +314,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             text = str(exc)
             raise ProfileError(text if str(path) in text else f"{path}: {text}") from None
     store = open_store(args)
+    # a run already stored (meshlab's own export read back keeps its run id) is skipped
+    ids = [r.run_id for r in results]
+    present = set(store.runs(run_ids=ids)["run_id"]) if ids else set()
+    for run_id in sorted(present):
+        print(f"run {shown(run_id, markup=False)} is already in {store.path}; skipped",
+              file=sys.stderr)
+    results = [r for r in results if r.run_id not in present]
     written = store.save_many(results)     # one connection, 200 runs per transaction
     for r in results:
         if args.json:

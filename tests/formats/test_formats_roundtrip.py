@@ -182,3 +182,15 @@ def test_cli_parquet_dataset_export_and_import(tmp_path: Path,
     assert main(["import", str(out), "--store", str(dst)]) == 0
     capsys.readouterr()
     _assert_same_run(Store(dst).load(run.run_id), run)
+
+
+def test_cli_import_of_an_export_into_its_own_store_skips_the_stored_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _fixed_run()
+    db, out = tmp_path / "a.duckdb", tmp_path / "run.smp"
+    Store(db).save(run)
+    assert main(["export", run.run_id, "--format", "smp", "--out", str(out),
+                 "--store", str(db)]) == 0
+    assert main(["import", str(out), "--store", str(db)]) == 0
+    assert "already in" in capsys.readouterr().err
+    assert Store(db).load(run.run_id).requests == run.requests
