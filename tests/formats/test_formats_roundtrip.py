@@ -23,7 +23,7 @@ from meshlab.store import Store
 _BUCKET_REL = 2 / 64          # 64 buckets per octave: a value moves by < 1/64 of itself
 _NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(
     lambda s: s.strip("-"))
-_SETTINGS = settings(max_examples=20, deadline=5_000, derandomize=True,
+_SETTINGS = settings(max_examples=20, deadline=30_000, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
                                             HealthCheck.too_slow])
 
