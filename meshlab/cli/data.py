@@ -70,11 +70,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     i.add_argument("--json", action="store_true", help="one JSON summary per imported run")
     i.set_defaults(handler=cmd_import)
 
-    e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV")
-    e.add_argument("run_id", metavar="RUN_ID")
-    e.add_argument("--format", required=True, choices=("fortio", "smp", "csv"))
+    m = subparsers.add_parser(
+        "merge", help="pool runs and experiments of other stores into one",
+        description="Copy every experiment and run of each SRC store into --into. A run id "
+                    "already there is skipped when identical, else reported as a conflict "
+                    "and left as it was (exit 1); copied runs record merged_from/merged_at.")
+    m.add_argument("sources", metavar="SRC", nargs="+", help="DuckDB store files to copy from")
+    m.add_argument("--into", metavar="STORE", required=True, help="the store to copy into")
+    m.add_argument("--json", action="store_true", help="one JSON report per SRC")
+    m.set_defaults(handler=cmd_merge)
+
+    e = subparsers.add_parser("export", help="write a stored run as fortio JSON, SMP or CSV, "
+                              "or stored runs as a hive-partitioned Parquet dataset")
+    e.add_argument("run_id", metavar="RUN_ID", nargs="?",
+                   help="the run (parquet-dataset: optional, default every stored run)")
+    e.add_argument("--format", required=True,
+                   choices=("fortio", "smp", "csv", "parquet-dataset"))
     e.add_argument("--out", metavar="FILE", help="write here instead of stdout (never over "
-                   "the store, a DuckDB file or a symlink)")
+                   "the store, a DuckDB file or a symlink; parquet-dataset: a new or empty "
+                   "directory, required)")
     e.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_store_option(e)
     e.set_defaults(handler=cmd_export)
@@ -300,6 +314,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             text = str(exc)
             raise ProfileError(text if str(path) in text else f"{path}: {text}") from None
     store = open_store(args)
+    # a run already stored (meshlab's own export read back keeps its run id) is skipped
+    ids = [r.run_id for r in results]
+    present = set(store.runs(run_ids=ids)["run_id"]) if ids else set()
+    for run_id in sorted(present):
+        print(f"run {shown(run_id, markup=False)} is already in {store.path}; skipped",
+              file=sys.stderr)
+    results = [r for r in results if r.run_id not in present]
     written = store.save_many(results)     # one connection, 200 runs per transaction
     for r in results:
         if args.json:
@@ -313,6 +334,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESULT_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".parquet")
+
+
 def _result_paths(args: list[str]) -> list[Path]:
     """FILE arguments as files: a directory gives its result files, a quoted glob its matches
     (a name matching nothing is kept, so reading it reports the missing file)."""
@@ -323,12 +347,14 @@ def _result_paths(args: list[str]) -> list[Path]:
     out: list[Path] = []
     for arg in args:
         p = Path(arg)
-        if p.is_dir():
+        if p.is_dir() and (p / "runs").is_dir():
+            out.append(p)                   # a parquet-dataset export
+        elif p.is_dir():
             found = sorted(f for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in (".json", ".yaml", ".yml"))
+                           if f.is_file() and f.suffix.lower() in _RESULT_SUFFIXES)
             if not found:
-                raise ProfileError(f"FILE: {p}: no *.json, *.yaml or *.yml files in this "
-                                   "directory")
+                raise ProfileError(f"FILE: {p}: no *.json, *.yaml, *.yml, *.csv or *.parquet "
+                                   "files in this directory")
             out += found
         elif not p.exists() and any(c in arg for c in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
@@ -338,10 +364,44 @@ def _result_paths(args: list[str]) -> list[Path]:
     return out
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from meshlab.store import Store
+
+    into = Store(args.into)
+    conflicts = 0
+    for src in args.sources:
+        rep = into.merge_from(src)
+        conflicts += len(rep.conflicts)
+        if args.json:
+            print_json(dataclasses.asdict(rep))
+            continue
+        print(f"{shown(src, markup=False)}: {len(rep.added)} run(s) added, {len(rep.skipped)} "
+              f"already present, {len(rep.conflicts)} conflict(s), "
+              f"{len(rep.experiments_added)} experiment(s) added")
+        for run_id in rep.conflicts:
+            print(f"  conflict: run {shown(run_id, markup=False)} differs from the one in "
+                  f"{shown(args.into, markup=False)}; kept as it was", file=sys.stderr)
+    return 1 if conflicts else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from meshlab.formats import export_run
+    from meshlab.errors import ProfileError
+    from meshlab.formats import export_run, export_runs
 
     store = open_store(args, read_only=True)
+    if args.format == "parquet-dataset":
+        if not args.out:
+            raise ProfileError("--out: parquet-dataset needs a directory to write")
+        ids = [args.run_id] if args.run_id else [str(i) for i in store.runs()["run_id"]]
+        paths = export_runs([_load_run(store, i) for i in ids], args.format, args.out)
+        print(f"wrote {len(ids)} run(s) as a Parquet dataset to "
+              f"{shown(args.out, markup=False)} ({', '.join(p.name for p in paths)})",
+              file=sys.stderr)
+        return 0
+    if not args.run_id:
+        raise ProfileError(f"RUN_ID: required for --format {args.format}")
     result = _load_run(store, args.run_id)
     text = export_run(result, args.format)
     if args.out:

@@ -30,7 +30,18 @@ from meshlab.formats.profile_import import (
     profiles_from_doc,
 )
 from meshlab.formats.smp import is_smp_result, run_from_smp, smp_result
-from meshlab.formats.table import buckets_csv, runs_csv, write_tables
+from meshlab.formats.table import (
+    buckets_csv,
+    buckets_path,
+    is_buckets_csv,
+    is_runs_csv,
+    read_csv_rows,
+    read_parquet_rows,
+    runs_csv,
+    runs_from_rows,
+    write_dataset,
+    write_tables,
+)
 from meshlab.profile import Profile, redact_document
 from meshlab.results import RunResult
 
@@ -57,9 +68,11 @@ FORMATS: Mapping[str, FormatInfo] = {f.name: f for f in (
                "with kubernetes and detected-meshes", True, False),
     FormatInfo("smp", "SMP PerformanceTestResult (YAML or JSON)", True, True),
     FormatInfo("meshlab", "meshlab RunResult JSON (RunResult.to_dict)", True, True),
-    FormatInfo("csv", "runs table as CSV (export_runs also writes a buckets table)", False, True),
+    FormatInfo("csv", "runs table as CSV (export_runs also writes a buckets table)", True, True),
     FormatInfo("csv-buckets", "histogram buckets table as CSV", False, True),
-    FormatInfo("parquet", "runs and buckets tables as Parquet files (pyarrow)", False, True),
+    FormatInfo("parquet", "runs and buckets tables as Parquet files (pyarrow)", True, True),
+    FormatInfo("parquet-dataset", "runs and buckets as a hive-partitioned Parquet dataset "
+               "directory (profile=/mesh=)", True, True),
 )}
 
 _DETECTORS: tuple[tuple[str, Callable[[object], bool]], ...] = (
@@ -101,7 +114,12 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
     columns) exactly. The histogram spreads each fortio bucket uniformly, as fortio's rule
     assumes, so merged and pooled percentiles (`analysis.pooled_percentiles`, `compare`)
     come from it and agree with fortio's only to within one fortio bucket."""
+    table = _table_runs(source)
+    if table is not None:
+        return [_redact_import(r) for r in table]
     data, name = _read(source)
+    if is_runs_csv(data) or is_buckets_csv(data):
+        return [_redact_import(r) for r in _csv_runs(data, name, source)]
     doc = parse_bytes(data, source=name)
     fmt = fmt or detect_format(doc)
     if fmt not in _IMPORTERS:
@@ -119,11 +137,62 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
         # the last line of defence: the field checks should have caught this with a path
         raise OutputParseError(f"{name}: malformed {fmt} document ({type(exc).__name__}: {exc})",
                                excerpt=_excerpt(doc)) from exc
-    for r in results:   # the raw document and the spec echo the request: keep no credential
-        r.raw = redact_document(r.raw) if r.raw is not None else None
-        r.spec = redact_document(r.spec)
-        r.context = redact_document(r.context, by_name=False)
-    return results
+    return [_redact_import(r) for r in results]
+
+
+def _redact_import(r: RunResult) -> RunResult:
+    """The raw document and the spec echo the request: keep no credential."""
+    r.raw = redact_document(r.raw) if r.raw is not None else None
+    r.spec = redact_document(r.spec)
+    r.context = redact_document(r.context, by_name=False)
+    return r
+
+
+def _table_runs(source: str | os.PathLike[str] | bytes) -> list[RunResult] | None:
+    """meshlab's Parquet export (a file, or a dataset directory); None for anything else."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return None
+    p = Path(source)
+    try:
+        if p.is_dir():
+            runs, bpath = p / "runs", p / "buckets"
+            if not runs.is_dir():
+                raise OutputParseError(f"{p}: a directory, but not a parquet-dataset export "
+                                       "(no runs/ inside)")
+            buckets = read_parquet_rows(bpath) if bpath.is_dir() else []
+            return runs_from_rows(read_parquet_rows(runs), buckets)
+        with p.open("rb") as f:
+            if f.read(4) != b"PAR1":
+                return None
+        if p.stat().st_size > MAX_IMPORT_BYTES:
+            raise OutputParseError(f"{p}: larger than the import size limit of "
+                                   f"{mib(MAX_IMPORT_BYTES)}")
+        rows = read_parquet_rows(p)
+        if rows and "bucket" in rows[0] and "spec" not in rows[0]:
+            return []                       # a buckets table: read with its runs table
+        bpath = buckets_path(p)
+        return runs_from_rows(rows, read_parquet_rows(bpath) if bpath.is_file() else [])
+    except OSError:
+        return None                         # _read reports it
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OutputParseError(f"{p}: malformed meshlab Parquet export "
+                               f"({type(exc).__name__}: {exc})") from None
+
+
+def _csv_runs(data: bytes, name: str, source: str | os.PathLike[str] | bytes
+              ) -> list[RunResult]:
+    if is_buckets_csv(data):
+        return []                           # a buckets table: read with its runs table
+    buckets: list[dict[str, Any]] = []
+    if not isinstance(source, bytes | bytearray | memoryview):
+        bpath = buckets_path(Path(source))
+        if bpath.is_file():
+            buckets = read_csv_rows(_read(bpath)[0])
+    try:
+        return runs_from_rows(read_csv_rows(data), buckets)
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise OutputParseError(f"{name}: malformed meshlab CSV export "
+                               f"({type(exc).__name__}: {exc})") from None
 
 
 def export_run(result: RunResult, fmt: str) -> str:
@@ -147,10 +216,18 @@ def export_run(result: RunResult, fmt: str) -> str:
 def export_runs(results: Sequence[RunResult], fmt: str, path: str | os.PathLike[str]
                 ) -> list[Path]:
     """Write the runs table to `path` and the buckets table beside it (`<stem>_buckets<ext>`)
-    as "csv" or "parquet"; returns the two paths."""
+    as "csv" or "parquet", or both as a hive-partitioned "parquet-dataset" in the new or empty
+    directory `path` (`runs/`, `buckets/`); returns the two paths."""
+    if fmt == "parquet-dataset":
+        p = Path(path)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise ProfileError(f"path: {p} exists and is not an empty directory; a "
+                               "parquet-dataset export needs a new or empty directory")
+        return write_dataset([_redacted(r) for r in results], p)
     if fmt not in ("csv", "parquet"):
-        raise ProfileError(f"fmt: export_runs writes csv or parquet, not {fmt!r}; use "
-                           "export_run for one document per run (fortio, smp, meshlab)")
+        raise ProfileError(f"fmt: export_runs writes parquet-dataset, csv or parquet, not "
+                           f"{fmt!r}; use export_run for one document per run (fortio, smp, "
+                           "meshlab)")
     return write_tables([_redacted(r) for r in results], fmt, Path(path))
 
 

@@ -25,6 +25,7 @@ from meshlab.formats._doc import (
     rfc3339,
     timestamp,
 )
+from meshlab.formats._meshlab_record import apply_record, meshlab_record
 from meshlab.formats.fortio_histogram import (
     FORTIO_PERCENTILES,
     FortioHistogramData,
@@ -122,7 +123,10 @@ def run_from_fortio(
         warnings.append("Nighthawk fortio output groups status codes by class: '200' counts "
                         "every 2xx response")
     latency = hd.to_histogram()
-    warnings.extend(_check_percentiles(hd))
+    record = d.get("Meshlab")
+    if not isinstance(record, Mapping):     # meshlab's export: its percentiles are meshlab's
+        record = None
+        warnings.extend(_check_percentiles(hd))
 
     ctx: dict[str, Any] = {
         "format": fmt,
@@ -149,7 +153,7 @@ def run_from_fortio(
 
     duration_s = actual_ns / NS_PER_S
     achieved = num(d.get("ActualQPS", 0), f"{path}ActualQPS", minimum=0)
-    return RunResult(
+    result = RunResult(
         run_id=run_id_for(started),
         spec=spec.to_dict(),
         status=RunStatus.COMPLETED,
@@ -171,6 +175,10 @@ def run_from_fortio(
         raw=raw if raw is not None else dict(d),
         bytes_received=_bytes_received(d, path),
     )
+    if record is not None:
+        own = record.get("labels")
+        apply_record(result, record, own if isinstance(own, Mapping) else {})
+    return result
 
 
 def _requested_qps(v: object, path: str) -> float:
@@ -308,6 +316,8 @@ def fortio_json(
         "HeaderSizes": None,
         "SocketCount": int(result.context.get("socket_count") or dims.connections or 0),
         "AbortOn": 0,
+        # fortio ignores unknown fields; meshlab reads its own run back from this record
+        "Meshlab": {**meshlab_record(result), "labels": dict(sorted(dims.labels))},
     })
     return out
 

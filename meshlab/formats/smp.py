@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from meshlab.formats._doc import as_map, count, fail, num, rfc3339, snake_keys, timestamp
+from meshlab.formats._meshlab_record import apply_record, meshlab_record
 from meshlab.formats.fortio_histogram import (
     FortioBucket,
     FortioHistogramData,
@@ -82,13 +83,19 @@ def run_from_smp(doc: object, *, run_id_for: Callable[[datetime], str]) -> RunRe
     for key in ("env", "metrics"):
         if isinstance(d.get(key), Mapping) and d[key]:
             ctx[f"smp_{key}"] = _json_safe(d[key])
-    return RunResult(
+    result = RunResult(
         run_id=run_id_for(started), spec=spec.to_dict(), status=RunStatus.COMPLETED,
         started_at=started, ended_at=ended, duration_s=duration_s, requested_rate_rps=0.0,
         achieved_rate_rps=qps, requests=requests, errors=0, status_codes={}, error_kinds={},
         latency=hist, service_time=hist.copy(), runner="smp", context=ctx, warnings=warnings,
         raw=_json_safe(dict(doc)) if isinstance(doc, Mapping) else None,
     )
+    if "meshlab.run_id" in labels:      # meshlab's own export: its record is in the labels
+        record = {k.removeprefix("meshlab."): v for k, v in labels.items()
+                  if k.startswith("meshlab.")}
+        own = {k: v for k, v in labels.items() if not k.startswith("meshlab.")}
+        apply_record(result, record, own)
+    return result
 
 
 def _rebuild(reported_us: Mapping[str, float], avg_ms: float | None, n: int,
@@ -146,17 +153,7 @@ def smp_result(result: RunResult, *, smp_version: str = SMP_VERSION) -> dict[str
         return 0.0 if us != us else us / 1e3          # NaN (empty histogram) -> 0
 
     labels = dict(sorted(dims.labels))
-    labels.update({
-        "meshlab.run_id": result.run_id,
-        "meshlab.profile": dims.profile or "",
-        "meshlab.mesh": dims.mesh or "none",
-        "meshlab.runner": result.runner,
-        "meshlab.connections": "" if dims.connections is None else str(dims.connections),
-        "meshlab.requested_rate_rps": f"{result.requested_rate_rps:g}",
-        "meshlab.requests": str(result.requests),
-        "meshlab.errors": str(result.errors),
-        "meshlab.endpoint_url": dims.target or "",
-    })
+    labels.update({f"meshlab.{k}": v for k, v in meshlab_record(result).items()})
     return {
         "smp_version": smp_version,
         "id": result.run_id,

@@ -25,6 +25,7 @@ from meshlab.run_schema import DEFAULT_PS, RUN_COLUMN_NAMES, percentile_column
 from meshlab.store import _rows as rows
 from meshlab.store import _spool as spool
 from meshlab.store._connect import DEFAULT_PATH, StoreLocked, check_header, open_connection
+from meshlab.store._merge import MergeReport
 from meshlab.store._owner import abort_orphaned, current_owner
 from meshlab.store._query import (
     FILTERS,
@@ -41,7 +42,7 @@ from meshlab.store._schema import (
 )
 from meshlab.store._write import batches, import_spooled, write_batch
 
-__all__ = ["DEFAULT_PATH", "Store", "percentile_column"]
+__all__ = ["DEFAULT_PATH", "MergeReport", "Store", "percentile_column"]
 
 _RUN_SELECT = ", ".join(f'"{c}"' for c in RUN_COLUMN_NAMES)
 
@@ -237,6 +238,15 @@ class Store:
             if progress is not None and n:
                 progress(n)
         return written
+
+    def merge_from(self, path: str | Path) -> MergeReport:
+        """Copy another store's experiments and runs into this one (`meshlab merge`): a run id
+        already here is skipped when its content is the same, else reported as a conflict and
+        left as it was; each copied run records `merged_from` and `merged_at` in its context."""
+        from meshlab.store._merge import merge_into
+
+        self._writable("merge stores")
+        return merge_into(self, path)
 
     def _import_spool(self, con: duckdb.DuckDBPyConnection) -> int:
         return import_spooled(con, self.path)
