@@ -5,7 +5,6 @@ aborted, and no process of meshlab's process groups, state file or temporary dir
 from __future__ import annotations
 
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -82,7 +81,6 @@ def _children(pid: int, word: str, timeout_s: float = 60.0) -> list[psutil.Proce
     raise AssertionError(f"no {word} process started under pid {pid} in {timeout_s:.0f} s")
 
 
-@pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not installed")
 def test_crosscheck_stops_its_load_tool(spawner: Spawner, tmp_path: Path, echo_url: str) -> None:
     prof = tmp_path / "c.yaml"
     prof.write_text(f"name: cc\ntarget: {echo_url}\nloads: {{rate_rps: [50], connections: [1], "

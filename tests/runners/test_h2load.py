@@ -4,7 +4,6 @@ binary against the echo workload on loopback."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 from _runner_tests import assert_sane, golden, spec
@@ -75,8 +74,6 @@ def test_truncated_or_garbage_raises(text: str) -> None:
         H2loadRunner().parse_output(text, spec=spec(protocol="h2c"))
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load is not installed "
-                    "(apt-get install nghttp2-client)")
 def test_real_run_against_the_echo_workload() -> None:
     with start_echo_process(name="h2load") as echo:
         s = spec(target=echo.url + "?status=503:25", protocol="h2c", connections=2,

