@@ -21,6 +21,7 @@ import hpack
 
 from meshlab import wire
 from meshlab.results import ErrorKind
+from meshlab.runners._http import _lost_kind
 
 if TYPE_CHECKING:
     from meshlab.profile import RunSpec
@@ -464,13 +465,3 @@ class H2Link(asyncio.Protocol):
 def _conn(slot: H2Slot) -> Conn:
     """A slot stands in for a connection in the engine's bookkeeping (same attributes)."""
     return cast("Conn", slot)
-
-
-def _lost_kind(exc: BaseException | None) -> ErrorKind:
-    if exc is None:
-        return ErrorKind.CLOSED
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-        return ErrorKind.RESET
-    if isinstance(exc, ssl.SSLError):
-        return ErrorKind.PROTOCOL
-    return ErrorKind.OTHER
