@@ -6,10 +6,8 @@ so the latency histogram is exact.
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import warnings as _warnings
 from typing import ClassVar
 
 import numpy as np
@@ -25,6 +23,7 @@ from meshlab.runners._tool import (
     ToolRunner,
     base_result,
     header_args,
+    request_log_rows,
     split_output,
 )
 
@@ -115,20 +114,6 @@ class H2loadRunner(ToolRunner):
 
 
 def _rows(log: str) -> npt.NDArray[np.float64]:
-    lines = log.strip("\r\n")
-    if not lines:
-        return np.zeros((0, 3), dtype=np.float64)
-    try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")
-            rows = np.loadtxt(io.StringIO(lines), delimiter="\t", dtype=np.float64, ndmin=2,
-                              usecols=(0, 1, 2), comments=None)
-    except (ValueError, TypeError, IndexError, OverflowError) as exc:
-        raise OutputParseError(f"h2load log is malformed or truncated: {exc}",
-                               excerpt=lines[-300:]) from None
-    if not np.isfinite(rows).all() or (rows[:, 2] < 0).any():
-        raise OutputParseError("h2load log holds negative or non-finite times",
-                               excerpt=lines[:300])
-    if ((rows[:, 1] < 100) | (rows[:, 1] > 999)).any():
-        raise OutputParseError("h2load log holds a status outside 100..999", excerpt=lines[:300])
-    return rows
+    # start time (us since the epoch), status, microseconds to the end of the response
+    return request_log_rows(log, what="h2load log", delimiter="\t", columns=3,
+                            usecols=(0, 1, 2), time_columns=(2,), status_column=1)

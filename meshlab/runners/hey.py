@@ -4,9 +4,7 @@ histogram, status counts and a per-second series are exact. Closed loop only (se
 
 from __future__ import annotations
 
-import io
 import math
-import warnings as _warnings
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +20,7 @@ from meshlab.runners._tool import (
     ToolRunner,
     base_result,
     header_args,
+    request_log_rows,
     spread_problem,
     whole_timeout_problem,
 )
@@ -135,25 +134,5 @@ def _rows(stdout: str) -> npt.NDArray[np.float64]:
     if head.strip() != CSV_HEADER:
         raise OutputParseError("hey output does not start with its CSV header (was -o csv "
                                "given?)", excerpt=text[:300])
-    lines = body.strip("\r\n")
-    if not lines:
-        return np.zeros((0, 8), dtype=np.float64)
-    try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")
-            rows = np.loadtxt(io.StringIO(lines), delimiter=",", dtype=np.float64, ndmin=2,
-                              comments=None)
-    except (ValueError, TypeError, IndexError, OverflowError) as exc:
-        raise OutputParseError(f"hey CSV is malformed or truncated: {exc}",
-                               excerpt=lines[-300:]) from None
-    if rows.shape[1] != 8:
-        raise OutputParseError(f"hey CSV rows have {rows.shape[1]} columns, expected 8",
-                               excerpt=lines[:300])
-    if not np.isfinite(rows).all() or (rows[:, [0, 7]] < 0).any():
-        raise OutputParseError("hey CSV holds negative or non-finite times",
-                               excerpt=lines[:300])
-    codes = rows[:, 6]
-    if ((codes < 100) | (codes > 999) | (codes != np.floor(codes))).any():
-        raise OutputParseError("hey CSV holds a status code outside 100..999",
-                               excerpt=lines[:300])
-    return rows
+    return request_log_rows(body, what="hey CSV", delimiter=",", columns=8,
+                            time_columns=(0, 7), status_column=6)
