@@ -32,6 +32,14 @@ SUMMARY_ONLY = ("h2load's text output is a summary (min, max, mean, sd of reques
                 "h2load, which reads its --log-file) for the full distribution")
 
 
+def _seconds(value: str, unit: str, line: str) -> float:
+    try:
+        return float(value) * UNIT_S[unit]
+    except ValueError:
+        raise OutputParseError(f"h2load `{line}` holds {value!r}, not a number",
+                               excerpt=value) from None
+
+
 def is_h2load_text(data: bytes) -> bool:
     """h2load's stdout: its `finished in` and `requests:` summary lines."""
     head = data[:65536].decode("utf-8", "replace")
@@ -47,7 +55,7 @@ def summary_counts(text: str) -> tuple[float, tuple[int, ...]]:
         line = "finished in" if f is None else "requests:"
         raise OutputParseError(f"h2load output has no `{line}` summary line (truncated, or "
                                "not h2load)", excerpt=text[-300:])
-    return float(f.group(1)) * UNIT_S[f.group(2)], tuple(int(g) for g in m.groups())
+    return _seconds(f.group(1), f.group(2), "finished in"), tuple(int(g) for g in m.groups())
 
 
 def run_from_h2load(data: bytes, *, run_id_for: Callable[[datetime], str],
@@ -69,7 +77,7 @@ def run_from_h2load(data: bytes, *, run_id_for: Callable[[datetime], str],
         raise OutputParseError("h2load output has no `time for request:` line (truncated?)",
                                excerpt=text[-300:])
     g = t.groups()
-    min_us, max_us, mean_us, sd_us = (float(g[i]) * UNIT_S[g[i + 1]] * 1e6
+    min_us, max_us, mean_us, sd_us = (_seconds(g[i], g[i + 1], "time for request:") * 1e6
                                       for i in range(0, 8, 2))
     proto = _PROTOCOL.search(text)
     warnings = [SUMMARY_ONLY, "h2load counts responses by status class only: 200, 300, 400 "

@@ -123,3 +123,17 @@ def test_report_sections_are_per_protocol(db: Path) -> None:
     headings = [h for h, _ in group_frames(ctx)]
     assert any("protocol=grpc" in h and "against 2 baseline runs" in h for h in headings)
     assert set(ctx.overhead["candidate_group"]) == set(names)   # the table says which
+
+
+def test_by_protocol_compares_protocols_on_purpose(
+        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, db, "compare", "--by", "protocol", "--baseline",
+                         "protocol=http1", "--where", "mesh=none", "--boot", "200", "--json")
+    assert code == 0, err
+    by = {r["protocol"]: r for r in rows(out)}
+    assert by["http1"]["role"] == "baseline" and by["grpc"]["role"] == "candidate"
+    assert by["grpc"]["delta_p50_us"] == pytest.approx(
+        BASE_P50_US["grpc"] - BASE_P50_US["http1"], rel=0.25)
+    code, out, _ = cli(capsys, db, "compare", "--by", "protocol", "--baseline",
+                       "protocol=http1", "--where", "mesh=none", "--fast")
+    assert code == 0 and "each protocol group" in out and "split by" not in out

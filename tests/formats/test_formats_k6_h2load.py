@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshlab.errors import OutputParseError
 from meshlab.formats import detect_format, import_results
@@ -165,3 +167,52 @@ def test_h2load_counts_that_do_not_add_up_are_refused() -> None:
 def test_not_h2load_text_is_not_taken_for_it() -> None:
     with pytest.raises(OutputParseError, match="h2load output has no `finished in`"):
         import_results(b"hello: world\n", fmt="h2load")
+
+
+def test_cli_imports_both_and_names_the_field_of_a_bad_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.cli import main
+    from meshlab.store import Store
+
+    db = tmp_path / "m.duckdb"
+    for path in (K6 / "k6_summary_export_http.json", H2LOAD / "h2load_h2c.txt"):
+        assert main(["import", str(path), "--store", str(db)]) == 0
+    runs = Store(db, read_only=True).runs()
+    assert sorted(zip(runs["runner"], runs["protocol"], runs["format"], strict=True)) == [
+        ("h2load", "h2c", "h2load"), ("k6", "http1", "k6")]
+    bad = tmp_path / "summary.json"
+    bad.write_bytes(_k6(lambda m: m.pop("http_reqs")))
+    capsys.readouterr()
+    assert main(["import", str(bad), "--store", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "metrics.http_reqs.count" in err
+
+
+@settings(max_examples=60, deadline=10_000, derandomize=True)
+@given(st.data())
+def test_mangled_h2load_output_raises_only_output_parse_error(data: st.DataObject) -> None:
+    lines = (H2LOAD / "h2load_h2c.txt").read_text().splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(lines) - 1))
+        how = data.draw(st.sampled_from(["drop", "digits", "text"]))
+        if how == "drop":
+            lines.pop(i)
+        elif how == "digits":
+            lines[i] = "".join(data.draw(st.sampled_from("9876543210.e-x ")) if c.isdigit()
+                               else c for c in lines[i])
+        else:
+            lines[i] = data.draw(st.text(max_size=40))
+        if not lines:
+            break
+    try:
+        runs = import_results("\n".join(lines).encode(), fmt="h2load")
+    except OutputParseError:
+        return
+    for r in runs:
+        assert r.requests >= r.errors >= 0 and r.duration_s >= 0
+
+
+def test_a_number_that_is_not_one_is_named() -> None:
+    text = (H2LOAD / "h2load_h2c.txt").read_text().replace("117us", "1.1.7us")
+    with pytest.raises(OutputParseError, match="`time for request:` holds '1.1.7'"):
+        import_results(text.encode())
