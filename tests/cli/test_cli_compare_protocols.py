@@ -137,3 +137,14 @@ def test_by_protocol_compares_protocols_on_purpose(
     code, out, _ = cli(capsys, db, "compare", "--by", "protocol", "--baseline",
                        "protocol=http1", "--where", "mesh=none", "--fast")
     assert code == 0 and "each protocol group" in out and "split by" not in out
+
+
+def test_overhead_by_keeps_protocols_apart(db: Path) -> None:
+    from meshlab.analysis import overhead_by
+
+    store = Store(db, read_only=True)
+    runs = store.runs()
+    table = overhead_by(runs, store.buckets(list(runs["run_id"])), n_boot=50)
+    p50 = table[table["metric"] == "p50_us"].set_index("protocol")
+    assert sorted(p50.index) == ["grpc", "http1"] and set(p50["n_baseline"]) == {2}
+    assert p50.loc["grpc", "delta"] > 2 * p50.loc["http1", "delta"] > 0
