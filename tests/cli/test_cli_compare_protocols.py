@@ -148,3 +148,17 @@ def test_overhead_by_keeps_protocols_apart(db: Path) -> None:
     p50 = table[table["metric"] == "p50_us"].set_index("protocol")
     assert sorted(p50.index) == ["grpc", "http1"] and set(p50["n_baseline"]) == {2}
     assert p50.loc["grpc", "delta"] > 2 * p50.loc["http1", "delta"] > 0
+
+
+def test_trend_keeps_protocols_apart(db: Path) -> None:
+    from meshlab.analysis.trend import trend
+    from meshlab.report.trends import trend_chart
+
+    store = Store(db, read_only=True)
+    runs = store.runs()
+    table = trend(runs, store.buckets(list(runs["run_id"])), over="day")
+    assert sorted(zip(table["mesh"], table["protocol"], strict=True)) == sorted(
+        (m, p) for m in ("none", "envoy") for p in BASE_P50_US)
+    assert set(table["runs"]) == {2}
+    names = {t.name for t in trend_chart(table).data if t.name}
+    assert {"none grpc", "none http1"} <= names
