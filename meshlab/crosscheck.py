@@ -1,5 +1,7 @@
 """Cross-check load generators: the same target at the same settings with every available runner,
 side by side, flagging closed-loop tails that coordinated omission makes look better than they are.
+Per protocol: each load point of each protocol with every runner that speaks it (native against
+h2load for h2c, against k6 for gRPC); the others are skipped rows saying why.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from typing import Any, cast
 import pandas as pd
 from rich.table import Table
 
+from meshlab.dimensions import DEFAULT_PROTOCOL
 from meshlab.errors import MeshlabError, ProfileError, RunnerError, StoreError, ToolNotFound
 from meshlab.profile import Profile, RunSpec
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner, get_runner, runner_names
 from meshlab.store import Store
 
-COLUMNS = ["runner", "rate_rps", "connections", "status", "reason", "achieved_rate_rps",
+COLUMNS = ["runner", "protocol", "rate_rps", "connections", "status", "reason", "achieved_rate_rps",
            "requests", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "uncorrected_p50_us",
            "uncorrected_p90_us", "uncorrected_p99_us", "uncorrected_p999_us",
            "co_distorted", "note", "run_id"]
@@ -44,7 +47,7 @@ CrosscheckProgress = Callable[[str], None]
 
 
 def crosscheck_specs(profile: Profile) -> list[RunSpec]:
-    """One spec per load point (rate x connections) of the first mesh and repeat."""
+    """One spec per load point (protocol x rate x connections) of the first mesh and repeat."""
     first = profile.meshes[0]
     return [s for s in profile.expand() if s.repeat == 0 and s.mesh == first]
 
@@ -69,8 +72,9 @@ async def crosscheck_async(profile: Profile, *, runners: Sequence[str] | None = 
     exp_id = None
     if db is not None:
         doc = {**profile.to_dict(redact=True), PLAN_KEY: [
-            {"runner": name, "run_index": spec.index, "rate_rps": spec.rate_rps,
-             "connections": spec.connections, "skipped": reason} for spec, name, reason in plan]}
+            {"runner": name, "run_index": spec.index, "protocol": spec.protocol,
+             "rate_rps": spec.rate_rps, "connections": spec.connections, "skipped": reason}
+            for spec, name, reason in plan]}
         exp_id = db.new_experiment(name=f"{profile.name} crosscheck", profile=doc,
                                    description=f"load generators cross-checked: "
                                                f"{', '.join(names)}",
@@ -146,8 +150,8 @@ def _skip_reason(name: str, spec: RunSpec) -> str | None:
 
 
 def _base_row(name: str, spec: RunSpec) -> dict[str, Any]:
-    return {"runner": name, "rate_rps": spec.rate_rps, "connections": spec.connections,
-            "co_distorted": False, "note": "", "run_id": None}
+    return {"runner": name, "protocol": spec.protocol, "rate_rps": spec.rate_rps,
+            "connections": spec.connections, "co_distorted": False, "note": "", "run_id": None}
 
 
 async def _one(name: str, spec: RunSpec, skipped: str | None,
@@ -155,6 +159,8 @@ async def _one(name: str, spec: RunSpec, skipped: str | None,
                experiment_id: str | None) -> tuple[dict[str, Any], RunResult | None]:
     row = _base_row(name, spec)
     label = f"{name}: {spec.rate_rps:g} req/s x {spec.connections} connections"
+    if spec.protocol != DEFAULT_PROTOCOL:
+        label = f"{name} ({spec.protocol}){label[len(name):]}"
     if skipped is not None:
         if progress:
             progress(f"{label}: skipped")
@@ -220,7 +226,9 @@ def crosscheck_from_store(store: Store | str | Path, experiment_id: str = "lates
               zip(runs["runner"], runs["run_index"], runs["run_id"], strict=True)}
     rows: list[dict[str, Any]] = []
     for entry in plan:
-        row = {"runner": entry["runner"], "rate_rps": float(entry["rate_rps"]),
+        row = {"runner": entry["runner"],
+               "protocol": str(entry.get("protocol") or DEFAULT_PROTOCOL),
+               "rate_rps": float(entry["rate_rps"]),
                "connections": int(entry["connections"]), "co_distorted": False, "note": "",
                "run_id": None}
         run_id = by_key.get((str(entry["runner"]), int(entry["run_index"])))
@@ -289,8 +297,11 @@ def flag_coordinated_omission(df: pd.DataFrame, *, factor: float = CO_FACTOR) ->
     out = df.copy()
     out["co_distorted"] = False
     out["note"] = out["note"].fillna("").astype(str)
-    for key, group in out.groupby(["rate_rps", "connections"], sort=False):
-        rate = float(cast(tuple[float, int], key)[0])
+    # a load point is one protocol's: native gRPC is never the reference of an HTTP/1.1 tool
+    out["protocol"] = ([DEFAULT_PROTOCOL if not isinstance(v, str) else v
+                        for v in out["protocol"]] if "protocol" in out else DEFAULT_PROTOCOL)
+    for key, group in out.groupby(["protocol", "rate_rps", "connections"], sort=False):
+        rate = float(cast(tuple[str, float, int], key)[1])
         ref = group[(group["runner"].isin(_OPEN_LOOP_TOOLS)) & (group["status"] == "completed")]
         if rate <= 0 or ref.empty:
             why = ("closed loop: no open-loop reference here; add a rate_rps to compare tails"
@@ -338,6 +349,11 @@ def _label(name: str) -> str:
 def render_crosscheck(df: pd.DataFrame) -> Table:
     """A rich Table of a crosscheck DataFrame (for the CLI)."""
     table = Table(title="load generator cross-check", show_lines=False)
+    protocols = ({v for v in df["protocol"] if isinstance(v, str)} if "protocol" in df
+                 else set())
+    by_protocol = bool(protocols - {DEFAULT_PROTOCOL})
+    if by_protocol:
+        table.add_column("protocol", justify="left")
     for col, justify in (("runner", "left"), ("rate", "right"), ("conns", "right"),
                          ("status", "left"), ("req/s", "right"), ("errors", "right"),
                          ("p50 us", "right"), ("p90 us", "right"), ("p99 us", "right"),
@@ -346,6 +362,7 @@ def render_crosscheck(df: pd.DataFrame) -> Table:
     for _, r in df.iterrows():
         done = r["status"] == "completed"
         table.add_row(
+            *([str(r["protocol"])] if by_protocol else []),
             str(r["runner"]), "closed" if float(r["rate_rps"]) <= 0 else f"{r['rate_rps']:g}",
             str(r["connections"]), str(r["status"]),
             _fmt(r["achieved_rate_rps"]) if done else "",

@@ -177,3 +177,32 @@ def test_from_store_names_what_is_missing(tmp_path: Path) -> None:
     Store(db).close()
     with pytest.raises(StoreError, match="no cross-check stored"):
         crosscheck_from_store(db)
+
+
+def test_per_protocol_native_against_h2load_and_k6(echo_url: str, tmp_path: Path) -> None:
+    """h2c: native against h2load; gRPC: native against k6; every other runner a skipped row
+    naming the protocol it cannot speak. Stored, the table comes back with its protocols."""
+    p = Profile.from_dict({"name": "cc-proto", "target": echo_url,
+                           "request": {"protocol": ["h2c", "grpc"]},
+                           "loads": {"connections": [2], "duration_s": 1, "warmup_s": 0}})
+    db = tmp_path / "cc.duckdb"
+    df = crosscheck(p, runners=["native", "h2load", "k6", "wrk"], store=db)
+    assert list(df.columns) == COLUMNS
+    by = {(r["protocol"], r["runner"]): r for _, r in df.iterrows()}
+    for proto, tool in (("h2c", "h2load"), ("grpc", "k6")):
+        for runner in ("native", tool):
+            r = by[(proto, runner)]
+            assert r["status"] == "completed", (proto, runner, r["reason"])
+            assert r["requests"] > 50 and r["errors"] == 0
+            assert r["p50_us"] <= r["p99_us"]
+    for proto, runner in (("h2c", "k6"), ("h2c", "wrk"), ("grpc", "h2load"), ("grpc", "wrk")):
+        r = by[(proto, runner)]
+        assert r["status"] == "skipped"
+        assert f"runner {runner} cannot speak {proto}" in r["reason"]
+    runs = Store(db, read_only=True).runs(experiment_id=df.attrs["experiment_id"])
+    assert set(zip(runs["protocol"], runs["runner"], strict=True)) == {
+        ("h2c", "native"), ("h2c", "h2load"), ("grpc", "native"), ("grpc", "k6")}
+    again = crosscheck_from_store(db, "latest")
+    assert list(again["protocol"]) == list(df["protocol"])
+    table = render_crosscheck(df)
+    assert table.columns[0].header == "protocol" and table.row_count == 8

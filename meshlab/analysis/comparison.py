@@ -29,6 +29,15 @@ from meshlab.errors import ProfileError
 from meshlab.run_schema import DEFAULT_PS, percentile_column
 
 POOLED_COLUMNS = ["runs", "requests", "errors", "error_rate", "achieved_rate_rps"]
+# Never pooled, not even with pool=True: a gRPC call and an HTTP/1.1 request are different
+# things, so a selection that mixes protocols is split by them.
+PROTOCOL = "protocol"
+
+
+def mixes_protocols(*frames: pd.DataFrame) -> bool:
+    """Whether the runs of any of `frames` hold more than one protocol."""
+    return any(PROTOCOL in f.columns and f[PROTOCOL].map(value_text).nunique() > 1
+               for f in frames)
 
 
 class Difference(enum.StrEnum):
@@ -70,8 +79,11 @@ def pooled_percentiles(runs: pd.DataFrame, buckets: pd.DataFrame, *,
                        ps: Sequence[float] = DEFAULT_PS, kind: str = "latency") -> pd.DataFrame:
     """One row per group of `runs`: the group columns, runs, requests, errors, error_rate,
     achieved_rate_rps (mean over runs) and the percentiles of the histogram merged across the
-    group's runs (never averaged percentiles). `buckets` is shaped like `Store.buckets()`."""
+    group's runs (never averaged percentiles). `buckets` is shaped like `Store.buckets()`.
+    Runs of different protocols are never pooled: `protocol` joins the groups when they mix."""
     keys = list(group_by)
+    if PROTOCOL not in keys and mixes_protocols(runs):
+        keys.append(PROTOCOL)
     bad = [g for g in keys if g not in runs.columns]
     if bad:
         raise ProfileError(f"cannot group by {bad[0]!r}: not a runs column; use "
@@ -111,12 +123,15 @@ class Comparison:
     pooled: dict[str, list[str]] = field(default_factory=dict)   # mixed beyond repeats (--pool)
     shared: dict[str, str] = field(default_factory=dict)   # by-dims one baseline value serves
     intervals: bool = True
+    split: tuple[str, ...] = ()     # by-columns added because the selection mixed them
+    protocols: tuple[str, str] = ("", "")   # baseline's and candidate's, when each has one
 
     def header(self) -> str:
         """One honest line: what is compared, what is pooled, and whether deltas are judged."""
         n_b, n_c = len(self.baseline_ids), len(self.candidate_ids)
-        if self.by:
-            what = f"each {','.join(self.by)} group against baseline {self.baseline}"
+        shown = [k for k in self.by if k not in self.split] if self.split else list(self.by)
+        if shown:
+            what = f"each {','.join(shown)} group against baseline {self.baseline}"
             if self.scope.conditions:
                 what += f" within {self.scope}"
             if self.candidate.conditions or self.candidate.run_ids:
@@ -128,6 +143,12 @@ class Comparison:
             mixed = "; ".join(f"{k} ({', '.join(v)})" for k, v in self.pooled.items())
             pooled = f"histograms pooled over repeats AND over {mixed} (--pool)"
         shared = "".join(f"; baseline {k}={v} serves every row" for k, v in self.shared.items())
+        if self.split:
+            shared += (f"; split by {','.join(self.split)} (runs of different protocols are "
+                       f"never pooled; each is compared with baseline runs of its own)")
+        b_proto, c_proto = self.protocols
+        if b_proto and c_proto and b_proto != c_proto:
+            shared += f"; protocols differ: baseline {b_proto}, candidate {c_proto}"
         judged_ = ("95% bootstrap intervals; a delta whose interval holds 0 is indistinguishable"
                    if self.intervals else "no intervals (fast path): deltas are not judged")
         return f"{what}: {n_b} baseline and {n_c} candidate run(s), {pooled}{shared}; {judged_}"
@@ -159,16 +180,59 @@ def compare_groups(runs: pd.DataFrame, buckets: pd.DataFrame, *, baseline: Selec
             raise ProfileError(problem)
         ids.append(select_runs(runs, sel))
     mixed: dict[str, list[str]] = {}
-    for name, sel, side in zip(("baseline", "candidate"), sels, ids, strict=True):
-        m = varying(runs[runs["run_id"].isin(side)])
+    sides = [runs[runs["run_id"].isin(side)] for side in ids]
+    split = mixes_protocols(*sides)
+    for name, sel, frame in zip(("baseline", "candidate"), sels, sides, strict=True):
+        m = varying(frame, ignore=(PROTOCOL,) if split else ())
         if m and not pool:
             raise ProfileError(_pooled_problem(name, m, sel, ()))
         for k, v in m.items():
             mixed[k] = sorted({*mixed.get(k, []), *v})
+    if split:
+        return _split_by_protocol(runs, buckets, sels, ids, sides, mixed=mixed, ps=ps,
+                                  n_boot=n_boot, seed=seed)
     table = judged(overhead(runs, buckets, baseline=ids[0], candidate=ids[1],
                             telemetry=telemetry, ps=ps, n_boot=n_boot, seed=seed))
     return Comparison(sels[0], sels[1], tuple(ids[0]), tuple(ids[1]), table, pooled=mixed,
-                      intervals=n_boot > 0)
+                      intervals=n_boot > 0, protocols=_single_protocols(sides))
+
+
+def _single_protocols(sides: Sequence[pd.DataFrame]) -> tuple[str, str]:
+    one = [sorted({value_text(v) for v in f[PROTOCOL]}) if PROTOCOL in f.columns else []
+           for f in sides]
+    return (one[0][0] if len(one[0]) == 1 else "", one[1][0] if len(one[1]) == 1 else "")
+
+
+def _not_judged(ps: Sequence[float]) -> pd.DataFrame:
+    return pd.DataFrame([{"metric": percentile_column(p), "difference": str(Difference.NOT_JUDGED)}
+                         for p in ps], columns=[*OVERHEAD_COLUMNS, "difference"])
+
+
+def _split_by_protocol(runs: pd.DataFrame, buckets: pd.DataFrame, sels: list[Selection],
+                       ids: list[list[str]], sides: list[pd.DataFrame], *,
+                       mixed: dict[str, list[str]], ps: Sequence[float], n_boot: int,
+                       seed: int) -> Comparison:
+    """compare_groups for sides that mix protocols: each candidate protocol against the
+    baseline runs of the same protocol (not judged when the baseline has none)."""
+    base, cand = sides
+    blocks: list[pd.DataFrame] = []
+    for proto, g in cand.groupby(cand[PROTOCOL].map(value_text), sort=True):
+        b = base[base[PROTOCOL].map(value_text) == proto]
+        t = judged(overhead(runs, buckets, baseline=list(b["run_id"]),
+                            candidate=list(g["run_id"]), ps=ps, n_boot=n_boot, seed=seed))
+        if t.empty:
+            t = _not_judged(ps)
+        t.insert(0, PROTOCOL, [proto] * len(t))
+        blocks.append(t)
+    groups = pd.concat([pooled_percentiles(f, buckets, group_by=[PROTOCOL], ps=ps)
+                        .assign(role=role) for f, role in ((base, "baseline"),
+                                                           (cand, "candidate"))],
+                       ignore_index=True)
+    groups = groups[[PROTOCOL, "role", *(c for c in groups.columns
+                                         if c not in (PROTOCOL, "role"))]]
+    return Comparison(sels[0], sels[1], tuple(ids[0]), tuple(ids[1]),
+                      pd.concat(blocks, ignore_index=True), by=(PROTOCOL,), groups=groups,
+                      pooled=mixed, intervals=n_boot > 0, split=(PROTOCOL,))
 
 
 def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
@@ -185,6 +249,7 @@ def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
     header). Any other dimension that varies inside a group is refused unless `pool`."""
     keys = list(dict.fromkeys(k.strip() for k in by if k.strip()))
     bad = [k for k in keys if k not in runs.columns]
+    split: tuple[str, ...] = ()
     if not keys or bad:
         known = ", ".join(d for d in DIMENSIONS if d in runs.columns)
         raise ProfileError(f"--by {','.join(by)}: {bad[0] + ' is ' if bad else ''}not a run "
@@ -216,7 +281,11 @@ def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
         raise ProfileError(f"candidate: no runs besides the baseline {base_sel} among the "
                            f"{len(scope_runs)} selected run(s) ({store_summary(scope_runs)})")
     base = scope_runs[scope_runs["run_id"].isin(b_ids)]
-    paired = [k for k in keys if k not in base_sel.keys and base[k].nunique(dropna=False) > 1]
+    if PROTOCOL not in keys and mixes_protocols(pd.concat([base, others])):
+        keys.append(PROTOCOL)            # never pooled: each protocol against its own baseline
+        split = (PROTOCOL,)
+    paired = [k for k in keys if k not in base_sel.keys
+              and (base[k].nunique(dropna=False) > 1 or k in split)]
     shared = {k: value_text(base[k].iloc[0]) for k in keys
               if k not in base_sel.keys and k not in paired}
     mixed: dict[str, list[str]] = {}
@@ -238,9 +307,7 @@ def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
         t = judged(overhead(runs, buckets, baseline=list(b["run_id"]),
                             candidate=list(g["run_id"]), ps=ps, n_boot=n_boot, seed=seed))
         if t.empty:                 # no baseline runs of this group's paired value
-            t = pd.DataFrame([{"metric": percentile_column(p),
-                               "difference": str(Difference.NOT_JUDGED)} for p in ps],
-                             columns=[*OVERHEAD_COLUMNS, "difference"])
+            t = _not_judged(ps)
         for k in reversed(keys):
             t.insert(0, k, [values[k]] * len(t))
         blocks.append(t)
@@ -250,8 +317,8 @@ def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
     groups = groups.sort_values("role", kind="stable").reset_index(drop=True)
     return Comparison(base_sel, cand_sel, tuple(b_ids), tuple(others["run_id"]),
                       pd.concat(blocks, ignore_index=True), by=tuple(keys), scope=scope,
-                      groups=groups,
-                      pooled=mixed, shared=shared, intervals=n_boot > 0)
+                      groups=groups, pooled=mixed, shared=shared, intervals=n_boot > 0,
+                      split=split)
 
 
 def _all_in(row: Mapping[Hashable, object], keys: list[str], base: pd.DataFrame) -> bool:

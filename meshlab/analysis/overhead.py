@@ -200,11 +200,16 @@ def overhead_by(
 ) -> pd.DataFrame:
     """`overhead` of every other value of `against` (say each mesh) versus `baseline` (say
     "none"), within each `by` group (say each rate and connection count). Long format: the `by`
-    columns, `candidate_group` and the OVERHEAD_COLUMNS."""
+    columns, `candidate_group` and the OVERHEAD_COLUMNS. Runs of different protocols are never
+    pooled: when they mix, `protocol` joins the `by` columns."""
     out: list[pd.DataFrame] = []
     if runs.empty:
         return pd.DataFrame(columns=[*by, "candidate_group", *OVERHEAD_COLUMNS])
     keys = list(by)
+    if ("protocol" in runs.columns and "protocol" not in keys and against != "protocol"
+            and runs["protocol"].astype(str).nunique() > 1):
+        keys.append("protocol")
+    by = keys
     groups = runs.groupby(keys, dropna=False) if keys else [((), runs)]
     for key, g in groups:
         key_t = key if isinstance(key, tuple) else (key,)

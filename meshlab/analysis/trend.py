@@ -44,8 +44,12 @@ def trend(runs: pd.DataFrame, buckets: pd.DataFrame, *, over: str = "experiment"
     `<m>_band_high` (the range of that metric over the group's previous `window` points) and
     `regressions` (metrics worse than the band by more than `tolerance_pct`, error rate by
     more than 0.1 point as well). Runs without a value for `over`, and runs that did not
-    complete, are left out."""
+    complete, are left out. Runs of different protocols are never pooled: when they mix,
+    `protocol` joins the groups."""
     keys = [g for g in group_by if g]
+    if ("protocol" in runs.columns and "protocol" not in keys
+            and runs["protocol"].astype(str).nunique() > 1):
+        keys.append("protocol")
     bad = [k for k in keys if k not in runs.columns]
     if bad:
         raise ProfileError(f"trend grouped by {bad[0]!r}: not a runs column")

@@ -76,7 +76,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         cmp = compare_groups(runs, buckets, baseline=args.baseline, candidate=args.candidate,
                              where=where, pool=args.pool, n_boot=n_boot)
-        _print_pair(cmp, as_json=args.json)
+        if cmp.by:          # split by protocol: one row per protocol and side
+            _print_by(cmp, as_json=args.json)
+        else:
+            _print_pair(cmp, as_json=args.json)
     return 0
 
 

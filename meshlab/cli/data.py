@@ -244,8 +244,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     dims = result.dimensions
     out.print(f"[bold]run {shown(result.run_id)}[/bold]  {shown(doc['status'])}  runner "
               f"{shown(result.runner)} {shown(result.runner_version)}".rstrip())
-    out.print(f"profile {shown(dims.profile)}  mesh {shown(dims.mesh)}  "
-              f"target {shown(spec.get('target'))}  {doc['started_at'][:19]} .. "
+    out.print(f"profile {shown(dims.profile)}  mesh {shown(dims.mesh)}  protocol "
+              f"{shown(dims.protocol)}  target {shown(spec.get('target'))}  "
+              f"{doc['started_at'][:19]} .. "
               f"{doc['ended_at'][:19]}")
     rate = result.requested_rate_rps
     out.print(f"requested {'max' if rate <= 0 else f'{rate:g} req/s'}  achieved "

@@ -1,6 +1,6 @@
-"""Other tools' documents in and out: import fortio / Nighthawk / Meshery / SMP results and
-profiles (the original kept in `RunResult.raw`; unreadable input raises OutputParseError), and
-export runs as fortio JSON, SMP results, CSV and Parquet tables."""
+"""Other tools' documents in and out: import fortio / Nighthawk / Meshery / SMP / k6 / h2load
+results and profiles (the original kept in `RunResult.raw`; unreadable input raises
+OutputParseError), and export runs as fortio JSON, SMP results, CSV and Parquet tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from meshlab.errors import OutputParseError, ProfileError
 from meshlab.formats._doc import digest, import_run_id, parse_bytes
 from meshlab.formats.fortio import fortio_json, is_fortio, is_nighthawk_fortio, run_from_fortio
 from meshlab.formats.fortio_histogram import FortioHistogramData, parse_histogram_data
+from meshlab.formats.h2load import is_h2load_text, run_from_h2load
+from meshlab.formats.k6 import is_k6_summary, run_from_k6
 from meshlab.formats.meshery import is_meshery, runs_from_meshery
 from meshlab.formats.nighthawk import is_nighthawk, run_from_nighthawk
 from meshlab.formats.profile_import import (
@@ -67,6 +69,10 @@ FORMATS: Mapping[str, FormatInfo] = {f.name: f for f in (
     FormatInfo("meshery", "Meshery performance results: fortio JSON in runner_results, "
                "with kubernetes and detected-meshes", True, False),
     FormatInfo("smp", "SMP PerformanceTestResult (YAML or JSON)", True, True),
+    FormatInfo("k6", "k6 end-of-test summary JSON (--summary-export, or handleSummary's data); "
+               "percentiles only", True, False),
+    FormatInfo("h2load", "h2load's text output (stdout); a summary without percentiles",
+               True, False),
     FormatInfo("meshlab", "meshlab RunResult JSON (RunResult.to_dict)", True, True),
     FormatInfo("csv", "runs table as CSV (export_runs also writes a buckets table)", True, True),
     FormatInfo("csv-buckets", "histogram buckets table as CSV", False, True),
@@ -85,6 +91,7 @@ _DETECTORS: tuple[tuple[str, Callable[[object], bool]], ...] = (
      and all(is_fortio(v) for v in d.values())),
     ("nighthawk", is_nighthawk),
     ("smp", is_smp_result),
+    ("k6", is_k6_summary),
 )
 
 
@@ -97,7 +104,8 @@ def detect_format(doc: object) -> str:
             return name
     kind = profile_kind(doc)
     hint = (f"; it looks like a {kind} profile: use load_profile_any" if kind else
-            "; expected fortio/Nighthawk/Meshery JSON or an SMP result")
+            "; expected fortio/Nighthawk/Meshery/k6 JSON, an SMP result or h2load's "
+            "output")
     keys = f" (keys: {', '.join(sorted(map(str, doc))[:10])})" if isinstance(doc, Mapping) else ""
     raise OutputParseError(f"not a recognised result document{hint}{keys}",
                            excerpt=_excerpt(doc))
@@ -120,14 +128,26 @@ def import_results(source: str | os.PathLike[str] | bytes, *,
     data, name = _read(source)
     if is_runs_csv(data) or is_buckets_csv(data):
         return [_redact_import(r) for r in _csv_runs(data, name, source)]
+    if fmt not in (None, *_IMPORTERS, "h2load"):
+        raise ProfileError(f"fmt: cannot import {fmt!r}; use one of "
+                           f"{', '.join(sorted([*_IMPORTERS, 'h2load']))}, or fmt=None to "
+                           "detect it", source=name)
+    if fmt == "h2load" or (fmt is None and is_h2load_text(data)):
+        try:
+            return [_redact_import(run_from_h2load(data, run_id_for=_ids(digest(data))(0),
+                                                   ended_at=_modified_at(source)))]
+        except OutputParseError as exc:
+            if name != "document":
+                exc.args = (f"{name}: {exc.args[0] if exc.args else exc}",)
+            raise
     doc = parse_bytes(data, source=name)
     fmt = fmt or detect_format(doc)
-    if fmt not in _IMPORTERS:
-        raise ProfileError(f"fmt: cannot import {fmt!r}; use one of "
-                           f"{', '.join(sorted(_IMPORTERS))}, or fmt=None to detect it",
-                           source=name)
     try:
-        results = _IMPORTERS[fmt](doc, digest(data))
+        if fmt == "k6":       # k6 writes no time: the file's modification time dates the run
+            results = [run_from_k6(doc, run_id_for=_ids(digest(data))(0),
+                                   ended_at=_modified_at(source))]
+        else:
+            results = _IMPORTERS[fmt](doc, digest(data))
     except OutputParseError as exc:
         if name != "document" and not str(exc).startswith(name):
             exc.args = (f"{name}: {exc.args[0] if exc.args else exc}",)
@@ -277,6 +297,17 @@ def _read(source: str | os.PathLike[str] | bytes, *, limit: int = MAX_IMPORT_BYT
     return data, name
 
 
+def _modified_at(source: str | os.PathLike[str] | bytes) -> datetime | None:
+    """When a result file was last written (k6 and h2load write theirs at the end of the test);
+    None for bytes."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return None
+    try:
+        return datetime.fromtimestamp(Path(source).stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
 def _profile_doc(path: str | os.PathLike[str]) -> tuple[object, str]:
     p = Path(path)
     try:
@@ -344,6 +375,7 @@ _IMPORTERS: dict[str, Callable[[object, str], list[RunResult]]] = {
     "meshery": lambda doc, d: runs_from_meshery(doc, doc_digest=d),
     "nighthawk": lambda doc, d: [run_from_nighthawk(doc, run_id_for=_ids(d)(0))],
     "smp": lambda doc, d: [run_from_smp(doc, run_id_for=_ids(d)(0))],
+    "k6": lambda doc, d: [run_from_k6(doc, run_id_for=_ids(d)(0))],
     "meshlab": _meshlab,
 }
 

@@ -27,6 +27,9 @@ def meshlab_record(result: RunResult) -> dict[str, str]:
         value = getattr(d, name)
         if value is not None:
             out[name] = str(value)
+    streams = result.spec.get("streams_per_connection")
+    if isinstance(streams, int) and streams > 1:      # HTTP/2 and gRPC streams per connection
+        out["streams_per_connection"] = str(streams)
     for name, value in (("warmup_s", d.warmup_s), ("repeat", d.repeat),
                         ("run_index", d.run_index)):
         if value is not None:
@@ -71,6 +74,9 @@ def apply_record(result: RunResult, record: Mapping[str, Any],
     dims.update({k: str(record[k]) for k in _DIMS if record.get(k) not in (None, "")})
     if dims:
         spec["dims"] = dims
+    streams = _int(record.get("streams_per_connection"))
+    if streams is not None and streams >= 1:
+        spec["streams_per_connection"] = streams
     warmup = _float(record.get("warmup_s"))
     if warmup is not None:
         spec["warmup_s"] = warmup

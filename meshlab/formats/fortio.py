@@ -1,6 +1,6 @@
-"""fortio result JSON (`periodic.RunnerResults` + `fhttp.HTTPRunnerResults` / gRPC ping) to and
-from `RunResult`, including Nighthawk's `--output-format fortio` quirks (uint64 counts as strings,
-integer RequestedQPS, all 2xx counted under "200").
+"""fortio result JSON (`periodic.RunnerResults` + `fhttp.HTTPRunnerResults`, gRPC ping/health
+or TCP echo) to and from `RunResult`, including Nighthawk's `--output-format fortio` quirks
+(uint64 counts as strings, integer RequestedQPS, all 2xx counted under "200").
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ from meshlab.formats._doc import (
     rfc3339,
     timestamp,
 )
+from meshlab.formats._fortio_protocol import (
+    GRPC_OK,
+    TCP_OK,
+    protocol_fields,
+    protocol_of,
+    run_kind,
+    tcp_error_kind,
+)
 from meshlab.formats._meshlab_record import apply_record, meshlab_record
 from meshlab.formats.fortio_histogram import (
     FORTIO_PERCENTILES,
@@ -39,7 +47,7 @@ from meshlab.profile import RunSpec
 from meshlab.results import ErrorKind, Histogram, RunResult, RunStatus
 from meshlab.units import NS_PER_S
 
-_GRPC_OK = {"1", "SERVING"}           # health ServingStatus SERVING (fortio 0.9 wrote the int)
+_GRPC_OK = {"1", GRPC_OK}             # health ServingStatus SERVING (fortio 0.9 wrote the int)
 _EXACTLY = re.compile(r"^exactly\s+(\d+)\s+calls?$")
 _REL_TOL = 1e-9
 
@@ -83,15 +91,17 @@ def run_from_fortio(
     if actual_ns > 1e18:
         fail(f"{path}ActualDuration", "more than 30 years of nanoseconds", d["ActualDuration"])
     run_type = opt_text(d.get("RunType"), f"{path}RunType") or "HTTP"
-    grpc = run_type.upper().startswith("GRPC")
+    kind = run_kind(run_type)
+    grpc = kind == "grpc"
     warnings: list[str] = []
 
     # what was asked for
     rate = _requested_qps(d.get("RequestedQPS"), f"{path}RequestedQPS")
     req_duration, exactly = _requested_duration(d, path)
     threads = count(d.get("NumThreads", 0), f"{path}NumThreads")
-    url = opt_text(d.get("Destination") if grpc else d.get("URL"),
-                   f"{path}{'Destination' if grpc else 'URL'}")
+    url_key = "URL" if kind == "http" else "Destination"
+    url = opt_text(d.get(url_key), f"{path}{url_key}")
+    protocol, conns, streams = protocol_of(d, kind, url, threads, path)
     labels_text = opt_text(d.get("Labels"), f"{path}Labels")
     payload = _payload(d.get("Payload"))
     method = opt_text(d.get("MethodOverride"), f"{path}MethodOverride") or (
@@ -99,7 +109,8 @@ def run_from_fortio(
     content_type = opt_text(d.get("ContentType"), f"{path}ContentType")
     timeout_ns = num(d.get("HTTPReqTimeOut", 0), f"{path}HTTPReqTimeOut", minimum=0)
     spec = RunSpec(
-        target=url, rate_rps=rate, connections=threads,
+        target=url, rate_rps=rate, connections=conns, protocol=protocol,
+        streams_per_connection=streams,
         duration_s=req_duration if req_duration is not None else actual_ns / NS_PER_S,
         max_requests=exactly or None, method=method,
         headers=(("Content-Type", content_type),) if content_type else (),
@@ -111,7 +122,7 @@ def run_from_fortio(
     # what happened
     ret_codes = {str(k): count(v, f"{path}RetCodes[{k!r}]")
                  for k, v in as_map(d.get("RetCodes") or {}, f"{path}RetCodes").items()}
-    status_codes, error_kinds, errors = _classify(ret_codes, grpc=grpc, path=f"{path}RetCodes")
+    status_codes, error_kinds, errors = _classify(ret_codes, kind=kind, path=f"{path}RetCodes")
     requests = sum(ret_codes.values()) if ret_codes else hd.count
     if ret_codes and requests != hd.count:
         warnings.append(f"RetCodes count {requests} responses but DurationHistogram.Count is "
@@ -178,6 +189,10 @@ def run_from_fortio(
     if record is not None:
         own = record.get("labels")
         apply_record(result, record, own if isinstance(own, Mapping) else {})
+        kinds = record.get("error_kinds")
+        if isinstance(kinds, Mapping):     # RetCodes lumps them (-1, ERROR): meshlab's own kinds
+            result.error_kinds = {str(k): count(v, f"{path}Meshlab.error_kinds[{k!r}]")
+                                  for k, v in kinds.items()}
     return result
 
 
@@ -211,16 +226,22 @@ def _payload(v: object) -> bytes:
 
 
 def _classify(
-    ret_codes: Mapping[str, int], *, grpc: bool, path: str
+    ret_codes: Mapping[str, int], *, kind: str, path: str
 ) -> tuple[dict[int, int], dict[str, int], int]:
+    """(status codes, error kinds, errors): a good gRPC call or TCP echo counts as status 200,
+    as meshlab's own runners count them."""
     status: dict[int, int] = {}
     kinds: dict[str, int] = {}
     errors = 0
     for key, n in ret_codes.items():
-        if grpc:
-            if key.strip().upper() not in _GRPC_OK:
-                errors += n
-                kinds[str(ErrorKind.OTHER)] = kinds.get(str(ErrorKind.OTHER), 0) + n
+        if kind != "http":
+            good = (key.strip().upper() in _GRPC_OK) if kind == "grpc" else key == TCP_OK
+            if good:
+                status[200] = status.get(200, 0) + n
+                continue
+            errors += n
+            k = tcp_error_kind(key) if kind == "tcp" else str(ErrorKind.OTHER)
+            kinds[k] = kinds.get(k, 0) + n
             continue
         try:
             code = int(key)
@@ -266,10 +287,13 @@ def fortio_json(
     kind: str = "latency",
     percentiles: Sequence[float] = FORTIO_PERCENTILES,
 ) -> dict[str, Any]:
-    """A fortio HTTP result object (field names and JSON types of fortio's HTTPRunnerResults)
-    that fortio's report UI and Meshery read. DurationHistogram holds `result.latency` (or
-    `service_time`), one Data entry per non-empty meshlab bucket, with the percentiles meshlab
-    computes. `Sizes` is approximate: meshlab keeps only the total bytes received."""
+    """A fortio result object that fortio's report UI and Meshery read: field names and JSON
+    types of fortio's HTTPRunnerResults, or for a gRPC run GRPCRunnerResults (RunType "GRPC
+    Ping", RetCodes SERVING/ERROR, Destination, Streams; NumThreads is connections x streams,
+    as fortio counts it) and for a TCP run tcprunner's RunnerResults. DurationHistogram holds
+    `result.latency` (or `service_time`), one Data entry per non-empty meshlab bucket, with
+    the percentiles meshlab computes. `Sizes` is approximate: meshlab keeps only the total
+    bytes received."""
     if kind not in ("latency", "service_time"):
         raise ProfileError(f"kind: must be 'latency' or 'service_time', got {kind!r}")
     hist = result.latency if kind == "latency" else result.service_time
@@ -284,8 +308,15 @@ def fortio_json(
     requested_ns = round(float(spec.get("duration_s") or result.duration_s) * NS_PER_S)
     headers = spec.get("headers") or {}
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    streams = max(int(spec.get("streams_per_connection") or 1), 1)
+    threads = (dims.connections or 0) * (streams if dims.protocol == "grpc" else 1)
+    ok = result.status_codes.get(200, 0)
+    run_type, tail = "HTTP", dict[str, Any]()
+    if dims.protocol in ("grpc", "tcp"):
+        run_type, tail = protocol_fields(result, ok=ok, failed=max(result.requests - ok, 0),
+                                         threads=threads, streams=streams)
     out: dict[str, Any] = {
-        "RunType": "HTTP",
+        "RunType": run_type,
         "Labels": _labels(result),
         "StartTime": rfc3339(result.started_at),
         "RequestedQPS": "max" if rate <= 0 else f"{rate:.9g}",
@@ -293,7 +324,7 @@ def fortio_json(
                               else go_duration_text(requested_ns)),
         "ActualQPS": float(result.achieved_rate_rps),
         "ActualDuration": duration_ns,
-        "NumThreads": dims.connections or 0,
+        "NumThreads": threads,
         "Version": result.runner_version or f"meshlab-{_meshlab_version()}",
         "DurationHistogram": _histogram_data(result, hist, kind, percentiles).to_json(),
     }
@@ -306,8 +337,16 @@ def fortio_json(
         "Uniform": False,
         "RunID": 0,
         "AccessLoggerInfo": "",
+    })
+    record = {**meshlab_record(result), "labels": dict(sorted(dims.labels)),
+              "error_kinds": dict(sorted(result.error_kinds.items()))}
+    if tail:
+        # fortio ignores unknown fields; meshlab reads its own run back from this record
+        return {**out, **tail, "Meshlab": record}
+    out.update({
         "RetCodes": ret,
         "URL": dims.target or "",
+        "H2": dims.protocol in ("h2c", "h2"),
         "NumConnections": 1,
         "HTTPReqTimeOut": round(float(spec.get("timeout_s") or 10.0) * NS_PER_S),
         "ContentType": str(content_type),
@@ -316,8 +355,7 @@ def fortio_json(
         "HeaderSizes": None,
         "SocketCount": int(result.context.get("socket_count") or dims.connections or 0),
         "AbortOn": 0,
-        # fortio ignores unknown fields; meshlab reads its own run back from this record
-        "Meshlab": {**meshlab_record(result), "labels": dict(sorted(dims.labels))},
+        "Meshlab": record,
     })
     return out
 

@@ -22,6 +22,10 @@ from meshlab.profile import RunSpec
 from meshlab.results import Histogram, RunResult, RunStatus
 
 SMP_VERSION = "v0.0.1"
+# PerformanceTestConfig.Client.Protocol (the result has no protocol field: meshlab's export
+# carries the run's protocol in its labels, `meshlab.protocol`)
+_PROTOCOLS = {"PROTOCOL_HTTP": "http1", "PROTOCOL_TCP": "tcp", "PROTOCOL_GRPC": "grpc",
+              1: "http1", 2: "tcp", 4: "grpc"}
 _POINTS = (("min", 0.0), ("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0))
 
 
@@ -67,9 +71,11 @@ def run_from_smp(doc: object, *, run_id_for: Callable[[datetime], str]) -> RunRe
     hist, hd = _rebuild(reported, avg_ms, requests, warnings)
     target = d.get("endpoint_url", client.get("endpoint_url", ""))
     mesh = labels.get("mesh") or labels.get("service_mesh") or "none"
+    proto = client.get("protocol")
+    protocol = _PROTOCOLS.get(proto, "http1") if isinstance(proto, str | int) else "http1"
     spec = RunSpec(target=target if isinstance(target, str) else "", rate_rps=0.0,
                    connections=conns, duration_s=duration_s, runner="smp", profile="smp",
-                   mesh=mesh, labels=tuple(sorted(labels.items())))
+                   mesh=mesh, labels=tuple(sorted(labels.items())), protocol=protocol)
     ctx: dict[str, Any] = {"format": "smp", "reported_percentiles_us": reported,
                            "histogram_reconstructed": True, "latency_corrected": False}
     if avg_ms is not None:

@@ -366,8 +366,10 @@ def crosscheck_bars(table: pd.DataFrame, *,
     done = table[table["status"] == "completed"] if not table.empty else table
     if done.empty:
         return _empty(title, "no runner completed")
-    points = done[["rate_rps", "connections"]].drop_duplicates()
+    keys = [k for k in ("protocol", "rate_rps", "connections") if k in done.columns]
+    points = done[keys].drop_duplicates()
     several = len(points) > 1
+    protocols = "protocol" in done.columns and done["protocol"].nunique() > 1
     fig = go.Figure(layout={**LAYOUT, "title": title, "barmode": "group"})
     colours = group_colors(list(dict.fromkeys(done["runner"].astype(str))))
     for runner, g in done.groupby("runner", sort=False):
@@ -378,6 +380,8 @@ def crosscheck_bars(table: pd.DataFrame, *,
             rate = float(row["rate_rps"])
             where = (f" @ {'closed' if rate <= 0 else f'{rate:g}/s'} x{int(row['connections'])}"
                      if several else "")
+            if protocols:           # one load point per protocol: never side by side unlabelled
+                where = f" {row['protocol']}{where}"
             for m in metrics:
                 x.append(m.removesuffix("_us").replace("p999", "p99.9") + where)
                 y.append(float(row[m]))

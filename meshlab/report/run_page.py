@@ -87,6 +87,7 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
     }
     parts = [f"<h1>Run {_h(run_id)} {_status_badge(status)}</h1>",
              f"<p>{_h(spec.get('profile', ''))} &middot; mesh {_h(spec.get('mesh', '-'))} "
+             f"&middot; protocol {_h(spec.get('protocol') or 'http1')} "
              f"&middot; runner {_h(doc.get('runner', ''))} &middot; started "
              f"{_h(str(doc.get('started_at', ''))[:19].replace('T', ' '))}</p>"]
     if doc.get("error"):

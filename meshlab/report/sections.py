@@ -28,6 +28,7 @@ from meshlab.analysis import (
     regression_verdict,
     select_runs,
 )
+from meshlab.analysis.comparison import PROTOCOL, mixes_protocols
 from meshlab.analysis.selection import Selector
 from meshlab.errors import MeshlabError
 
@@ -64,29 +65,48 @@ GROUP_KEYS = ("mesh", "policy")
 class GroupComparison:
     """One candidate group (one mesh, one policy) against the baseline, in its own section."""
 
-    name: str                    # "mesh=envoy, policy=retry"
+    name: str                    # "mesh=envoy, policy=retry" (", protocol=grpc" when mixed)
     word: str                    # "regression" (same mesh and policy) or "overhead"
     candidate: list[str]
     table: pd.DataFrame          # judged overhead rows: delta, interval, difference
+    baseline: list[str] = field(default_factory=list)   # its baseline runs (same protocol)
 
 
 def candidate_groups(runs: pd.DataFrame, baseline: Sequence[str],
                      candidate: Sequence[str]) -> list[tuple[str, str, list[str]]]:
     """(name, word, run ids) per candidate group: split by each of GROUP_KEYS the candidate
-    runs vary in; "regression" for a group with the baseline's own mesh and policy."""
+    runs vary in, and by protocol whenever either side mixes protocols (never pooled);
+    "regression" for a group with the baseline's own mesh and policy."""
     keys = [k for k in GROUP_KEYS if k in runs.columns]
     base = runs[runs["run_id"].isin(baseline)]
     cand = runs[runs["run_id"].isin(candidate)]
     split = [k for k in keys if cand[k].astype(str).nunique() > 1]
+    by_protocol = mixes_protocols(base, cand)
+    if by_protocol:
+        split.append(PROTOCOL)
     out: list[tuple[str, str, list[str]]] = []
     parts = cand.groupby([cand[k].astype(str) for k in split], sort=True) if split \
         else [((), cand)]
     for key, g in parts:
         values = dict(zip(split, key if isinstance(key, tuple) else (key,), strict=True))
         name = ", ".join(f"{k}={v}" for k, v in values.items()) or "candidate"
-        same = all(set(base[k].astype(str)) == set(g[k].astype(str)) for k in keys)
+        b = base[base["run_id"].isin(group_baseline(runs, baseline, list(g["run_id"]),
+                                                    split=by_protocol))]
+        same = all(set(b[k].astype(str)) == set(g[k].astype(str)) for k in keys)
         out.append((name, "regression" if same else "overhead", list(g["run_id"])))
     return out
+
+
+def group_baseline(runs: pd.DataFrame, baseline: Sequence[str], candidate: Sequence[str], *,
+                   split: bool) -> list[str]:
+    """The baseline runs a candidate group is compared with: all of them, or when either side
+    mixes protocols (`split`), those of the group's own protocol only (possibly none: nothing
+    is then judged). One protocol against another (http1 vs grpc) is compared as asked."""
+    base = runs[runs["run_id"].isin(baseline)]
+    if not split or PROTOCOL not in runs.columns:
+        return list(base["run_id"])
+    protocols = set(runs[runs["run_id"].isin(candidate)][PROTOCOL].astype(str))
+    return list(base[base[PROTOCOL].astype(str).isin(protocols)]["run_id"])
 
 
 def resolve_groups(runs: pd.DataFrame, *, baseline: Selector, candidate: Selector
@@ -149,10 +169,19 @@ def prepare(
     ctx.verdict = regression_verdict(ctx.overhead, ctx.thresholds)
     groups = candidate_groups(f.runs, ctx.baseline, ctx.candidate)
     ctx.word = "regression" if all(w == "regression" for _, w, _ in groups) else "overhead"
+    mixed = mixes_protocols(f.runs[f.runs["run_id"].isin(ctx.baseline)],
+                            f.runs[f.runs["run_id"].isin(ctx.candidate)])
     for name, word, ids in groups:
-        table = ctx.overhead if len(groups) == 1 else judged(overhead(
-            f.runs, lat, baseline=ctx.baseline, candidate=ids, n_boot=n_boot))
-        ctx.groups.append(GroupComparison(name, word, ids, table))
+        base = group_baseline(f.runs, ctx.baseline, ids, split=mixed)
+        table = ctx.overhead if len(groups) == 1 and not mixed else judged(overhead(
+            f.runs, lat, baseline=base, candidate=ids, n_boot=n_boot))
+        ctx.groups.append(GroupComparison(name, word, ids, table, base))
+    if mixed:                # one table over both sides would pool protocols: per group
+        ctx.overhead = pd.concat([g.table.assign(candidate_group=g.name) for g in ctx.groups],
+                                 ignore_index=True)
+        ctx.overhead = ctx.overhead[["candidate_group", *(
+            c for c in ctx.overhead.columns if c != "candidate_group")]]
+        ctx.verdict = regression_verdict(ctx.groups[0].table, ctx.thresholds)
     if len(groups) > 1:      # the verdict is each group's, never the pooled candidate's
         ctx.verdict = _group_verdict(ctx)
     return ctx
@@ -271,7 +300,9 @@ def group_frames(ctx: ReportContext) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for g in ctx.groups:
         what = "Regression check" if g.word == "regression" else "Overhead"
-        heading = f"{what}: {g.name} vs baseline ({len(g.candidate)} runs)"
+        heading = f"{what}: {g.name} vs baseline ({len(g.candidate)} runs"
+        heading += (f" against {len(g.baseline)} baseline runs)" if g.baseline
+                    and len(g.baseline) != len(ctx.baseline) else ")")
         cols = [c for c in GROUP_COLUMNS if c in g.table.columns]
         out.append((heading, g.table[cols].round(2)))
     return out
@@ -321,12 +352,12 @@ def _figure(ctx: ReportContext, name: str) -> object:
     f = ctx.frames
     lat = f.buckets[f.buckets["kind"] == "latency"]
     if name == "spectrum":
-        return figures.ab_overlay(lat, baseline=ctx.baseline, candidate=ctx.candidate)
+        return figures.percentile_spectrum(lat, groups=_role_groups(ctx),
+                                           title="A/B: baseline vs candidate")
     if name == "overhead":
         return figures.overhead_bars(ctx.overhead)
     if name == "histogram":
-        return figures.histogram_cdf(lat, groups={"baseline": ctx.baseline,
-                                                  "candidate": ctx.candidate})
+        return figures.histogram_cdf(lat, groups=_role_groups(ctx))
     group = pd.Series("candidate", index=f.runs.index).where(
         ~f.runs["run_id"].isin(ctx.baseline), "baseline")
     runs = f.runs.assign(group=group)
@@ -343,6 +374,21 @@ def _figure(ctx: ReportContext, name: str) -> object:
     if name == "resources":
         return figures.resource_vs_rate(runs, f.telemetry, color="group")
     raise ValueError(f"unknown report figure {name!r}")
+
+
+def _role_groups(ctx: ReportContext) -> dict[str, list[str]]:
+    """{"baseline": ids, "candidate": ids}, or per protocol ("candidate grpc") when the runs
+    mix protocols: one curve never pools two protocols."""
+    runs = ctx.frames.runs
+    if not mixes_protocols(runs[runs["run_id"].isin(ctx.baseline)],
+                           runs[runs["run_id"].isin(ctx.candidate)]):
+        return {"baseline": list(ctx.baseline), "candidate": list(ctx.candidate)}
+    out: dict[str, list[str]] = {}
+    for role, ids in (("baseline", ctx.baseline), ("candidate", ctx.candidate)):
+        side = runs[runs["run_id"].isin(ids)]
+        for proto, g in side.groupby(side[PROTOCOL].astype(str), sort=True):
+            out[f"{role} {proto}"] = list(g["run_id"])
+    return out
 
 
 def trend_section(ctx: ReportContext, metric: str = "p99_us") -> object:

@@ -27,6 +27,8 @@ def trend_chart(table: pd.DataFrame, *, metric: str = "p99_us",
     a shaded area, and a red cross on every point that regressed in `metric`."""
     title = title or f"{metric_name(metric)} per run group over time"
     keys = [k for k in group_by if k in table.columns]
+    if "protocol" in table.columns and "protocol" not in keys:   # trend() split by it
+        keys.append("protocol")
     if table.empty:
         fig = go.Figure(layout={**LAYOUT, "title": title})
         fig.add_annotation(text="no runs to trend", showarrow=False, x=0.5, y=0.5,
@@ -80,6 +82,8 @@ def trend_table(table: pd.DataFrame, *, group_by: Sequence[str] = ("mesh",),
                 title: str = "") -> Table:
     """The trend rows for people: group, point, runs, the four metrics, what regressed."""
     keys = [k for k in group_by if k in table.columns]
+    if "protocol" in table.columns and "protocol" not in keys:   # trend() split by it
+        keys.append("protocol")
     rows = []
     for r in table.to_dict("records"):
         row = {human_name(k): cell_text(k, r[k]) for k in keys}

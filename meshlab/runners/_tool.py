@@ -9,17 +9,22 @@ import abc
 import asyncio
 import contextlib
 import dataclasses
+import io
 import math
 import os
 import shutil
 import signal
 import tempfile
 import time
+import warnings as _warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFound
 from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
@@ -108,6 +113,36 @@ def spread_problem(spec: RunSpec, tool: str) -> str | None:
                 f"and cannot send on whichever connection is free; set spread_connections: "
                 f"true or use {NATIVE_ALTERNATIVE}")
     return None
+
+
+def request_log_rows(text: str, *, what: str, delimiter: str, columns: int,
+                     usecols: Sequence[int] | None = None, time_columns: Sequence[int],
+                     status_column: int) -> npt.NDArray[np.float64]:
+    """The rows of a per-request log (hey's `-o csv`, h2load's `--log-file`) as floats, one
+    row per request and `columns` columns (of `usecols` when given). Truncated or garbage
+    text, a negative or non-finite time in `time_columns`, or a status outside 100..999 in
+    `status_column` raises OutputParseError naming `what` ("hey CSV", "h2load log")."""
+    lines = text.strip("\r\n")
+    if not lines:
+        return np.zeros((0, columns), dtype=np.float64)
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            rows = np.loadtxt(io.StringIO(lines), delimiter=delimiter, dtype=np.float64, ndmin=2,
+                              usecols=usecols, comments=None)
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise OutputParseError(f"{what} is malformed or truncated: {exc}",
+                               excerpt=lines[-300:]) from None
+    if rows.shape[1] != columns:
+        raise OutputParseError(f"{what} rows have {rows.shape[1]} columns, expected {columns}",
+                               excerpt=lines[:300])
+    if not np.isfinite(rows).all() or (rows[:, list(time_columns)] < 0).any():
+        raise OutputParseError(f"{what} holds negative or non-finite times", excerpt=lines[:300])
+    codes = rows[:, status_column]
+    if ((codes < 100) | (codes > 999) | (codes != np.floor(codes))).any():
+        raise OutputParseError(f"{what} holds a status code outside 100..999",
+                               excerpt=lines[:300])
+    return rows
 
 
 # --- running a tool ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ class Runner(abc.ABC):
     # How to get what `is_available` looks for, shown whenever it is missing.
     install_hint: ClassVar[str] = ""
     protocols: ClassVar[tuple[str, ...]] = ("http1",)   # what `spec.protocol` may be
+    # why a protocol outside `protocols` cannot be spoken, said with the refusal
+    protocol_notes: ClassVar[dict[str, str]] = {}
 
     def is_available(self) -> bool:
         """Whether this runner can run on this machine (its tool is installed)."""
@@ -45,8 +47,10 @@ def protocol_problem(runner: Runner, spec: RunSpec) -> str | None:
     """`request.protocol: ...` when `runner` cannot speak `spec.protocol` (never a fallback)."""
     if spec.protocol in runner.protocols:
         return None
+    note = runner.protocol_notes.get(spec.protocol)
     return (f"request.protocol: runner {runner.name} cannot speak {spec.protocol} (it speaks "
-            f"{', '.join(runner.protocols)}); choose another runner or protocol")
+            f"{', '.join(runner.protocols)}{'; ' + note if note else ''}); choose another "
+            f"runner or protocol")
 
 
 def register_runner(name: str, target: str) -> None:

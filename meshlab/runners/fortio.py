@@ -1,6 +1,8 @@
 """fortio as a runner when its binary is on PATH (`fortio load -json -`). Its `-qps` is a real
 target rate, paced per connection (closed loop per connection: latency is from the actual send).
-The JSON is read by meshlab.formats.fortio, the same code that imports saved fortio results.
+HTTP/1.1, HTTP/2 (`-h2`: h2c to http://, ALPN h2 to https://), gRPC ping (`-grpc -ping -s
+STREAMS`) and TCP echo (a tcp:// target). The JSON is read by meshlab.formats.fortio, the same
+code that imports saved fortio results.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from typing import ClassVar
 from meshlab.errors import OutputParseError
 from meshlab.profile import RunSpec
 from meshlab.results import RunResult
-from meshlab.runners._tool import BODY_FILE, ToolRunner, header_args, spread_problem
+from meshlab.runners._tool import (
+    BODY_FILE,
+    NATIVE_ALTERNATIVE,
+    ToolRunner,
+    header_args,
+    spread_problem,
+)
 
 RESOLUTION_S = 0.00001      # -r: 10 us lowest buckets (fortio's default 1 ms hides loopback)
 
@@ -34,6 +42,7 @@ class FortioRunner(ToolRunner):
     install_hint: ClassVar[str] = (
         "fortio is not packaged for Debian or PyPI: download a release binary from "
         "https://github.com/fortio/fortio/releases or `go install fortio.org/fortio@latest`")
+    protocols: ClassVar[tuple[str, ...]] = ("http1", "h2c", "h2", "grpc", "tcp")
 
     def problems(self, spec: RunSpec) -> list[str]:
         out = []
@@ -43,6 +52,16 @@ class FortioRunner(ToolRunner):
         problem = spread_problem(spec, "fortio")
         if problem:
             out.append(problem)
+        if spec.streams_per_connection > 1 and spec.protocol != "grpc":
+            out.append("request.streams_per_connection: fortio's -s (streams per connection) "
+                       "is for gRPC only; each HTTP/2 connection carries one request at a time: "
+                       f"use 1, runner=\"h2load\" or {NATIVE_ALTERNATIVE}")
+        if spec.protocol == "grpc":
+            try:
+                spec.body.decode("utf-8")
+            except UnicodeDecodeError:
+                out.append("request.body: fortio sends a gRPC ping payload as a string; this "
+                           f"body is not UTF-8 (use text or {NATIVE_ALTERNATIVE})")
         return out
 
     def build_argv(self, spec: RunSpec) -> list[str]:
@@ -53,10 +72,18 @@ class FortioRunner(ToolRunner):
         else:
             argv += ["-t", f"{spec.duration_s:g}s"]
         argv += ["-timeout", f"{spec.timeout_s:g}s", "-r", f"{RESOLUTION_S:g}",
-                 "-allow-initial-errors", *header_args(spec)]
+                 "-allow-initial-errors"]
+        if spec.protocol == "grpc":        # -H headers become the calls' metadata
+            argv += ["-grpc", "-ping", "-s", str(spec.streams_per_connection)]
+        elif spec.protocol in ("h2c", "h2"):
+            argv.append("-h2")
+        if spec.protocol != "tcp":
+            argv += header_args(spec)
         if spec.body:
             argv += ["-payload-file", BODY_FILE]
-        if spec.method not in ("GET", "POST") or (spec.method == "POST") != bool(spec.body):
+        http = spec.protocol in ("http1", "h2c", "h2")
+        if http and (spec.method not in ("GET", "POST")
+                     or (spec.method == "POST") != bool(spec.body)):
             argv += ["-X", spec.method]
         return [*argv, spec.target]
 

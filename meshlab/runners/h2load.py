@@ -6,16 +6,14 @@ so the latency histogram is exact.
 
 from __future__ import annotations
 
-import io
 import math
-import re
-import warnings as _warnings
 from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from meshlab.errors import OutputParseError
+from meshlab.formats.h2load import summary_counts
 from meshlab.profile import RunSpec
 from meshlab.results import RunResult
 from meshlab.runners._spectrum import from_value_counts, per_second
@@ -25,14 +23,11 @@ from meshlab.runners._tool import (
     ToolRunner,
     base_result,
     header_args,
+    request_log_rows,
     split_output,
 )
 
 LOG_FILE = "requests.tsv"
-_REQUESTS = re.compile(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                       r"(\d+) failed, (\d+) errored, (\d+) timeout", re.MULTILINE)
-_FINISHED = re.compile(r"^finished in ([\d.]+)(us|ms|s|m), ", re.MULTILINE)
-_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
 class H2loadRunner(ToolRunner):
@@ -82,17 +77,12 @@ class H2loadRunner(ToolRunner):
 
     def parse_output(self, stdout: str, *, spec: RunSpec) -> RunResult:
         text, files = split_output(stdout)
-        m = _REQUESTS.search(text)
-        f = _FINISHED.search(text)
-        if m is None or f is None:
-            raise OutputParseError("h2load output has no `finished in` and `requests:` summary "
-                                   "(truncated, or not h2load)", excerpt=text[-300:])
-        total, started, done, ok, failed, errored, timeout = (int(g) for g in m.groups())
+        duration_s, summary = summary_counts(text)
+        total, started, done, ok, failed, errored, timeout = summary
         rows = _rows(files.get(LOG_FILE, ""))
         if rows.shape[0] != done:
             raise OutputParseError(f"h2load's log holds {rows.shape[0]} requests, its summary "
                                    f"{done} done", excerpt=text[-300:])
-        duration_s = float(f.group(1)) * _UNIT_S[f.group(2)]
         status = rows[:, 1].astype(np.int64)
         lat_us = rows[:, 2]
         codes, counts = np.unique(status, return_counts=True)
@@ -115,20 +105,6 @@ class H2loadRunner(ToolRunner):
 
 
 def _rows(log: str) -> npt.NDArray[np.float64]:
-    lines = log.strip("\r\n")
-    if not lines:
-        return np.zeros((0, 3), dtype=np.float64)
-    try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")
-            rows = np.loadtxt(io.StringIO(lines), delimiter="\t", dtype=np.float64, ndmin=2,
-                              usecols=(0, 1, 2), comments=None)
-    except (ValueError, TypeError, IndexError, OverflowError) as exc:
-        raise OutputParseError(f"h2load log is malformed or truncated: {exc}",
-                               excerpt=lines[-300:]) from None
-    if not np.isfinite(rows).all() or (rows[:, 2] < 0).any():
-        raise OutputParseError("h2load log holds negative or non-finite times",
-                               excerpt=lines[:300])
-    if ((rows[:, 1] < 100) | (rows[:, 1] > 999)).any():
-        raise OutputParseError("h2load log holds a status outside 100..999", excerpt=lines[:300])
-    return rows
+    # start time (us since the epoch), status, microseconds to the end of the response
+    return request_log_rows(log, what="h2load log", delimiter="\t", columns=3,
+                            usecols=(0, 1, 2), time_columns=(2,), status_column=1)

@@ -1,12 +1,11 @@
 """hey as a runner: `-o csv` gives one record per response (0.1 ms resolution), from which the
 histogram, status counts and a per-second series are exact. Closed loop only (see `HeyRunner`).
+HTTP/1.1, and HTTP/2 over TLS with `-h2`; not h2c (hey's `-h2` sends HTTP/1.1 to http://).
 """
 
 from __future__ import annotations
 
-import io
 import math
-import warnings as _warnings
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +21,7 @@ from meshlab.runners._tool import (
     ToolRunner,
     base_result,
     header_args,
+    request_log_rows,
     spread_problem,
     whole_timeout_problem,
 )
@@ -34,6 +34,8 @@ _METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")
 RATE_WARNING = ("hey -q limits each of the {c} workers to {per:g} req/s: a rate-limited closed "
                 "loop, not an open loop. A slow response delays that worker's next sends, so "
                 "latency is not corrected for coordinated omission (latency == service time)")
+TLS_WARNING = ("hey does not verify the target's certificate (its TLS client skips "
+               "verification): an untrusted certificate is not an error here")
 CSV_WARNING = ("hey's CSV lists completed responses only: connection errors and timeouts are "
                "not counted (errors holds HTTP statuses >= 400)")
 
@@ -52,6 +54,10 @@ class HeyRunner(ToolRunner):
     name: ClassVar[str] = "hey"
     binary: ClassVar[str] = "hey"
     install_hint: ClassVar[str] = "apt-get install hey (or go install github.com/rakyll/hey@latest)"
+    protocols: ClassVar[tuple[str, ...]] = ("http1", "h2")
+    protocol_notes: ClassVar[dict[str, str]] = {
+        "h2c": "hey's -h2 negotiates HTTP/2 through TLS ALPN only: to an http:// target it "
+               "sends HTTP/1.1, so h2c would silently be HTTP/1.1; use h2load or native"}
 
     def __init__(self, *, limit_rate: bool = False) -> None:
         self.limit_rate = limit_rate
@@ -72,6 +78,10 @@ class HeyRunner(ToolRunner):
             out.append(problem)
         if spec.method not in _METHODS:
             out.append(f"request.method: hey cannot send {spec.method}")
+        if spec.streams_per_connection > 1:
+            out.append(f"request.streams_per_connection: each hey worker sends one request at "
+                       f"a time; use 1 (connections = workers), runner=\"h2load\" or "
+                       f"{NATIVE_ALTERNATIVE}")
         if spec.max_requests is not None and spec.max_requests < spec.connections:
             out.append(f"loads.max_requests: hey needs at least one request per worker "
                        f"({spec.max_requests} < {spec.connections} connections); raise "
@@ -90,6 +100,8 @@ class HeyRunner(ToolRunner):
                  *header_args(spec)]
         if spec.body:
             argv += ["-D", BODY_FILE]
+        if spec.protocol == "h2":
+            argv.append("-h2")
         return [*argv, "-disable-redirects", "-o", "csv", spec.target]
 
     def stop_after_s(self, spec: RunSpec) -> float | None:
@@ -118,6 +130,8 @@ class HeyRunner(ToolRunner):
                             f"{spec.max_requests}")
         if rows.shape[0] == 0:
             warnings.append("hey recorded no completed response (is the target up?)")
+        if spec.target.lower().startswith("https://"):
+            warnings.append(TLS_WARNING)
         result = base_result(
             spec, runner=self.name, duration_s=duration_s, requests=int(rows.shape[0]),
             errors=int(failed.sum()),
@@ -135,25 +149,5 @@ def _rows(stdout: str) -> npt.NDArray[np.float64]:
     if head.strip() != CSV_HEADER:
         raise OutputParseError("hey output does not start with its CSV header (was -o csv "
                                "given?)", excerpt=text[:300])
-    lines = body.strip("\r\n")
-    if not lines:
-        return np.zeros((0, 8), dtype=np.float64)
-    try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")
-            rows = np.loadtxt(io.StringIO(lines), delimiter=",", dtype=np.float64, ndmin=2,
-                              comments=None)
-    except (ValueError, TypeError, IndexError, OverflowError) as exc:
-        raise OutputParseError(f"hey CSV is malformed or truncated: {exc}",
-                               excerpt=lines[-300:]) from None
-    if rows.shape[1] != 8:
-        raise OutputParseError(f"hey CSV rows have {rows.shape[1]} columns, expected 8",
-                               excerpt=lines[:300])
-    if not np.isfinite(rows).all() or (rows[:, [0, 7]] < 0).any():
-        raise OutputParseError("hey CSV holds negative or non-finite times",
-                               excerpt=lines[:300])
-    codes = rows[:, 6]
-    if ((codes < 100) | (codes > 999) | (codes != np.floor(codes))).any():
-        raise OutputParseError("hey CSV holds a status code outside 100..999",
-                               excerpt=lines[:300])
-    return rows
+    return request_log_rows(body, what="hey CSV", delimiter=",", columns=8,
+                            time_columns=(0, 7), status_column=6)

@@ -272,5 +272,6 @@ def _result(doc: dict[str, Any], spec: RunSpec) -> RunResult:
                          errors=errors, status_codes=dict(sorted(codes.items())),
                          error_kinds=dict(sorted(kinds.items())), latency=latency,
                          warnings=warnings)
+    result.context["percentiles_only"] = True
     result.raw = {"tool": "k6", "percentiles_only": True, "dropped_iterations": unsent}
     return result

@@ -27,7 +27,8 @@ FORTIO = REFERENCE / "fortio"
 
 # file -> (format, runs, runner, requests, errors, status codes, requested rate, connections)
 EXPECTED: dict[str, tuple[str, int, str, int, int, dict[int, int], float, int]] = {
-    "fortio-README-grpc-ping-result.json": ("fortio", 1, "fortio", 40, 0, {}, 8.0, 8),
+    # -c 2 -s 4: fortio writes NumThreads 8 (2 connections x 4 streams); SERVING counts as 200
+    "fortio-README-grpc-ping-result.json": ("fortio", 1, "fortio", 40, 0, {200: 40}, 8.0, 2),
     "fortio-README-rest-run-http-result.json": ("fortio", 1, "fortio", 4, 0, {200: 4}, 40.0, 2),
     "iter8-metrics-server_test-fortioResultJSON.json":
         ("fortio-map", 1, "fortio", 100, 0, {200: 100}, 8.0, 4),

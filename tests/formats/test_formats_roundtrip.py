@@ -40,12 +40,16 @@ def runs(draw: st.DrawFn) -> RunResult:
     dims = {"environment": draw(st.sampled_from(["direct", "local", "kubernetes"])),
             "mode": draw(st.sampled_from(["both", "server", "client", "none"])),
             "policy": draw(_NAME), "data_plane": draw(st.sampled_from(["envoy", "nginx"])),
-            "protocol": draw(st.sampled_from(["http1", "h2c"]))}
+            "protocol": draw(st.sampled_from(["http1", "h2c", "h2", "grpc", "tcp"]))}
     # a secret-named label (`pwd`, `token`) is redacted on import by design: not a round trip
     labels = draw(st.dictionaries(_NAME.filter(lambda k: not is_secret_name(k)), _NAME,
                                   max_size=3))
     duration_s = draw(st.sampled_from([0.5, 5.0, 60.0]))
-    spec = RunSpec(target=f"http://127.0.0.1:{draw(st.integers(1024, 65535))}/echo",
+    protocol = dims["protocol"]
+    scheme = {"tcp": "tcp", "h2": "https"}.get(protocol, "http")
+    spec = RunSpec(target=f"{scheme}://127.0.0.1:{draw(st.integers(1024, 65535))}/echo",
+                   protocol=protocol, streams_per_connection=(
+                       draw(st.integers(1, 8)) if protocol in ("h2c", "h2", "grpc") else 1),
                    rate_rps=rate, connections=draw(st.integers(1, 512)), duration_s=duration_s,
                    profile=draw(_NAME), mesh=draw(st.sampled_from(["none", "envoy", "istio"])),
                    index=draw(st.integers(0, 50)), repeat=draw(st.integers(0, 5)),
@@ -53,12 +57,19 @@ def runs(draw: st.DrawFn) -> RunResult:
     start = datetime(2026, 11, 22, 2, 41, 31, tzinfo=UTC) + timedelta(
         seconds=draw(st.integers(0, 10**7)))
     status = draw(st.sampled_from(list(RunStatus)))
+    # what each protocol's runner counts a failure as: a status, a gRPC code, a broken echo
+    codes, kinds = {200: n - errors, 503: errors}, {}
+    if protocol in ("grpc", "tcp"):
+        codes = {200: n - errors}
+        kind = "grpc_unavailable" if protocol == "grpc" else draw(st.sampled_from(
+            ["reset", "timeout", "connect_refused", "closed", "protocol"]))
+        kinds = {kind: errors} if errors else {}
     return RunResult(
         run_id=f"20261122T024131-{draw(st.integers(0, 10**6)):06d}", spec=spec.to_dict(),
         status=status, started_at=start, ended_at=start + timedelta(seconds=duration_s),
         duration_s=duration_s, requested_rate_rps=rate, achieved_rate_rps=n / duration_s,
-        requests=n, errors=errors, status_codes={200: n - errors, 503: errors},
-        error_kinds={}, latency=h, service_time=h.copy(), runner="native")
+        requests=n, errors=errors, status_codes=codes,
+        error_kinds=kinds, latency=h, service_time=h.copy(), runner="native")
 
 
 def _assert_same_run(got: RunResult, want: RunResult) -> None:
@@ -97,6 +108,8 @@ def test_document_export_imports_back_as_the_same_run(fmt: str, run: RunResult,
         assert back[0].latency.total == run.latency.total
         assert ({k: v for k, v in back[0].status_codes.items() if v}
                 == {k: v for k, v in run.status_codes.items() if v})
+        assert back[0].error_kinds == run.error_kinds
+        assert back[0].spec["streams_per_connection"] == run.spec["streams_per_connection"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -76,6 +76,8 @@ def _seed_docs() -> dict[str, Any]:
                                    "counters": [{"name": "benchmark.http_2xx", "value": "2"}]}]},
         "smp": yaml.safe_load(export_run(run, "smp")),
         "meshlab": json.loads(export_run(run, "meshlab")),
+        "k6": json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "k6"
+                          / "k6_handle_summary_http.json").read_text()),
     }
 
 

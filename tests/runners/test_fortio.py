@@ -54,7 +54,7 @@ def test_check_rejects_unspread_connections_at_a_rate() -> None:
 
 @pytest.mark.parametrize(("name", "requests", "timed", "codes"), [
     ("fortio-README-rest-run-http-result.json", 4, 4, {200: 4}),
-    ("fortio-README-grpc-ping-result.json", 40, 40, {}),
+    ("fortio-README-grpc-ping-result.json", 40, 40, {200: 40}),    # SERVING: a good call
     # Nighthawk: 56 responses in RetCodes, 53 in the latency histogram
     ("nighthawk-output_formatter.medium.fortio.gold.json", 56, 53, {200: 56}),
     ("nighthawk-output_formatter.medium.fortio-noquirks.gold.json", 56, 53, {200: 56}),
@@ -119,3 +119,50 @@ def test_missing_binary_says_it_is_not_packaged(tmp_path: Path,
     assert not runner.is_available()
     with pytest.raises(ToolNotFound, match=r"not packaged for Debian or PyPI.*runner=\"native\""):
         asyncio.run(runner.run(spec()))
+
+
+# --- protocols: -grpc -ping -s, -h2, tcp:// ----------------------------------------------------
+
+def test_grpc_argv_pings_with_streams_and_metadata() -> None:
+    s = spec(protocol="grpc", streams_per_connection=4, connections=2, rate_rps=100.0,
+             headers=(("x-echo-query", "grpc_status=unavailable:5"),), body=b"hello")
+    FortioRunner().check(s)
+    argv = FortioRunner().build_argv(s)
+    i = argv.index("-grpc")
+    assert argv[i:i + 4] == ["-grpc", "-ping", "-s", "4"]
+    assert argv[argv.index("-c") + 1] == "2" and argv[-1] == "http://127.0.0.1:8080/"
+    assert "x-echo-query: grpc_status=unavailable:5" in argv       # -H: the calls' metadata
+    assert argv[argv.index("-payload-file") + 1] == "body.bin"
+    assert "-X" not in argv and "-h2" not in argv
+
+
+@pytest.mark.parametrize(("protocol", "target"), [("h2c", "http://127.0.0.1:8080/"),
+                                                  ("h2", "https://127.0.0.1:8443/")])
+def test_http2_argv_uses_h2(protocol: str, target: str) -> None:
+    argv = FortioRunner().build_argv(spec(protocol=protocol, target=target))
+    assert "-h2" in argv and "-grpc" not in argv and argv[-1] == target
+    assert "-h2" not in FortioRunner().build_argv(spec())
+
+
+def test_tcp_argv_sends_the_payload_to_a_tcp_target() -> None:
+    s = spec(protocol="tcp", target="tcp://127.0.0.1:9000", body=b"ping\n",
+             headers=(("X-A", "1"),), method="POST")
+    argv = FortioRunner().build_argv(s)
+    assert argv[-1] == "tcp://127.0.0.1:9000" and "-payload-file" in argv
+    assert "X-A: 1" not in argv and "-X" not in argv and "-h2" not in argv
+
+
+def test_protocol_problems_are_named() -> None:
+    with pytest.raises(ProfileError, match="request.streams_per_connection: fortio's -s"):
+        FortioRunner().check(spec(protocol="h2c", streams_per_connection=8))
+    with pytest.raises(ProfileError, match="request.body: fortio sends a gRPC ping payload"):
+        FortioRunner().check(spec(protocol="grpc", body=b"\xff\xfe"))
+    FortioRunner().check(spec(protocol="grpc", streams_per_connection=8))
+
+
+def test_grpc_result_of_real_fortio_is_parsed_as_grpc() -> None:
+    s = spec(protocol="grpc", rate_rps=8.0, connections=2, streams_per_connection=4)
+    r = FortioRunner().parse_output(reference("fortio-README-grpc-ping-result.json"), spec=s)
+    assert r.dimensions.protocol == "grpc" and r.spec == s.to_dict()
+    assert r.requests == 40 and r.status_codes == {200: 40} and r.errors == 0
+    assert r.context["run_type"].startswith("GRPC Ping")

@@ -50,9 +50,26 @@ def test_tcp_target_needs_a_port() -> None:
         _profile(protocol="tcp", target="tcp://127.0.0.1")
 
 
-@pytest.mark.parametrize("runner", ["wrk", "hey", "ab", "fortio"])
+@pytest.mark.parametrize("runner", ["wrk", "hey", "ab"])
 @pytest.mark.parametrize("protocol", ["h2c", "grpc"])
 def test_http1_only_tools_refuse_other_protocols(runner: str, protocol: str) -> None:
     spec = RunSpec(target="http://127.0.0.1:8080/", protocol=protocol, duration_s=1.0)
     with pytest.raises(ProfileError, match=f"runner {runner} cannot speak {protocol}"):
         get_runner(runner).check(spec)
+
+
+@pytest.mark.parametrize(("runner", "speaks"), [
+    ("wrk", {"http1"}), ("ab", {"http1"}), ("hey", {"http1", "h2"}),
+    ("fortio", {"http1", "h2c", "h2", "grpc", "tcp"}), ("h2load", {"http1", "h2c", "h2"}),
+    ("k6", {"http1", "h2", "grpc"}),
+])
+def test_each_tool_speaks_exactly_its_protocols(runner: str, speaks: set[str]) -> None:
+    targets = {"h2": "https://127.0.0.1:8443/", "tcp": "tcp://127.0.0.1:9000"}
+    for protocol in ("http1", "h2c", "h2", "grpc", "tcp"):
+        spec = RunSpec(target=targets.get(protocol, "http://127.0.0.1:8080/"),
+                       protocol=protocol, duration_s=1.0)
+        if protocol in speaks:
+            get_runner(runner).check(spec)
+        else:
+            with pytest.raises(ProfileError, match=f"runner {runner} cannot speak {protocol}"):
+                get_runner(runner).check(spec)
