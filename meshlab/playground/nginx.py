@@ -190,7 +190,10 @@ def _stream_server(lst: Listener, index: int) -> list[str]:
     pol = lst.policy
     lb = _LB[pol.load_balancing.algorithm] if pol and pol.load_balancing else ""
     lines = [f"  # {lst.name} (tcp)", f"  upstream s{index} {{", *([f"    {lb}"] if lb else []),
-             *[f"    server {ep.host}:{ep.port};" for ep in up.endpoints], "  }", "  server {"]
+             # max_fails=0: by default one refused connect (the readiness probe reaching this
+             # sidecar before the next hop listens) benches a server for 10 s
+             *[f"    server {ep.host}:{ep.port} max_fails=0;" for ep in up.endpoints], "  }",
+             "  server {"]
     strict = lst.tls is not None and lst.mtls == MtlsMode.STRICT
     lines.append(f"    listen 127.0.0.1:{lst.port}{' ssl' if strict else ''};")
     if strict and lst.tls is not None:
