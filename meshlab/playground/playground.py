@@ -382,7 +382,7 @@ class Playground:
             else:
                 argv = [sys.executable, "-m", "meshlab.playground.relay", "--port",
                         str(app.port), "--upstream-port", str(app.forward_port), "--name",
-                        app.name]
+                        app.name, *(["--raw"] if app.raw else [])]
                 kind = "relay"
             self._launch(_proc.ManagedProcess(app.name, argv, log_path=logs / f"{app.name}.log",
                                               kind=kind, role="app", ports={"http": app.port}))
