@@ -24,7 +24,16 @@ class MtlsMode(enum.StrEnum):
 
 
 RetryOn = Literal["5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx",
-                  "refused-stream", "retriable-status-codes"]
+                  "refused-stream", "retriable-status-codes",
+                  "cancelled", "deadline-exceeded", "internal", "resource-exhausted",
+                  "unavailable"]
+
+GRPC_RETRY_ON: frozenset[str] = frozenset({"cancelled", "deadline-exceeded", "internal",
+                                           "resource-exhausted", "unavailable"})
+"""Retry conditions on a gRPC status code (Envoy's and Istio's names): only a gRPC route has
+them, and only a proxy that reads `grpc-status` (not the HTTP status) can apply them."""
+CONNECTION_RETRY_ON: frozenset[str] = frozenset({"reset", "connect-failure", "refused-stream"})
+"""Retry conditions on the connection or stream, the same for every HTTP protocol."""
 
 
 _DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("5xx", "connect-failure", "reset")
@@ -39,7 +48,9 @@ class RetryPolicy(_Model):
 
 
 class TimeoutPolicy(_Model):
-    request_timeout_s: float = Field(gt=0, le=3600, description="whole request, retries included")
+    request_timeout_s: float = Field(gt=0, le=3600, description=(
+        "whole request, retries included; on a gRPC route the per-call deadline (a shorter "
+        "grpc-timeout sent by the client wins where the data plane reads it)"))
     idle_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
 
 
@@ -145,3 +156,32 @@ class TrafficPolicy(_Model):
 
 
 NO_POLICY = TrafficPolicy(name="none")
+
+_TCP_WHY = ("protocol tcp carries connections, not requests: an L4 route has no requests to "
+            "retry, time out, abort or rate-limit; use protocol http1, h2c or grpc")
+
+
+def protocol_problems(policy: TrafficPolicy, protocol: str) -> list[tuple[str, str]]:
+    """(field, reason) for what `policy` asks that traffic of `protocol` cannot mean, whatever
+    carries it: HTTP policies on raw TCP, gRPC status conditions on a route without gRPC."""
+    out: list[tuple[str, str]] = []
+    if protocol == "tcp":
+        for name in ("retries", "timeout", "fault", "rate_limit"):
+            if getattr(policy, name) is not None:
+                out.append((name, _TCP_WHY))
+        cb = policy.circuit_breaker
+        if cb is not None:
+            out += [(f"circuit_breaker.{k}", _TCP_WHY) for k in
+                    ("max_pending_requests", "max_requests", "max_retries")
+                    if getattr(cb, k) is not None]
+            if cb.outlier_detection is not None:
+                out.append(("circuit_breaker.outlier_detection", _TCP_WHY))
+        return out
+    r = policy.retries
+    if protocol != "grpc" and r is not None:
+        codes = [c for c in r.retry_on if c in GRPC_RETRY_ON]
+        if codes:
+            out.append(("retries.retry_on", f"{', '.join(codes)}: gRPC status codes, and "
+                        f"protocol {protocol} carries no gRPC status; use protocol grpc, or "
+                        f"HTTP conditions such as 5xx"))
+    return out

@@ -44,3 +44,21 @@ def test_invalid_policies_are_rejected(doc: dict[str, object]) -> None:
 def test_empty_circuit_breaker_message() -> None:
     with pytest.raises(ValidationError, match="at least one limit"):
         CircuitBreaker()
+
+
+def test_protocol_problems_name_what_a_protocol_cannot_mean() -> None:
+    from meshlab.policy import protocol_problems
+
+    grpc = TrafficPolicy(name="g", retries={"attempts": 2,
+                                            "retry_on": ["unavailable", "connect-failure"]})
+    assert protocol_problems(grpc, "grpc") == []
+    ((field, why),) = protocol_problems(grpc, "h2c")
+    assert field == "retries.retry_on" and "unavailable" in why and "protocol h2c" in why
+    l4 = TrafficPolicy(name="l4", retries={"attempts": 2}, load_balancing={"algorithm": "random"},
+                       circuit_breaker={"max_connections": 4, "max_requests": 8})
+    assert [f for f, _ in protocol_problems(l4, "tcp")] == ["retries",
+                                                           "circuit_breaker.max_requests"]
+    # mTLS, balancing and connection limits are L4 policies
+    assert protocol_problems(l4.model_copy(update={"retries": None, "circuit_breaker":
+                                                    CircuitBreaker(max_connections=4)}),
+                             "tcp") == []

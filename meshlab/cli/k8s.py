@@ -46,6 +46,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--policy", required=True, help="YAML/JSON file with one TrafficPolicy")
     p.add_argument("--namespace", default="meshlab-bench")
     p.add_argument("--service", default="meshlab-server")
+    p.add_argument("--protocol", default="http1", choices=("http1", "h2c", "h2", "grpc", "tcp"),
+                   help="what the traffic speaks (grpc: gRPC routes, retries on gRPC codes)")
+    p.add_argument("--port", type=int, default=None,
+                   help="the service port (default: 8080, 8079 for grpc)")
     p.set_defaults(func=_render)
 
 
@@ -176,7 +180,8 @@ def _render(args: argparse.Namespace) -> int:
 
     with open(args.policy, encoding="utf-8") as fh:
         policy = TrafficPolicy.model_validate(yaml.safe_load(fh))
-    docs = _mesh(args.mesh).render(policy, RenderContext(namespace=args.namespace,
-                                                         service=args.service))
+    port = args.port or (8079 if args.protocol == "grpc" else 8080)
+    docs = _mesh(args.mesh).render(policy, RenderContext(
+        namespace=args.namespace, service=args.service, port=port, protocol=args.protocol))
     print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0

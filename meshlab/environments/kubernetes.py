@@ -21,13 +21,15 @@ from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
 from meshlab.k8s.workload import (
-    DIRECT_PORT,
+    CLUSTER_PROTOCOLS,
+    DIRECT_PORTS,
     MODES,
     ServerSpec,
     deploy_server,
     mode_plan,
     roll_workloads,
     server_manifests,
+    server_port,
     target_url,
 )
 from meshlab.meshes.detect import (
@@ -64,7 +66,8 @@ class KubernetesDeployment(Deployment):
         mode = spec.dim("mode", "both")
         settings = env.settings
         own = env.own
-        self.target_url = own.url if own is not None else target_url(env.server, mode)
+        self.target_url = own.url if own is not None else target_url(
+            env.server, mode, protocol=spec.protocol)
         self.context: dict[str, Any] = {
             "environment": "kubernetes", "data_plane": spec.mesh, "mesh": spec.mesh,
             "mesh_version": before.mesh_version if mesh is not None else "", "mode": mode,
@@ -123,7 +126,8 @@ class KubernetesDeployment(Deployment):
                         pod_annotations=dict(pod.annotations), load_node=s.load_node,
                         cpu=s.load_cpu, memory=s.load_memory,
                         headers=spec.headers, method=spec.method,
-                        body=spec.body.decode("utf-8"), max_requests=spec.max_requests)
+                        body=spec.body.decode("utf-8"), max_requests=spec.max_requests,
+                        protocol=spec.protocol)
 
     async def _load(self, spec: RunSpec,
                     progress: ProgressCallback | None) -> tuple[LoadOutcome, dict[str, Any]]:
@@ -241,15 +245,16 @@ class KubernetesEnvironment(Environment):
                                             in_cluster=s.in_cluster)
         return self._cluster
 
-    def render_context(self, policy: TrafficPolicy | None = None) -> RenderContext:
+    def render_context(self, policy: TrafficPolicy | None = None, *,
+                       protocol: str = "http1") -> RenderContext:
         if self.own is not None:
             return RenderContext(namespace=self.own.namespace, service=self.own.service,
                                  port=self.own.port or self.settings.service_port or 80,
                                  client=f"{self.own.service}-load",
-                                 waypoint=self.settings.waypoint or "")
+                                 waypoint=self.settings.waypoint or "", protocol=protocol)
         return RenderContext(namespace=self.server.namespace, service=self.server.name,
-                             port=8080, client=f"{self.server.name}-load",
-                             waypoint=self.settings.waypoint or "")
+                             port=server_port("both", protocol), client=f"{self.server.name}-load",
+                             waypoint=self.settings.waypoint or "", protocol=protocol)
 
     def check(self, spec: RunSpec) -> None:
         mode = spec.dim("mode", "both")
@@ -280,6 +285,12 @@ class KubernetesEnvironment(Environment):
             spec.body.decode("utf-8")
         except UnicodeDecodeError:
             problems.append("request.body: fortio's -payload takes text; this body is binary")
+        if spec.protocol not in CLUSTER_PROTOCOLS or (self.own is not None and
+                                                      spec.protocol != "http1"):
+            speaks = "http1" if self.own is not None else " and ".join(CLUSTER_PROTOCOLS)
+            problems.append(f"request.protocol: {spec.protocol}: the in-cluster fortio load "
+                            f"speaks {speaks} {'to your Service' if self.own else ''}".rstrip()
+                            + "; run this protocol with environment local")
         if problems:
             raise ProfileError(problems)
         if spec.policy is not None and spec.policy.features():
@@ -287,7 +298,7 @@ class KubernetesEnvironment(Environment):
                 raise MeshError(f"mesh none cannot express policy {spec.policy.name!r}: "
                                 f"{', '.join(spec.policy.features())} need a mesh; run the "
                                 f"baseline without a policy")
-            mesh.render(spec.policy, self.render_context())
+            mesh.render(spec.policy, self.render_context(protocol=spec.protocol))
 
     # deploying -----------------------------------------------------------------------
     def _touch_namespace(self) -> None:
@@ -325,7 +336,7 @@ class KubernetesEnvironment(Environment):
         if mesh is not None:
             mesh.enable_injection(cluster, ns)
         deploy_server(cluster, self.server,
-                      pod_annotations=mesh.skip_inbound([DIRECT_PORT]) if mesh else None)
+                      pod_annotations=mesh.skip_inbound(DIRECT_PORTS) if mesh else None)
         roll_workloads(cluster, ns)
         bad = not_as_requested(cluster.pods(namespace=ns, selector={"app": self.server.name}),
                                mesh)
@@ -354,7 +365,7 @@ class KubernetesEnvironment(Environment):
 
     def _deploy_sync(self, spec: RunSpec) -> KubernetesDeployment:
         mesh = self._prepare_mesh(spec)
-        target = MeshTarget(self.cluster, self.render_context())
+        target = MeshTarget(self.cluster, self.render_context(protocol=spec.protocol))
         if mesh is not None:
             mesh.apply(target, spec.policy)      # all or nothing: apply_all rolls back
         with self._lock:

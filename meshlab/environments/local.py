@@ -113,7 +113,7 @@ class LocalEnvironment(Environment):
         except ProfileError as exc:
             problems = _kubernetes_hint(spec.mesh) or exc.problems
             raise ProfileError([f"meshes/modes: {p}" for p in problems]) from None
-        check_topology(topo)     # MeshError naming data plane and policy
+        check_topology(topo, spec.protocol)     # MeshError naming data plane, policy, protocol
 
     async def deploy(self, spec: RunSpec) -> Deployment:
         key = _key(spec)

@@ -47,6 +47,7 @@ class LoadPlan:
     body: str = ""                   # fortio -payload (text)
     max_requests: int | None = None  # total; fortio -n, split over the pods
     phase: str = "measure"           # "warmup" Jobs are discarded
+    protocol: str = "http1"          # or grpc: fortio's ping service (url is host:port)
 
     @property
     def job_name(self) -> str:
@@ -66,11 +67,14 @@ class LoadPlan:
                  "-loglevel", "Warning", "-labels", f"meshlab {self.phase} {self.run_id}"]
         if self.rate_rps > 0:
             argv.append("-uniform")
+        if self.protocol == "grpc":
+            argv += ["-grpc", "-ping"]
         for k, v in self.headers:
             argv += ["-H", f"{k}: {v}"]
         if self.body:
             argv += ["-payload", self.body]
-        if self.method not in ("GET", "POST") or (self.method == "POST") != bool(self.body):
+        if self.protocol != "grpc" and (
+                self.method not in ("GET", "POST") or (self.method == "POST") != bool(self.body)):
             argv += ["-X", self.method]
         return [*argv, self.url]
 

@@ -22,6 +22,12 @@ from meshlab.k8s.topology import FORTIO_IMAGE, KubernetesTopology
 TEMPLATES = "templates"          # package data of meshlab.k8s, found in a wheel too
 CAPTURED_PORT = 8080
 DIRECT_PORT = 8081
+GRPC_PORT = 8079                 # fortio's gRPC ping/health port, captured like CAPTURED_PORT
+DIRECT_GRPC_PORT = 8078
+DIRECT_PORTS = (DIRECT_PORT, DIRECT_GRPC_PORT)
+"""The ports a mesh must keep out of inbound capture (the `none` and `client-only` baselines)."""
+CLUSTER_PROTOCOLS = ("http1", "grpc")
+"""What the in-cluster fortio load speaks (HTTP/1.1 to 8080, gRPC ping to 8079)."""
 MODES = ("none", "server-only", "client-only", "both")
 DEFAULT_IMAGE = FORTIO_IMAGE
 
@@ -98,9 +104,18 @@ def mode_plan(mode: str) -> tuple[bool, int]:
                            f"{', '.join(MODES)}") from None
 
 
-def target_url(spec: ServerSpec, mode: str, path: str = "/echo") -> str:
+def server_port(mode: str, protocol: str = "http1") -> int:
+    """The server port a load of `protocol` aims at in `mode` (gRPC: the fortio gRPC ports)."""
     _, port = mode_plan(mode)
-    return f"http://{spec.name}.{spec.namespace}.svc.cluster.local:{port}{path}"
+    if protocol == "grpc":
+        return GRPC_PORT if port == CAPTURED_PORT else DIRECT_GRPC_PORT
+    return port
+
+
+def target_url(spec: ServerSpec, mode: str, path: str = "/echo", protocol: str = "http1") -> str:
+    """`http://server...:8080/echo`, or `server...:8079` (fortio -grpc's destination)."""
+    host = f"{spec.name}.{spec.namespace}.svc.cluster.local:{server_port(mode, protocol)}"
+    return host if protocol == "grpc" else f"http://{host}{path}"
 
 
 def deploy_server(cluster: Cluster, spec: ServerSpec, *,

@@ -24,6 +24,8 @@ from meshlab.meshes.kubernetes import (
 from meshlab.policy import MtlsMode, TrafficPolicy
 
 _API = "consul.hashicorp.com/v1alpha1"
+_PROTOCOL = {"http1": "http", "h2c": "http2", "h2": "http2", "grpc": "grpc", "tcp": "tcp"}
+"""ServiceDefaults `protocol` per load protocol (Consul's names)."""
 
 
 class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
@@ -75,11 +77,13 @@ class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
             extra.append("circuit_breaker.max_retries")
         if policy.rate_limit and policy.rate_limit.http_status != 429:
             extra.append("rate_limit.http_status other than 429")
-        self.check_supported(policy, extra=extra)
+        self.check_supported(policy, extra=extra, protocol=ctx.protocol)
         svc = ctx.target(policy)
         out: list[Manifest] = []
-        # config entries are keyed by service name, so metadata.name is the service
-        defaults: dict[str, Any] = {"protocol": "http"}
+        # config entries are keyed by service name, so metadata.name is the service; the
+        # protocol makes a router possible (http, http2, grpc) and gRPC retryOn values count
+        protocol = _PROTOCOL.get(ctx.protocol, "http")
+        defaults: dict[str, Any] = {"protocol": protocol}
         if policy.mtls is not None:
             defaults["mutualTLSMode"] = str(policy.mtls)
         if policy.rate_limit:
@@ -105,7 +109,7 @@ class ConsulMesh(KubernetesMesh, Mesh[MeshTarget]):
                     "enforcingConsecutive5xx": 100, "maxEjectionPercent": od.max_ejection_percent,
                     "baseEjectionTime": go_duration(od.base_ejection_s)}
             out.append(self._entry("ServiceDefaults", ctx.client, policy, ctx,
-                                   {"protocol": "http",
+                                   {"protocol": protocol,
                                     "upstreamConfig": {"overrides": [override]}}))
         if r or policy.timeout:
             dest: dict[str, Any] = {"service": svc}

@@ -94,7 +94,8 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
         return [step("istioctl", "upgrade", "-y", "--set", f"profile={profile}")]
 
     def render(self, policy: TrafficPolicy, ctx: RenderContext) -> list[Manifest]:
-        self.check_supported(policy)
+        # gRPC is an `http` route to Istio: retryOn takes the gRPC codes by Envoy's names
+        self.check_supported(policy, protocol=ctx.protocol)
         svc = ctx.target(policy)
         host = f"{svc}.{ctx.namespace}.svc.cluster.local"
         out: list[Manifest] = []

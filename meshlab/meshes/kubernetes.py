@@ -19,7 +19,7 @@ from meshlab.errors import ClusterError, MeshError
 from meshlab.k8s.cluster import ApplyLog, Cluster, Manifest
 from meshlab.k8s.images import control_plane_images, image_version
 from meshlab.k8s.prometheus import RequestMetrics
-from meshlab.policy import TrafficPolicy
+from meshlab.policy import TrafficPolicy, protocol_problems
 
 POLICY_LABEL = "meshlab.io/policy"
 POLICY_MANAGER = "meshlab-policy"     # field manager of policies; workloads use "meshlab"
@@ -37,6 +37,7 @@ class RenderContext:
     client: str = "meshlab-client"
     mesh_name: str = "default"          # Kuma's Mesh
     waypoint: str = ""                  # Istio ambient: the waypoint Gateway's name, "" = none
+    protocol: str = "http1"             # what the load speaks (grpc: gRPC routes and codes)
 
     def target(self, policy: TrafficPolicy) -> str:
         return policy.service or self.service
@@ -201,7 +202,12 @@ class KubernetesMesh(abc.ABC):
         """CLI steps that upgrade it in place to the CLI's release ([]: not supported)."""
         return []
 
-    def check_supported(self, policy: TrafficPolicy, *, extra: Sequence[str] = ()) -> None:
+    def check_supported(self, policy: TrafficPolicy, *, extra: Sequence[str] = (),
+                        protocol: str = "http1") -> None:
+        wrong = protocol_problems(policy, protocol)
+        if wrong:
+            raise MeshError(f"{self.name} cannot express policy {policy.name!r} on protocol "
+                            f"{protocol}: " + "; ".join(f"{f} ({why})" for f, why in wrong))
         missing = [*policy.unsupported(self.supported), *extra]
         if missing:
             raise MeshError(

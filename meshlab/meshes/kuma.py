@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from meshlab.errors import MeshError
 from meshlab.k8s.cluster import Manifest
 from meshlab.k8s.prometheus import RequestMetrics
 from meshlab.meshes.base import Mesh, MeshInfo
@@ -28,6 +29,9 @@ _API = "kuma.io/v1alpha1"
 _RETRY_ON = {"5xx": "5XX", "gateway-error": "GatewayError", "reset": "Reset",
              "connect-failure": "ConnectFailure", "retriable-4xx": "Retriable4xx",
              "refused-stream": "RefusedStream"}
+_GRPC_RETRY_ON = {"cancelled": "Canceled", "deadline-exceeded": "DeadlineExceeded",
+                  "internal": "Internal", "resource-exhausted": "ResourceExhausted",
+                  "unavailable": "Unavailable"}
 _LB = {"round_robin": "RoundRobin", "least_request": "LeastRequest", "random": "Random"}
 
 
@@ -79,7 +83,7 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
             extra.append("mtls: off (turn mTLS off in the Mesh object, not with a policy)")
         if policy.rate_limit and policy.rate_limit.burst:
             extra.append("rate_limit.burst (Kuma counts requests per interval)")
-        self.check_supported(policy, extra=extra)
+        self.check_supported(policy, extra=extra, protocol=ctx.protocol)
         svc = ctx.target(policy)
         server = ({"kind": "Dataplane", "labels": {"app": svc}} if policy.service
                   else {"kind": "Mesh"})
@@ -99,7 +103,9 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
             add("MeshTLS", {"targetRef": server, "rules": [
                 {"default": {"mode": "Strict" if policy.mtls == MtlsMode.STRICT
                              else "Permissive"}}]})
-        if policy.retries:
+        if policy.retries and ctx.protocol == "grpc":
+            add("MeshRetry", outbound({"grpc": self._grpc_retry(policy)}))
+        elif policy.retries:
             r = policy.retries
             on = [_RETRY_ON[c] for c in r.retry_on if c != "retriable-status-codes"]
             on += [str(c) for c in r.retriable_status_codes]
@@ -138,6 +144,23 @@ class KumaMesh(KubernetesMesh, Mesh[MeshTarget]):
             add("MeshLoadBalancingStrategy", outbound(
                 {"loadBalancer": {"type": _LB[policy.load_balancing.algorithm]}}))
         return out
+
+    def _grpc_retry(self, policy: TrafficPolicy) -> dict[str, Any]:
+        """MeshRetry's `grpc` section: it retries on gRPC status codes only."""
+        r = policy.retries
+        assert r is not None
+        other = [c for c in r.retry_on if c not in _GRPC_RETRY_ON]
+        if other:
+            raise MeshError(f"kuma cannot express policy {policy.name!r} on protocol grpc: "
+                            f"retries.retry_on {', '.join(other)} (MeshRetry's grpc section "
+                            f"retries on {', '.join(sorted(_GRPC_RETRY_ON))} only)")
+        grpc: dict[str, Any] = {"numRetries": r.attempts,
+                                "retryOn": [_GRPC_RETRY_ON[c] for c in r.retry_on]}
+        if r.per_try_timeout_s:
+            grpc["perTryTimeout"] = go_duration(r.per_try_timeout_s)
+        if r.backoff_base_s:
+            grpc["backOff"] = {"baseInterval": go_duration(r.backoff_base_s)}
+        return grpc
 
     def _breaker(self, policy: TrafficPolicy) -> dict[str, Any]:
         cb = policy.circuit_breaker

@@ -22,7 +22,7 @@ from meshlab.meshes.kubernetes import (
     step,
     whole_rate,
 )
-from meshlab.policy import MtlsMode, OutlierDetection, TrafficPolicy
+from meshlab.policy import GRPC_RETRY_ON, MtlsMode, OutlierDetection, TrafficPolicy
 
 _POLICY = "policy.linkerd.io"
 # Linkerd retries connection failures and resets at the transport level on its own
@@ -90,7 +90,7 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
             if od.max_ejection_percent != defaults.max_ejection_percent:
                 extra.append("circuit_breaker.outlier_detection.max_ejection_percent (Linkerd "
                              "has no cap on ejected endpoints)")
-        self.check_supported(policy, extra=extra)
+        self.check_supported(policy, extra=extra, protocol=ctx.protocol)
         svc = ctx.target(policy)
         out: list[Manifest] = []
         needs_server = policy.mtls is not None or policy.rate_limit is not None
@@ -135,6 +135,8 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
         return out
 
     def _route(self, policy: TrafficPolicy, ctx: RenderContext, svc: str) -> Manifest:
+        if ctx.protocol == "grpc":
+            return self._grpc_route(policy, ctx, svc)
         ann: dict[str, str] = {}
         rule: dict[str, Any] = {"backendRefs": [{"name": svc, "port": ctx.port}]}
         if policy.retries:
@@ -165,3 +167,38 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
                 "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": svc,
                                          "port": ctx.port}],
                          "rules": [rule]}}
+
+    def _grpc_route(self, policy: TrafficPolicy, ctx: RenderContext, svc: str) -> Manifest:
+        """A Gateway API GRPCRoute with Linkerd's gRPC retry and timeout annotations
+        (`retry.linkerd.io/grpc`, `timeout.linkerd.io/request`: GRPCRoute has no timeouts)."""
+        ann: dict[str, str] = {}
+        if policy.retries:
+            r = policy.retries
+            http = [c for c in r.retry_on if c not in GRPC_RETRY_ON and c not in _IMPLICIT]
+            if http or r.retriable_status_codes:
+                raise MeshError(
+                    f"linkerd cannot express policy {policy.name!r} on protocol grpc: "
+                    f"retries.retry_on {', '.join(map(str, http or r.retriable_status_codes))} "
+                    f"(a GRPCRoute retries on gRPC status codes, retry.linkerd.io/grpc); use "
+                    f"cancelled, deadline-exceeded, internal, resource-exhausted, unavailable")
+            conds = [c for c in r.retry_on if c in GRPC_RETRY_ON]
+            if not conds:
+                raise MeshError(f"linkerd cannot express policy {policy.name!r} on protocol "
+                                f"grpc: retries.retry_on names only connection failures, "
+                                f"which Linkerd retries by itself; add gRPC codes such as "
+                                f"unavailable")
+            ann["retry.linkerd.io/grpc"] = ",".join(conds)
+            ann["retry.linkerd.io/limit"] = str(r.attempts)
+            if r.per_try_timeout_s:
+                ann["retry.linkerd.io/timeout"] = go_duration(r.per_try_timeout_s)
+        if policy.timeout:
+            ann["timeout.linkerd.io/request"] = go_duration(policy.timeout.request_timeout_s)
+            if policy.timeout.idle_timeout_s:
+                ann["timeout.linkerd.io/idle"] = go_duration(policy.timeout.idle_timeout_s)
+        return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+                "metadata": metadata(policy, ctx, annotations=ann),
+                "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": svc,
+                                         "port": ctx.port}],
+                         # group and kind spelled out: the API server would default them
+                         "rules": [{"backendRefs": [{"group": "", "kind": "Service",
+                                                     "name": svc, "port": ctx.port}]}]}}

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from meshlab.policy import TrafficPolicy
+from meshlab.policy import GRPC_RETRY_ON, TrafficPolicy
 
 ValueCheck = Callable[[TrafficPolicy], list[tuple[str, str]]]
 """Extra problems a value causes (`("retries.retriable_status_codes", "418: nginx retries only
 on ...")`), for fields rendered in general but not with every value."""
+ProtocolCheck = Callable[[TrafficPolicy, str], list[tuple[str, str]]]
+"""Extra problems of a policy on one protocol (`grpc`: a proxy that cannot read grpc-status)."""
 
 # a coarse feature (MeshInfo.supported, TrafficPolicy.features()) -> the field that carries it
 _FEATURE_FIELD = {
@@ -37,6 +39,7 @@ class FieldSupport:
     rendered: frozenset[str]
     rejected: Mapping[str, str] = field(default_factory=dict)
     values: ValueCheck | None = None
+    by_protocol: ProtocolCheck | None = None
 
     def decision(self, path: str) -> str | None:
         """None when `path` is rendered, else the reason it is rejected."""
@@ -59,12 +62,16 @@ class FieldSupport:
                     "load_balancing.random"}
         return frozenset(out)
 
-    def problems(self, policy: TrafficPolicy) -> list[tuple[str, str]]:
-        """(field, reason) for every field `policy` sets that this plane cannot render."""
+    def problems(self, policy: TrafficPolicy, protocol: str = "http1",
+                 ) -> list[tuple[str, str]]:
+        """(field, reason) for every field `policy` sets that this plane cannot render for
+        traffic of `protocol`."""
         out = [(path, why) for path in used_fields(policy)
                if (why := self.decision(path)) is not None]
         if self.values is not None:
             out += self.values(policy)
+        if self.by_protocol is not None:
+            out += self.by_protocol(policy, protocol)
         return out
 
 
@@ -123,3 +130,13 @@ def whole_rate(requests_per_s: float) -> tuple[int, int] | None:
         if n >= 1 and abs(n / window_s - requests_per_s) <= 0.01 * requests_per_s:
             return n, window_s
     return None
+
+
+def grpc_status_retries(policy: TrafficPolicy, protocol: str, why: str,
+                        ) -> list[tuple[str, str]]:
+    """The gRPC status conditions of a gRPC route's retries, for a proxy that cannot see them."""
+    r = policy.retries
+    if protocol != "grpc" or r is None:
+        return []
+    codes = [c for c in r.retry_on if c in GRPC_RETRY_ON]
+    return [("retries.retry_on", f"{', '.join(codes)} on protocol grpc: {why}")] if codes else []

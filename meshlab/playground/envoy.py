@@ -177,10 +177,19 @@ def _http_filters(policy: TrafficPolicy | None) -> list[dict[str, Any]]:
     return filters
 
 
-def _route(cluster: str, policy: TrafficPolicy | None) -> dict[str, Any]:
+def _route(cluster: str, policy: TrafficPolicy | None, protocol: str) -> dict[str, Any]:
     route: dict[str, Any] = {"cluster": cluster}
     if policy is not None and policy.timeout is not None:
-        route["timeout"] = _dur(policy.timeout.request_timeout_s)
+        deadline = _dur(policy.timeout.request_timeout_s)
+        if protocol == "grpc":
+            # a per-call deadline: the stream's whole duration (retries included), capped by
+            # the client's own grpc-timeout when shorter; on expiry Envoy ends the call with
+            # DEADLINE_EXCEEDED, where the router's timeout would answer 504 -> UNAVAILABLE
+            route["timeout"] = "0s"
+            route["max_stream_duration"] = {"max_stream_duration": deadline,
+                                            "grpc_timeout_header_max": deadline}
+        else:
+            route["timeout"] = deadline
     if policy is not None and policy.retries is not None:
         r = policy.retries
         retry: dict[str, Any] = {
@@ -208,7 +217,7 @@ def _hcm(lst: Listener, cluster: str) -> dict[str, Any]:
         "codec_type": "AUTO",
         "http_protocol_options": {"accept_http_10": True},
         "route_config": {"name": lst.name, "virtual_hosts": [
-            {"name": lst.name, "domains": ["*"], "routes": [_route(cluster, pol)]}]},
+            {"name": lst.name, "domains": ["*"], "routes": [_route(cluster, pol, lst.protocol)]}]},
         "http_filters": _http_filters(pol),
         "use_remote_address": True,
     }

@@ -9,7 +9,13 @@ import functools
 from pathlib import Path
 
 from meshlab.playground._binary import ProxyBinary, find_system_binary, ms_text
-from meshlab.playground._support import FieldSupport, common_values, status_codes, whole_rate
+from meshlab.playground._support import (
+    FieldSupport,
+    common_values,
+    grpc_status_retries,
+    status_codes,
+    whole_rate,
+)
 from meshlab.playground.certs import dns_name
 from meshlab.playground.plan import Listener, ProxySpec
 from meshlab.policy import MtlsMode, TrafficPolicy
@@ -45,6 +51,12 @@ def _values(policy: TrafficPolicy) -> list[tuple[str, str]]:
     return out
 
 
+def _by_protocol(policy: TrafficPolicy, protocol: str) -> list[tuple[str, str]]:
+    return grpc_status_retries(policy, protocol, "haproxy's retry-on sees connection failures "
+                               "and HTTP statuses, not the grpc-status a gRPC server sends in "
+                               "trailers; use envoy")
+
+
 FIELDS = FieldSupport(
     "haproxy", rendered=frozenset({"name", "service", "mtls", "retries", "timeout",
                                    "circuit_breaker", "rate_limit", "fault.abort",
@@ -56,7 +68,7 @@ FIELDS = FieldSupport(
         "circuit_breaker.outlier_detection": "haproxy's observe/error-limit is not "
                                              "consecutive-5xx ejection; use envoy",
         "fault.delay": "haproxy cannot delay a request; use envoy"},
-    values=_values)
+    values=_values, by_protocol=_by_protocol)
 """What haproxy renders of each TrafficPolicy field, and what it rejects with the reason."""
 SUPPORTED = FIELDS.features()
 
@@ -81,9 +93,15 @@ def _retry_on(policy: TrafficPolicy) -> list[str]:
 def _tcp_section(lst: Listener, index: int) -> list[str]:
     """A TCP listener (protocol tcp): frontend and backend in `mode tcp`."""
     up = lst.upstream
+    pol = lst.policy
     bind = f"  bind 127.0.0.1:{lst.port}"
     if lst.tls and lst.mtls == MtlsMode.STRICT:
         bind += f" ssl crt {lst.tls.bundle} ca-file {lst.tls.ca} verify required"
+    lb = pol.load_balancing.algorithm if pol and pol.load_balancing else "round_robin"
+    cb = pol.circuit_breaker if pol else None
+    # Envoy's limit holds for the whole cluster, haproxy's maxconn per server
+    maxconn = (f" maxconn {max(1, cb.max_connections // len(up.endpoints))}"
+               if cb and cb.max_connections else "")
     tls = ""
     if up.tls:
         peer = dns_name(up.peer or up.service)
@@ -91,8 +109,9 @@ def _tcp_section(lst: Listener, index: int) -> list[str]:
                f"verifyhost {peer} sni str({peer})")
     return [f"# {lst.name} (tcp)", f"frontend f{index}", "  mode tcp", bind,
             f"  default_backend b{index}", f"backend b{index}", "  mode tcp",
-            "  balance roundrobin", "  retries 0",
-            *[f"  server s{i} {ep.host}:{ep.port}{tls}" for i, ep in enumerate(up.endpoints)]]
+            f"  balance {_LB[lb]}", "  retries 0",
+            *[f"  server s{i} {ep.host}:{ep.port}{maxconn}{tls}"
+              for i, ep in enumerate(up.endpoints)]]
 
 
 def _section(lst: Listener, index: int) -> list[str]:

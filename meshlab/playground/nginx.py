@@ -8,7 +8,13 @@ import functools
 from pathlib import Path
 
 from meshlab.playground._binary import ProxyBinary, find_system_binary, ms_text
-from meshlab.playground._support import FieldSupport, common_values, status_codes, whole_rate
+from meshlab.playground._support import (
+    FieldSupport,
+    common_values,
+    grpc_status_retries,
+    status_codes,
+    whole_rate,
+)
 from meshlab.playground.certs import dns_name
 from meshlab.playground.plan import Listener, ProxySpec
 from meshlab.policy import MtlsMode, TrafficPolicy
@@ -42,6 +48,12 @@ def _values(policy: TrafficPolicy) -> list[tuple[str, str]]:
     return out
 
 
+def _by_protocol(policy: TrafficPolicy, protocol: str) -> list[tuple[str, str]]:
+    return grpc_status_retries(policy, protocol, "nginx's grpc_next_upstream retries on "
+                               "connection errors and HTTP statuses, not on the grpc-status a "
+                               "gRPC server sends in trailers; use envoy")
+
+
 _ENVOY_ONLY = "use envoy"
 FIELDS = FieldSupport(
     "nginx", rendered=frozenset({"name", "service", "mtls", "retries", "timeout", "rate_limit",
@@ -54,7 +66,7 @@ FIELDS = FieldSupport(
         "circuit_breaker.outlier_detection": "nginx's max_fails/fail_timeout is not "
                                              f"consecutive-5xx ejection; {_ENVOY_ONLY}",
         "fault.delay": f"nginx cannot delay a request; {_ENVOY_ONLY}"},
-    values=_values)
+    values=_values, by_protocol=_by_protocol)
 """What nginx renders of each TrafficPolicy field, and what it rejects with the reason."""
 SUPPORTED = FIELDS.features()
 
@@ -175,8 +187,13 @@ STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 def _stream_server(lst: Listener, index: int) -> list[str]:
     """A TCP listener (protocol tcp): nginx's stream module, optionally with mTLS."""
     up = lst.upstream
-    lines = [f"  # {lst.name} (tcp)", f"  upstream s{index} {{",
-             *[f"    server {ep.host}:{ep.port};" for ep in up.endpoints], "  }", "  server {"]
+    pol = lst.policy
+    lb = _LB[pol.load_balancing.algorithm] if pol and pol.load_balancing else ""
+    lines = [f"  # {lst.name} (tcp)", f"  upstream s{index} {{", *([f"    {lb}"] if lb else []),
+             # max_fails=0: by default one refused connect (the readiness probe reaching this
+             # sidecar before the next hop listens) benches a server for 10 s
+             *[f"    server {ep.host}:{ep.port} max_fails=0;" for ep in up.endpoints], "  }",
+             "  server {"]
     strict = lst.tls is not None and lst.mtls == MtlsMode.STRICT
     lines.append(f"    listen 127.0.0.1:{lst.port}{' ssl' if strict else ''};")
     if strict and lst.tls is not None:

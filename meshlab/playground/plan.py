@@ -68,6 +68,7 @@ class AppSpec:
     defaults: str = ""              # echo --defaults
     forward_port: int | None = None  # relays: where the next hop is reached
     tcp: bool = False               # a raw TCP echo instead of HTTP (protocol tcp)
+    raw: bool = False               # a relay forwarding bytes (h2c, grpc, tcp), not HTTP/1.1
 
 
 @dataclass(slots=True)
@@ -96,15 +97,15 @@ def for_protocol(plan: Plan, protocol: str) -> Plan:
                         f"{', '.join(PLAN_PROTOCOLS)}, not {protocol}")
     if protocol == "http1":
         return plan
+    # a service that calls another relays bytes: whatever its inbound proxy sends it (h2c,
+    # HTTP/2 for gRPC, HTTP/1.1 from a proxy that downgrades, raw TCP) reaches its outbound one
+    apps = [dataclasses.replace(a, raw=a.forward_port is not None, tcp=protocol == "tcp")
+            for a in plan.apps]
     if protocol == "tcp":
-        if any(app.forward_port is not None for app in plan.apps):
-            raise MeshError("request.protocol: tcp reaches one service; a service that calls "
-                            "another relays HTTP only")
         proxies = [dataclasses.replace(proxy, listeners=tuple(
             dataclasses.replace(lst, l4=True, protocol="tcp", accept_http2=False)
             for lst in proxy.listeners)) for proxy in plan.proxies]
-        return Plan(apps=[dataclasses.replace(a, tcp=True) for a in plan.apps], proxies=proxies,
-                    entry_port=plan.entry_port, scheme="tcp")
+        return Plan(apps=apps, proxies=proxies, entry_port=plan.entry_port, scheme="tcp")
     up_proto = "grpc" if protocol == "grpc" else "http1"
     proxies = []
     for proxy in plan.proxies:
@@ -113,7 +114,7 @@ def for_protocol(plan: Plan, protocol: str) -> Plan:
             else "http1", upstream=dataclasses.replace(lst.upstream, protocol=up_proto))
             for lst in proxy.listeners)
         proxies.append(dataclasses.replace(proxy, listeners=listeners))
-    return Plan(apps=list(plan.apps), proxies=proxies, entry_port=plan.entry_port)
+    return Plan(apps=apps, proxies=proxies, entry_port=plan.entry_port)
 
 
 PortSource = Callable[[], int]

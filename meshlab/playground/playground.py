@@ -22,7 +22,7 @@ from meshlab.playground._support import FieldSupport, describe_problems, used_fi
 from meshlab.playground.certs import CertFiles, CertificateAuthority
 from meshlab.playground.plan import Plan, ProxySpec, build_plan, for_protocol
 from meshlab.playground.ports import hold_port
-from meshlab.policy import MtlsMode, TrafficPolicy
+from meshlab.policy import MtlsMode, TrafficPolicy, protocol_problems
 from meshlab.registry import DATA_PLANES
 from meshlab.topology import DataPlane, DataPlaneKind, Mode, Topology, parse_mesh
 
@@ -36,11 +36,16 @@ def data_plane_module(kind: str) -> ModuleType:
     return module
 
 
-def field_support(kind: str, *, l4: bool = False) -> FieldSupport | None:
-    """The field-level support table of a data plane (None for `none`: nothing is rendered)."""
+def field_support(kind: str, *, l4: bool = False, tcp: bool = False) -> FieldSupport | None:
+    """The field-level support table of a data plane (None for `none`: nothing is rendered).
+    `tcp`: the load speaks protocol tcp, so every listener is a TCP proxy; a plane without an
+    L4 table (nginx stream, haproxy mode tcp) checks its own table, whose `by_protocol` names
+    what its TCP proxy leaves out."""
     if kind == DataPlaneKind.NONE:
         return None
     mod = data_plane_module(kind)
+    if tcp and l4 and not hasattr(mod, "FIELDS_L4"):
+        l4 = False
     support = getattr(mod, "FIELDS_L4" if l4 else "FIELDS", None)
     if not isinstance(support, FieldSupport):
         raise MeshError(f"data plane {kind} has no {'L4 ' if l4 else ''}policy field table")
@@ -97,9 +102,10 @@ def _path(problem: str) -> str:
     return f".{problem}"
 
 
-def check_topology(topology: Topology) -> Plan:
-    """Lay the topology out without starting anything; raise MeshError when its data plane
-    cannot express its policy (naming the data plane, the policy and the fields)."""
+def check_topology(topology: Topology, protocol: str = "http1") -> Plan:
+    """Lay the topology out for traffic of `protocol` without starting anything; raise
+    MeshError when its data plane cannot express its policy on that protocol (naming the data
+    plane, the policy, the protocol and the fields)."""
     counter = iter(range(20_000, 65_000))
     fake = Path("/nonexistent")
 
@@ -108,9 +114,10 @@ def check_topology(topology: Topology) -> Plan:
 
     for pol in topology.all_policies():
         _check_mtls_scope(topology, pol)
-    plan = build_plan(topology, port=lambda: next(counter), certs=certs)
+    plan = for_protocol(build_plan(topology, port=lambda: next(counter), certs=certs),
+                        protocol)
     for pol in topology.all_policies():
-        _check_one_policy(topology, plan, pol)
+        _check_one_policy(topology, plan, pol, protocol)
     dp = topology.data_plane
     if dp.kind != DataPlaneKind.NONE and plan.proxies:
         modes = getattr(data_plane_module(dp.kind), "MTLS_MODES", None)
@@ -137,7 +144,8 @@ def _check_mtls_scope(topology: Topology, pol: TrafficPolicy) -> None:
                         f"{pol.mtls} (there is no proxy to carry it); use one of {proxies}")
 
 
-def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy) -> None:
+def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy,
+                      protocol: str) -> None:
     dp = topology.data_plane
     used = [f for f in used_fields(pol) if f not in ("name", "service", "mtls")]
     if dp.kind == DataPlaneKind.NONE:
@@ -154,16 +162,20 @@ def _check_one_policy(topology: Topology, plan: Plan, pol: TrafficPolicy) -> Non
     flavours = {lst.l4 for proxy in plan.proxies for lst in proxy.listeners
                 if lst.policy is pol}
     placed = bool(flavours)
+    on = "" if protocol == "http1" else f" on protocol {protocol}"
+    if placed and (problems := protocol_problems(pol, protocol)):
+        raise MeshError(f"data plane {dp.kind} cannot express policy {pol.name!r}{on}: "
+                        f"{describe_problems(problems)}")
     if pol.mtls is not None:
-        flavours.add(False)
+        flavours.add(protocol == "tcp")
     for l4 in sorted(flavours):
-        support = field_support(dp.kind, l4=l4)
+        support = field_support(dp.kind, l4=l4, tcp=protocol == "tcp")
         assert support is not None
-        problems = support.problems(pol)
+        problems = support.problems(pol, protocol)
         if problems:
-            where = " (an L4 node proxy)" if l4 else ""
-            raise MeshError(f"data plane {dp.kind}{where} cannot express policy {pol.name!r}: "
-                            f"{describe_problems(problems)}")
+            where = " (an L4 node proxy)" if l4 and dp.mode == Mode.NODE_PROXY else ""
+            raise MeshError(f"data plane {dp.kind}{where} cannot express policy {pol.name!r}"
+                            f"{on}: {describe_problems(problems)}")
     if not placed and used:
         raise MeshError(f"policy {pol.name!r} targets service {pol.service!r}, which no "
                         f"{dp.kind} proxy in mode {dp.mode} sits in front of")
@@ -191,7 +203,7 @@ class Playground:
         self.topology = resolve_topology(topology, mesh=mesh, mode=mode, policy=policy)
         self.protocol = protocol        # what the load speaks: http1, h2c or grpc
         # fail before starting anything
-        self.plan = for_protocol(check_topology(self.topology), protocol)
+        self.plan = check_topology(self.topology, protocol)
         self.state_dir = Path(state_dir) if state_dir else _proc.default_state_dir()
         self.name = name or f"pg-{uuid.uuid4().hex[:8]}"
         self.ready_timeout_s = ready_timeout_s
@@ -299,7 +311,7 @@ class Playground:
         the new layout is checked before the running one is stopped."""
         topology = resolve_topology(self.topology.with_data_plane(self.data_plane, None),
                                     mesh=mesh, mode=mode, policy=policy)
-        plan = for_protocol(check_topology(topology), self.protocol)
+        plan = check_topology(topology, self.protocol)
         was_running = self._started
         self.stop()
         self.topology, self.plan = topology, plan
@@ -370,7 +382,7 @@ class Playground:
             else:
                 argv = [sys.executable, "-m", "meshlab.playground.relay", "--port",
                         str(app.port), "--upstream-port", str(app.forward_port), "--name",
-                        app.name]
+                        app.name, *(["--raw"] if app.raw else [])]
                 kind = "relay"
             self._launch(_proc.ManagedProcess(app.name, argv, log_path=logs / f"{app.name}.log",
                                               kind=kind, role="app", ports={"http": app.port}))

@@ -1,6 +1,8 @@
 """The relay workload: a service in a multi-hop chain (frontend -> backend) that forwards each
 request to its next hop over one kept-alive upstream connection per downstream connection, so
 every hop's proxy cost adds up. `python -m meshlab.playground.relay --port N --upstream-port M`.
+With `--raw` it forwards bytes instead (h2c, gRPC, TCP): one upstream connection per downstream
+one, so an HTTP/2 connection's streams stay multiplexed through the hop.
 """
 
 from __future__ import annotations
@@ -113,7 +115,41 @@ class Relay:
             writer.close()
 
 
-def serve(*, port: int, upstream_port: int, name: str, host: str = "127.0.0.1") -> None:
+class RawRelay:
+    """Pipes each downstream connection to a new upstream one, both ways, until either side
+    closes; a next hop that cannot be reached closes the downstream connection (the client
+    counts it as a reset or a lost connection: there is no protocol to answer 502 in)."""
+
+    def __init__(self, *, name: str, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.name = name
+        self.upstream = (upstream_host, upstream_port)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+
+
+def serve(*, port: int, upstream_port: int, name: str, host: str = "127.0.0.1",
+          raw: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; prints `listening on URL` once ready."""
     try:
         import uvloop
@@ -121,7 +157,7 @@ def serve(*, port: int, upstream_port: int, name: str, host: str = "127.0.0.1") 
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    relay = Relay(name=name, upstream_port=upstream_port)
+    relay = (RawRelay if raw else Relay)(name=name, upstream_port=upstream_port)
     stop = asyncio.Event()
 
     async def main() -> None:
@@ -130,7 +166,9 @@ def serve(*, port: int, upstream_port: int, name: str, host: str = "127.0.0.1") 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        print(f"listening on http://{host}:{server.sockets[0].getsockname()[1]}/", flush=True)
+        scheme = "tcp" if raw else "http"
+        print(f"listening on {scheme}://{host}:{server.sockets[0].getsockname()[1]}/",
+              flush=True)
         await stop.wait()
         server.close()
 
@@ -145,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--name", default="relay")
+    parser.add_argument("--raw", action="store_true",
+                        help="forward bytes (h2c, gRPC, TCP), not HTTP/1.1 messages")
     args = parser.parse_args(argv)
-    serve(port=args.port, upstream_port=args.upstream_port, name=args.name)
+    serve(port=args.port, upstream_port=args.upstream_port, name=args.name, raw=args.raw)
     return 0
 
 

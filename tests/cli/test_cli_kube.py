@@ -45,3 +45,19 @@ contexts: [{name: lab, context: {cluster: c1, user: u1, namespace: bench}}]
 """)
     assert main(["kube", "contexts", "--kubeconfig", str(cfg)]) == 0
     assert "* lab\tcluster=c1\tnamespace=bench" in capsys.readouterr().out
+
+
+def test_mesh_render_for_a_grpc_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: g\nretries: {attempts: 2, retry_on: [unavailable]}\n")
+    assert main(["mesh", "render", "linkerd", "--policy", str(policy), "--protocol",
+                 "grpc"]) == 0
+    (route,) = yaml.safe_load_all(capsys.readouterr().out)
+    assert route["kind"] == "GRPCRoute"
+    assert route["metadata"]["annotations"]["retry.linkerd.io/grpc"] == "unavailable"
+    assert route["spec"]["parentRefs"][0]["port"] == 8079
+    # the same policy on HTTP/1.1: the gRPC code has no meaning there
+    assert main(["mesh", "render", "linkerd", "--policy", str(policy)]) != 0
+    assert "protocol http1 carries no gRPC status" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def _flags(args: Sequence[str]) -> tuple[dict[str, str], str]:
     i = 1                                          # args[0] is the subcommand, "load"
     while i < len(args) - 1:
         a = args[i]
-        if a in ("-uniform", "-allow-initial-errors"):     # the boolean flags meshlab uses
+        if a in ("-uniform", "-allow-initial-errors", "-grpc", "-ping"):   # meshlab's booleans
             flags[a] = "true"
             i += 1
         else:
@@ -112,6 +112,13 @@ def fortio_result(args: Sequence[str], *, image: str, seed: str,
         RetCodes={k: v for k, v in ret.items() if v}, SocketCount=conns,
         HTTPReqTimeOut=int(_seconds(flags.get("-timeout", "3s")) * 1e9),
         Payload=base64.b64encode(flags.get("-payload", "").encode()).decode(), AbortOn=0)
+    if flags.get("-grpc") == "true":
+        # fortio's gRPC result: Destination instead of URL, serving statuses as RetCodes
+        del doc["URL"]
+        doc.update(RunType="GRPC Ping" if flags.get("-ping") == "true" else "GRPC Health",
+                   Destination=url, Streams=1, Ping=flags.get("-ping") == "true",
+                   RetCodes={("SERVING" if k == "200" else k): v
+                             for k, v in doc["RetCodes"].items()})
     return doc
 
 
