@@ -4,6 +4,7 @@ execute a shape refusing it up front instead of running a constant rate silently
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from dataclasses import replace
@@ -121,3 +122,9 @@ def test_an_experiment_runs_a_ramp_and_shows_it(echo_url: str, tmp_path: Path,
     assert main(["show", result.run_id, "--store", str(store), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["spec"]["shape"] == {"kind": "ramp", "start_rps": 60.0}
+    csv_path = tmp_path / "run.csv"
+    assert main(["export", result.run_id, "--format", "csv", "--store", str(store),
+                 "--out", str(csv_path)]) == 0
+    with csv_path.open(encoding="utf-8") as f:
+        (row,) = csv.DictReader(f)
+    assert json.loads(row["spec"])["shape"] == {"kind": "ramp", "start_rps": 60.0}

@@ -61,9 +61,11 @@ def _counts_table(counts: Mapping[str, Any], name: str, total: int) -> Table:
                    formatters={"Count": lambda v: f"{int(str(v)):,}"})
 
 
-def intended_per_second(spec: Mapping[str, Any], seconds: int) -> list[int] | None:
+def intended_per_second(spec: Mapping[str, Any], seconds: int, *,
+                        window_start_s: float | None = None) -> list[int] | None:
     """How many requests a shaped run's schedule made due in each second of its window (from
-    the stored spec, Poisson by its recorded seed); None for a constant or closed-loop run."""
+    the stored spec, Poisson by its recorded seed; the window starting at `window_start_s` on
+    the schedule, else after the warm-up); None for a constant or closed-loop run."""
     from pydantic import TypeAdapter, ValidationError
 
     from meshlab.shape import SendSchedule, TrafficShape
@@ -78,15 +80,18 @@ def intended_per_second(spec: Mapping[str, Any], seconds: int) -> list[int] | No
         sched = SendSchedule(shape, rate_rps=float(rate), duration_s=dur, warmup_s=warm)
     except (ValidationError, ValueError, TypeError):
         return None
-    return [sched.due(warm + i + 1) - sched.due(warm + i) for i in range(seconds)]
+    start = warm if window_start_s is None else window_start_s
+    return [sched.due(start + i + 1) - sched.due(start + i) for i in range(seconds)]
 
 
-def _add_intended_rate(fig: Any, spec: Mapping[str, Any], *, seconds: int) -> None:
+def _add_intended_rate(fig: Any, spec: Mapping[str, Any], *, seconds: int,
+                       window_start_s: object = None) -> None:
     """A shaped run's rate chart: the shape's intended requests per second, dashed, beside what
     was sent (the gap is what could not be sent)."""
     import plotly.graph_objects as go
 
-    want = intended_per_second(spec, seconds)
+    start = float(window_start_s) if isinstance(window_start_s, int | float) else None
+    want = intended_per_second(spec, seconds, window_start_s=start)
     if not want:
         return
     fig.add_trace(go.Scatter(x=list(range(len(want))), y=want, mode="lines",
@@ -119,7 +124,8 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
         "rate": figures.timeline(frames.timeseries, runs=frames.runs, metric="requests",
                                  title="Requests per second"),
     }
-    _add_intended_rate(figs["rate"], spec, seconds=len(result.timeseries))
+    _add_intended_rate(figs["rate"], spec, seconds=len(result.timeseries),
+                       window_start_s=result.context.get("shape_window_start_s"))
     parts = [f"<h1>Run {_h(run_id)} {_status_badge(status)}</h1>",
              f"<p>{_h(spec.get('profile', ''))} &middot; mesh {_h(spec.get('mesh', '-'))} "
              f"&middot; runner {_h(doc.get('runner', ''))} &middot; started "

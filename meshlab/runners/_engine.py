@@ -346,6 +346,7 @@ class Engine:
         self.flushed_terr = self.flushed_err_codes = 0
         self.cpu0_ns = time.thread_time_ns()
         self.stall.reset(now)
+        self.result.window_start_s = (now - self.t0) / NS  # type: ignore[union-attr]
         if self.spec.max_requests:
             self.remaining = self.spec.max_requests
         self.end_ns = now + int(self.spec.duration_s * NS)

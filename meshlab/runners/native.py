@@ -327,6 +327,9 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
     duration = max((p.duration_s for p in partials), default=0.0)
     aborted = any(p.aborted for p in partials)
     context: dict[str, Any] = {"workers": len(partials)} if len(partials) > 1 else {}
+    if spec.shape.kind != "constant":   # where the window sat on the shape (it starts late
+        # by the event loop's lateness: tens of ms on a loaded machine)
+        context["shape_window_start_s"] = round(min(p.window_start_s for p in partials), 6)
     if duration > 0:    # the busiest sending thread's share of one core over the window
         context["sender_cpu_percent"] = round(
             100.0 * max(p.cpu_s / p.duration_s if p.duration_s > 0 else 0.0 for p in partials), 1)
