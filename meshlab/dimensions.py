@@ -39,6 +39,25 @@ def _float(value: object) -> float | None:
         return None
 
 
+def shape_text(shape: object, *, rate_rps: float | None = None) -> str:
+    """A stored `spec.shape` as text: `constant`, `ramp 100->1000 req/s`, `steps 0.25,0.5,1 x
+    rate`, `poisson seed 7`; runs that record no shape (imports) were constant."""
+    if not isinstance(shape, Mapping) or shape.get("kind") in (None, "constant"):
+        return "constant"
+    kind = str(shape["kind"])
+    peak = f"{rate_rps:g}" if rate_rps is not None else "rate_rps"
+    if kind == "ramp":
+        return f"ramp {_float(shape.get('start_rps')) or 0:g}->{peak} req/s"
+    if kind == "steps":
+        levels = shape.get("levels")
+        shown = ",".join(f"{x:g}" for x in levels if isinstance(x, int | float)) \
+            if isinstance(levels, list) else "?"
+        return f"steps {shown} x {peak} req/s"
+    if kind == "poisson":
+        return f"poisson seed {shape.get('seed')}"
+    return kind
+
+
 def matrix_value(spec: Mapping[str, Any], context: Mapping[str, Any], name: str) -> str | None:
     """A matrix dimension of a stored run: the spec's `dims` (what the profile asked for), then
     the spec itself, then the context (what the environment observed), as text.
@@ -74,6 +93,7 @@ class RunDimensions:
     repeat: int | None = None             # repeat number within the matrix point
     run_index: int | None = None          # index of the run in the profile's matrix
     warmup_s: float | None = None
+    shape: str = "constant"               # the traffic shape as text (`ramp 0->1000 req/s`)
 
     @classmethod
     def from_record(cls, spec: Mapping[str, Any], context: Mapping[str, Any], *,
@@ -98,6 +118,7 @@ class RunDimensions:
             repeat=_int(spec.get("repeat")),
             run_index=_int(spec.get("index")),
             warmup_s=_float(spec.get("warmup_s")),
+            shape=shape_text(spec.get("shape"), rate_rps=_float(spec.get("rate_rps"))),
         )
 
     @property

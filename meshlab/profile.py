@@ -89,12 +89,14 @@ class LoadMatrix(_Model):
                 raise ValueError(f"rate {r} is above 10,000,000 req/s")
         return v
 
-    @model_validator(mode="after")
-    def _shape_needs_open_loop(self) -> LoadMatrix:
-        if self.shape.kind != "constant" and 0 in self.rate_rps:
-            raise ValueError(f"shape {self.shape.kind} needs an open-loop rate: every "
-                             f"rate_rps > 0 (0 is closed loop)")
-        return self
+    @field_validator("shape")
+    @classmethod
+    def _shape_needs_open_loop(cls, v: TrafficShape, info: ValidationInfo) -> TrafficShape:
+        if v.kind != "constant" and 0 in info.data.get("rate_rps", []):
+            raise ValueError(f"kind {v.kind} needs an open-loop rate, but loads.rate_rps holds "
+                             f"0 (closed loop): set every rate_rps > 0 (the shape's peak) or "
+                             f"use shape kind constant")
+        return v
 
     @field_validator("connections")
     @classmethod

@@ -60,3 +60,20 @@ def test_unknown_run_and_missing_groups_exit_two(store_path: Path, tmp_path: Pat
     assert "nope" in capsys.readouterr().err
     assert main(["report", "--store", str(store_path), "--baseline", "mesh=none"]) == 2
     assert "--candidate" in capsys.readouterr().err
+
+
+def test_a_shaped_run_draws_its_intended_rate_beside_what_was_sent(tmp_path: Path) -> None:
+    from meshlab.report.run_page import intended_per_second
+
+    spec = {"rate_rps": 800, "duration_s": 4, "warmup_s": 1,
+            "shape": {"kind": "steps", "levels": [0.25, 0.5, 1, 0.5]}}
+    assert intended_per_second(spec, 4) == [200, 400, 800, 400]
+    ramp = intended_per_second({**spec, "shape": {"kind": "ramp", "start_rps": 0}}, 4) or []
+    assert ramp == sorted(ramp) and sum(ramp) == pytest.approx(1600, abs=2)
+    assert intended_per_second({**spec, "shape": {"kind": "constant"}}, 4) is None
+    path = tmp_path / "s.duckdb"
+    run = synthetic_result(run_id="ramp", requests=1_000)
+    Store(path).save(dataclasses.replace(run, spec={**run.spec, **spec}))
+    out = tmp_path / "ramp.html"
+    assert main(["report", "--store", str(path), "--run", "ramp", "--out", str(out)]) == 0
+    assert "intended (steps)" in out.read_text(encoding="utf-8")

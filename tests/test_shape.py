@@ -4,15 +4,20 @@ execute a shape refusing it up front instead of running a constant rate silently
 
 from __future__ import annotations
 
+import csv
+import json
 from collections import Counter
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
+from meshlab.cli import main
 from meshlab.errors import ProfileError
 from meshlab.experiment import run_profile
 from meshlab.profile import Profile
+from meshlab.runners.base import get_runner
 from meshlab.shape import RampShape, StepsShape, rate_at_rps, send_times_s
 
 
@@ -72,7 +77,54 @@ def test_poisson_arrivals_have_the_mean_rate_and_exponential_gaps() -> None:
     assert 0.60 < short < 0.66
 
 
-def test_runners_that_cannot_execute_a_shape_refuse_it(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"loads.shape: kind 'ramp' is not executed by "
-                                           r"runner 'native' yet"):
-        run_profile(_profile({"kind": "ramp", "start_rps": 10}), store=tmp_path / "s.duckdb")
+@pytest.mark.parametrize("runner", ["wrk", "hey", "ab", "h2load", "fortio"])
+def test_tools_without_shapes_refuse_them_naming_runner_and_shape(runner: str) -> None:
+    (spec,) = _profile({"kind": "ramp", "start_rps": 10}).expand()
+    with pytest.raises(ProfileError) as err:
+        get_runner(runner).check(replace(spec, runner=runner))
+    assert err.value.problems[0].startswith(
+        f"loads.shape: runner {runner} cannot generate a ramp shape"), err.value.problems
+
+
+def test_k6_generates_ramps_and_steps_but_refuses_poisson() -> None:
+    k6 = get_runner("k6")
+    for shape in ({"kind": "ramp"}, {"kind": "steps", "levels": [0.5, 1]}):
+        (spec,) = _profile(shape).expand()
+        k6.check(spec)
+    (spec,) = _profile({"kind": "poisson"}).expand()
+    with pytest.raises(ProfileError, match="runner k6 cannot generate a poisson shape"):
+        k6.check(spec)
+
+
+def test_an_experiment_refuses_a_shape_its_runner_cannot_generate(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"loads.shape: runner wrk cannot generate a steps"):
+        run_profile(_profile({"kind": "steps", "levels": [1]}, runner="wrk"),
+                    store=tmp_path / "s.duckdb")
+
+
+def test_an_experiment_runs_a_ramp_and_shows_it(echo_url: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The shape is on the stored run (spec and dimensions), in `meshlab show` and its JSON,
+    and the per-second timeline rises with the ramp."""
+    store = tmp_path / "s.duckdb"
+    profile = Profile.from_dict({
+        "name": "ramp", "target": echo_url, "runner": "native",
+        "loads": {"rate_rps": [600], "connections": [2], "duration_s": 3, "warmup_s": 0,
+                  "dataplane_warmup_s": 0, "shape": {"kind": "ramp", "start_rps": 60}}})
+    outcome = run_profile(profile, store=store)
+    (result,) = outcome.results
+    assert result.dimensions.shape == "ramp 60->600 req/s"
+    assert result.requested_rate_rps == 330
+    per_s = [p.requests for p in result.timeseries]
+    assert per_s[0] < per_s[1] < per_s[2]
+    assert main(["show", result.run_id, "--store", str(store)]) == 0
+    assert "shape ramp 60->600 req/s" in capsys.readouterr().out
+    assert main(["show", result.run_id, "--store", str(store), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["spec"]["shape"] == {"kind": "ramp", "start_rps": 60.0}
+    csv_path = tmp_path / "run.csv"
+    assert main(["export", result.run_id, "--format", "csv", "--store", str(store),
+                 "--out", str(csv_path)]) == 0
+    with csv_path.open(encoding="utf-8") as f:
+        (row,) = csv.DictReader(f)
+    assert json.loads(row["spec"])["shape"] == {"kind": "ramp", "start_rps": 60.0}

@@ -177,9 +177,11 @@ def _through_running_playground(profile: Profile) -> Profile:
 def _print_outcome(outcome: ExperimentOutcome, path: str) -> None:
     tab = table(f"{shown(outcome.profile)}: experiment {outcome.experiment_id} "
                         f"({outcome.status})")
-    dims = [{col: getattr(r.dimensions, col) for col in VARYING_DIMENSIONS}
+    dims = [{col: getattr(r.dimensions, col) for col in (*VARYING_DIMENSIONS, "shape")}
             for r in outcome.results]
     extra = varying_dimensions(dims)
+    if any(d["shape"] != "constant" for d in dims):    # a shaped run's rate is its mean
+        extra.append("shape")
     left = ("run_id", "mesh", "status", "slo", *extra)
     for col in ("run_id", "mesh", *extra, "rate", "conns", "status", "slo", "req/s", "requests",
                 "unsent", "errors", "p50", "p90", "p99", "p99.9", "max"):

@@ -253,6 +253,9 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{result.achieved_rate_rps:,.1f} req/s  {result.requests:,} requests  "
               f"{result.errors:,} errors ({result.error_rate:.2%})  "
               f"{shown(dims.connections)} connections  {result.duration_s:g} s")
+    if dims.shape != "constant":
+        out.print(f"shape {shown(dims.shape)}  (the requested rate is the shape's mean over "
+                  f"the window; the per-second timeline follows the shape)")
     if result.error:
         out.print(f"[red]error:[/red] {shown(result.error)}")
     if result.unsent_requests:

@@ -267,7 +267,9 @@ class KubernetesEnvironment(Environment):
         if spec.shape.kind != "constant":
             problems.append(f"loads.shape: kind {spec.shape.kind!r}: the in-cluster fortio load "
                             f"runs constant rates only (fortio has no ramp, steps or Poisson "
-                            f"arrivals)")
+                            f"arrivals); use shape kind constant in the cluster, or send the "
+                            f"shape from outside it: environment direct with runner native "
+                            f"(or k6 for ramp and steps) aimed at the Service's address")
         if mode in ("none", "client-only") and (self.own is not None or (
                 mesh is not None and not mesh.skip_inbound_annotation)):
             problems.append(f"modes: {mode!r} needs a server port kept out of the data plane; "

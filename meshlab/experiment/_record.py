@@ -16,6 +16,7 @@ from meshlab.errors import MeshlabError
 from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.results import Histogram, HostSnapshot, RunResult, RunStatus, new_run_id
 from meshlab.runners.base import Runner
+from meshlab.shape import mean_rate_rps
 
 _T = TypeVar("_T")
 
@@ -56,7 +57,8 @@ def empty_result(spec: RunSpec, runner: Runner, started: datetime, status: RunSt
                   error: str) -> RunResult:
     return RunResult(
         run_id=new_run_id(), spec=spec.to_dict(redact=True), status=status, started_at=started,
-        ended_at=datetime.now(UTC), duration_s=0.0, requested_rate_rps=spec.rate_rps,
+        ended_at=datetime.now(UTC), duration_s=0.0,
+        requested_rate_rps=mean_rate_rps(spec.shape, rate_rps=spec.rate_rps),
         achieved_rate_rps=0.0, requests=0, errors=0, status_codes={}, error_kinds={},
         latency=Histogram(), service_time=Histogram(), runner=runner.name, error=error)
 

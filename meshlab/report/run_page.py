@@ -61,6 +61,45 @@ def _counts_table(counts: Mapping[str, Any], name: str, total: int) -> Table:
                    formatters={"Count": lambda v: f"{int(str(v)):,}"})
 
 
+def intended_per_second(spec: Mapping[str, Any], seconds: int, *,
+                        window_start_s: float | None = None) -> list[int] | None:
+    """How many requests a shaped run's schedule made due in each second of its window (from
+    the stored spec, Poisson by its recorded seed; the window starting at `window_start_s` on
+    the schedule, else after the warm-up); None for a constant or closed-loop run."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from meshlab.shape import SendSchedule, TrafficShape
+
+    rate, shape_doc = spec.get("rate_rps"), spec.get("shape")
+    if not isinstance(rate, int | float) or rate <= 0 or not isinstance(shape_doc, Mapping) \
+            or shape_doc.get("kind", "constant") == "constant":
+        return None
+    try:
+        shape: TrafficShape = TypeAdapter(TrafficShape).validate_python(shape_doc)
+        warm, dur = float(spec.get("warmup_s") or 0.0), float(spec.get("duration_s") or 0.0)
+        sched = SendSchedule(shape, rate_rps=float(rate), duration_s=dur, warmup_s=warm)
+    except (ValidationError, ValueError, TypeError):
+        return None
+    start = warm if window_start_s is None else window_start_s
+    return [sched.due(start + i + 1) - sched.due(start + i) for i in range(seconds)]
+
+
+def _add_intended_rate(fig: Any, spec: Mapping[str, Any], *, seconds: int,
+                       window_start_s: object = None) -> None:
+    """A shaped run's rate chart: the shape's intended requests per second, dashed, beside what
+    was sent (the gap is what could not be sent)."""
+    import plotly.graph_objects as go
+
+    start = float(window_start_s) if isinstance(window_start_s, int | float) else None
+    want = intended_per_second(spec, seconds, window_start_s=start)
+    if not want:
+        return
+    fig.add_trace(go.Scatter(x=list(range(len(want))), y=want, mode="lines",
+                             name=f"intended ({spec['shape'].get('kind')})",
+                             line={"color": "#546e7a", "dash": "dash"}))
+    fig.update_yaxes(range=[0, max(want) * 1.15])
+
+
 def run_page_html(store_path: str | Path, run_id: str) -> str:
     """The page of one stored run as HTML text. Raises StoreError for an unknown run id."""
     from meshlab.analysis import load_frames
@@ -85,6 +124,8 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
         "rate": figures.timeline(frames.timeseries, runs=frames.runs, metric="requests",
                                  title="Requests per second"),
     }
+    _add_intended_rate(figs["rate"], spec, seconds=len(result.timeseries),
+                       window_start_s=result.context.get("shape_window_start_s"))
     parts = [f"<h1>Run {_h(run_id)} {_status_badge(status)}</h1>",
              f"<p>{_h(spec.get('profile', ''))} &middot; mesh {_h(spec.get('mesh', '-'))} "
              f"&middot; protocol {_h(spec.get('protocol') or 'http1')} "

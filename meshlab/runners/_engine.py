@@ -24,10 +24,11 @@ from meshlab.profile import RunSpec
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import ErrorKind, Histogram
 from meshlab.runners._http import Conn, HeadConn, build_request, ssl_context, target_address
-from meshlab.runners._pacing import Ticker
+from meshlab.runners._pacing import ShapeTicker, Ticker
 from meshlab.runners._partial import Partial, Second
 from meshlab.runners._stall import StallWatch
-from meshlab.runners._unsent import unsent_histogram
+from meshlab.runners._unsent import schedule_unsent_histogram, unsent_histogram
+from meshlab.shape import SendSchedule
 
 NS = 1_000_000_000
 MIN_TICK_NS = 50_000            # open loop: at most one pacing wake-up per 50 us (20k/s)
@@ -68,6 +69,10 @@ class Engine:
         # open loop
         self.t0 = 0
         self.period_ns = NS / spec.rate_rps if spec.open_loop else 0.0
+        # any shape but constant: intended times from the shape's schedule (None: seq * period)
+        self.sched = (SendSchedule(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s,
+                                   warmup_s=spec.warmup_s)
+                      if spec.open_loop and spec.shape.kind != "constant" else None)
         self.next_seq = 0                 # non-spread: next unsent sequence number
         self.seq_due = 0                  # spread: sequence numbers < seq_due were dispatched
         self.due_seen = 0                 # non-spread: sequence numbers < due_seen came due
@@ -89,7 +94,7 @@ class Engine:
         # one pending timer per purpose ("sweep", "second", ..., or a connection index for its
         # reconnect), so a day-long run does not pile up fired handles
         self._timers: dict[str | int, asyncio.TimerHandle] = {}
-        self._ticker: Ticker | None = None
+        self._ticker: Ticker | ShapeTicker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # lifecycle ----------------------------------------------------------------------------
@@ -131,8 +136,12 @@ class Engine:
                     c.send(t)
         else:
             self.idle = [c for c in self.conns if c.connected]
-            interval = max(int(self.period_ns), MIN_TICK_NS)
-            self._ticker = Ticker(loop, self._tick, start_ns=self.t0, interval_ns=interval)
+            if self.sched is not None:
+                self._ticker = ShapeTicker(loop, self._tick, start_ns=self.t0,
+                                           first_ns=self.due_ns(0), min_gap_ns=MIN_TICK_NS)
+            else:
+                interval = max(int(self.period_ns), MIN_TICK_NS)
+                self._ticker = Ticker(loop, self._tick, start_ns=self.t0, interval_ns=interval)
 
     def _at(self, t_ns: int, fn: Callable[[], None], key: str) -> None:
         assert self._loop is not None
@@ -256,18 +265,29 @@ class Engine:
             self._timers["sweep"] = self._loop.call_later(self.sweep_s, self._sweep)
 
     # open loop ----------------------------------------------------------------------------
+    def due_ns(self, seq: int) -> int:
+        """The intended send time of request `seq` (perf_counter_ns clock)."""
+        if self.sched is None:
+            return self.t0 + int(seq * self.period_ns)
+        return self.t0 + int(self.sched.time_s(seq) * NS)
+
+    def due_count(self, now: int) -> int:
+        """How many requests are due by `now`: sequence numbers below it."""
+        if self.sched is None:
+            return int((now - self.t0) / self.period_ns) + 1
+        return self.sched.due((now - self.t0) / NS)
+
     def pull(self, conn: Conn, now: int) -> None:
         """Open loop: `conn` is idle; send the oldest request already due for it, if any."""
         if not self.running or not conn.connected:
             return
-        t0, period = self.t0, self.period_ns
         if self.spread:
-            due = t0 + int(conn.next_seq * period)
+            due = self.due_ns(conn.next_seq)
             if due <= now:
                 conn.next_seq += len(self.conns)
                 conn.send(due)
         else:
-            due = t0 + int(self.next_seq * period)
+            due = self.due_ns(self.next_seq)
             if due <= now:
                 self.next_seq += 1
                 conn.send(due)
@@ -279,8 +299,7 @@ class Engine:
         if not self.running:
             return
         now = perf_counter_ns()
-        t0, period = self.t0, self.period_ns
-        due = int((now - t0) / period) + 1          # sequence numbers < due are due
+        due = self.due_count(now)                   # sequence numbers < due are due
         self.due_seen = due
         if self.spread:
             conns = self.conns
@@ -290,7 +309,7 @@ class Engine:
                 if c.connected:
                     if not c.busy and c.next_seq == seq:
                         c.next_seq += n
-                        c.send(t0 + int(seq * period))
+                        c.send(self.due_ns(seq))
                 elif c.transport is None and c.failures:   # down: fail fast, do not queue
                     k = (seq - c.next_seq) // n + 1
                     c.next_seq += k * n
@@ -301,12 +320,14 @@ class Engine:
             while self.next_seq < due and idle:
                 c = idle.pop()
                 if c.connected and not c.busy:
-                    c.send(t0 + int(self.next_seq * period))
+                    c.send(self.due_ns(self.next_seq))
                     self.next_seq += 1
             if self.next_seq < due and not any(c.connected or not c.failures
                                                for c in self.conns):
                 self._fail_many(due - self.next_seq)
                 self.next_seq = due
+        if isinstance(self._ticker, ShapeTicker):
+            self._ticker.next_at(self.due_ns(due))
 
     def _fail_many(self, n: int) -> None:
         self._count(self.last_kind, n)
@@ -325,6 +346,7 @@ class Engine:
         self.flushed_terr = self.flushed_err_codes = 0
         self.cpu0_ns = time.thread_time_ns()
         self.stall.reset(now)
+        self.result.window_start_s = (now - self.t0) / NS  # type: ignore[union-attr]
         if self.spec.max_requests:
             self.remaining = self.spec.max_requests
         self.end_ns = now + int(self.spec.duration_s * NS)
@@ -344,6 +366,15 @@ class Engine:
         if stalled:
             res.warnings.append(stalled)
         if self.closed_loop or self.period_ns <= 0:
+            return
+        owed = [c.next_seq for c in self.conns] if self.spread else [self.next_seq]
+        stop_seq = self.seq_due if self.spread else self.due_seen
+        if self.sched is not None:
+            unsent = schedule_unsent_histogram(
+                self.sched, age_at_s=(now - self.t0) / NS, spread=self.spread, owed=owed,
+                window_seq=self.due_count(self.measure_start_ns - 1), stop_seq=stop_seq)
+            res.unsent_requests = unsent.total
+            res.latency.merge(unsent)
             return
         unsent = unsent_histogram(
             end_ns=now, t0_ns=self.t0, period_ns=self.period_ns,

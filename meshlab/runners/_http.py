@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+from collections.abc import Callable
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -23,8 +24,24 @@ from meshlab.errors import ProfileError
 from meshlab.profile import RunSpec
 from meshlab.results import ErrorKind
 
-if TYPE_CHECKING:
-    from meshlab.runners._engine import Engine
+
+class Engine(Protocol):
+    """What a connection uses of the engine that drives it (`_engine.Engine`): written here so
+    that this module does not import the engine, which imports it."""
+
+    request: bytes
+    codes: list[int]
+    bytes_rx: int
+    remaining: int
+    running: bool
+    closed_loop: bool
+    lat_append: Callable[[int], None]
+    svc_append: Callable[[int], None]
+
+    def fail(self, conn: Conn, kind: ErrorKind) -> None: ...
+    def finish(self) -> None: ...
+    def on_lost(self, conn: Conn) -> None: ...
+    def pull(self, conn: Conn, now: int) -> None: ...
 
 def target_address(target: str) -> tuple[str, int, bool]:
     """(host, port, tls) of an http(s) URL (or of a `tcp://host:port` target)."""

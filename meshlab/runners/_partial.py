@@ -39,6 +39,7 @@ class Partial:
     warnings: list[str] = field(default_factory=list)
     unsent_requests: int = 0        # open loop: came due within the window, never sent
     cpu_s: float = 0.0              # CPU time of the sending thread over the window
+    window_start_s: float = 0.0     # open loop: when measuring began, on the send schedule
 
     def to_dict(self) -> dict[str, Any]:
         """A picklable/JSON-safe form (for worker processes)."""
@@ -51,7 +52,7 @@ class Partial:
                         for s in self.seconds],
             "bytes_received": self.bytes_received, "aborted": self.aborted,
             "warnings": self.warnings, "unsent_requests": self.unsent_requests,
-            "cpu_s": self.cpu_s,
+            "cpu_s": self.cpu_s, "window_start_s": self.window_start_s,
         }
 
     @classmethod
@@ -66,4 +67,5 @@ class Partial:
             seconds=[Second(*s) for s in d["seconds"]],
             bytes_received=d["bytes_received"], aborted=d["aborted"], warnings=d["warnings"],
             unsent_requests=int(d.get("unsent_requests", 0)), cpu_s=float(d.get("cpu_s", 0.0)),
+            window_start_s=float(d.get("window_start_s", 0.0)),
         )

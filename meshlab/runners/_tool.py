@@ -30,7 +30,8 @@ from meshlab.errors import OutputParseError, ProfileError, ToolFailed, ToolNotFo
 from meshlab.profile import REDACTED, RunSpec, is_secret_name, redact_url
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import Histogram, RunResult, RunStatus, new_run_id
-from meshlab.runners.base import Runner, protocol_problem
+from meshlab.runners.base import Runner, protocol_problem, shape_problem
+from meshlab.shape import ConstantShape, mean_rate_rps, start_rate_rps
 
 NATIVE_ALTERNATIVE = 'runner="native"'
 BODY_FILE = "body.bin"            # input file name, relative to the tool's working directory
@@ -299,6 +300,9 @@ class ToolRunner(Runner):
     def check(self, spec: RunSpec) -> None:
         unspoken = protocol_problem(self, spec)
         problems = [unspoken] if unspoken else self.problems(spec)
+        unshaped = shape_problem(self, spec)
+        if unshaped:
+            problems = [unshaped, *problems]
         if problems:
             raise ProfileError(problems, source=f"runner {self.name}")
 
@@ -321,11 +325,19 @@ class ToolRunner(Runner):
         """Kill the tool past this: the run plus in-flight requests timing out plus start-up."""
         return spec.duration_s + spec.timeout_s + 10.0
 
-    def warmup_spec(self, spec: RunSpec) -> RunSpec:
+    def warmup_spec(self, spec: RunSpec) -> RunSpec | None:
+        """The separate warm-up invocation: a shaped load warms up at the shape's starting
+        rate, as the native runner does (None: a ramp from 0 sends nothing to warm up with)."""
         seconds = spec.warmup_s
         if self.warmup_whole_seconds:
             seconds = float(max(1, math.ceil(seconds)))
-        return dataclasses.replace(spec, duration_s=seconds, warmup_s=0.0, max_requests=None)
+        rate = spec.rate_rps
+        if spec.shape.kind != "constant":
+            rate = start_rate_rps(spec.shape, rate_rps=spec.rate_rps)
+            if rate <= 0:
+                return None
+        return dataclasses.replace(spec, duration_s=seconds, warmup_s=0.0, max_requests=None,
+                                   rate_rps=rate, shape=ConstantShape())
 
     async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
         self.check(spec)
@@ -333,10 +345,10 @@ class ToolRunner(Runner):
             raise ToolNotFound(self.binary, install=self.install_hint or f"install {self.binary}",
                                alternative=NATIVE_ALTERNATIVE)
         version = self.version()
-        if spec.warmup_s > 0:
+        wspec = self.warmup_spec(spec) if spec.warmup_s > 0 else None
+        if wspec is not None:
             # A separate invocation whose output is dropped: these tools cannot exclude a
             # warm-up window from one run's statistics.
-            wspec = self.warmup_spec(spec)
             wout = await self._invoke(wspec, "warmup", progress)
             if wout.aborted:
                 return self._aborted(spec, wout, version, "cancelled during warm-up")
@@ -408,7 +420,8 @@ class ToolRunner(Runner):
             run_id=new_run_id(), spec=spec.to_dict(), status=RunStatus.ABORTED,
             started_at=out.started_at, ended_at=out.ended_at,
             duration_s=(out.ended_at - out.started_at).total_seconds(),
-            requested_rate_rps=spec.rate_rps, achieved_rate_rps=0.0, requests=0, errors=0,
+            requested_rate_rps=mean_rate_rps(spec.shape, rate_rps=spec.rate_rps),
+            achieved_rate_rps=0.0, requests=0, errors=0,
             status_codes={}, error_kinds={}, latency=Histogram(), service_time=Histogram(),
             runner=self.name, runner_version=version, warnings=[why])
         result.context["tool_argv"] = redact_argv(out.argv)
@@ -433,7 +446,7 @@ def base_result(spec: RunSpec, *, runner: str, duration_s: float, requests: int,
     return RunResult(
         run_id="", spec=spec.to_dict(), status=RunStatus.COMPLETED, started_at=started_at,
         ended_at=started_at + timedelta(seconds=duration_s), duration_s=duration_s,
-        requested_rate_rps=spec.rate_rps,
+        requested_rate_rps=mean_rate_rps(spec.shape, rate_rps=spec.rate_rps),
         achieved_rate_rps=requests / duration_s if duration_s > 0 else 0.0,
         requests=requests, errors=errors, status_codes=status_codes, error_kinds=error_kinds,
         latency=latency, service_time=latency.copy(), runner=runner,

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from meshlab.results import BUCKET_COUNT, MAX_TRACKABLE_NS, Histogram, bucket_bounds_ns
+from meshlab.shape import SendSchedule
 
 _LOWER, _UPPER = (b.astype(np.float64) for b in bucket_bounds_ns(np.arange(BUCKET_COUNT)))
 _LOWER[0] = -math.inf                 # negative ages count as 0, as in Histogram.record_ns
@@ -74,3 +75,24 @@ def unsent_histogram(*, end_ns: int, t0_ns: int, period_ns: float, window_start_
         unsent_ages(end_ns=end_ns, t0_ns=t0_ns, period_ns=period_ns, stride=stride,
                     first_seq=first_in_window(seq, window_seq, stride), stop_seq=stop_seq)
         for seq in owed)
+
+
+_CHUNK = 1 << 20          # requests per numpy batch: bounded memory for any number unsent
+
+
+def schedule_unsent_histogram(sched: SendSchedule, *, age_at_s: float, window_seq: int,
+                              owed: list[int], stop_seq: int, spread: bool) -> Histogram:
+    """`unsent_histogram` for a shaped load: the requests never sent are those of
+    `unsent_histogram`, their intended times from the shape's schedule (no longer a progression),
+    binned a batch at a time. `age_at_s` is the window's end, from the run's start."""
+    stride = len(owed) if spread else 1
+    parts = []
+    for seq in owed:
+        first = first_in_window(seq, window_seq, stride)
+        for lo in range(first, stop_seq, _CHUNK * stride):
+            seqs = np.arange(lo, min(lo + _CHUNK * stride, stop_seq), stride, dtype=np.int64)
+            h = Histogram()
+            ages_ns = np.rint((age_at_s - sched.times_s(seqs)) * 1e9).astype(np.int64)
+            h.record_ns(ages_ns)
+            parts.append(h)
+    return Histogram.merged(parts)

@@ -21,6 +21,7 @@ class Runner(abc.ABC):
     protocols: ClassVar[tuple[str, ...]] = ("http1",)   # what `spec.protocol` may be
     # why a protocol outside `protocols` cannot be spoken, said with the refusal
     protocol_notes: ClassVar[dict[str, str]] = {}
+    shapes: ClassVar[tuple[str, ...]] = ("constant",)   # which `loads.shape` kinds it generates
 
     def is_available(self) -> bool:
         """Whether this runner can run on this machine (its tool is installed)."""
@@ -29,10 +30,10 @@ class Runner(abc.ABC):
     def check(self, spec: RunSpec) -> None:
         """Raise ProfileError naming the option when `spec` asks for something this runner
         cannot honour (say an open-loop rate on a closed-loop-only tool). Default: accept every
-        spec whose protocol is one of `protocols`."""
-        problem = protocol_problem(self, spec)
-        if problem:
-            raise ProfileError(problem, source=f"runner {self.name}")
+        spec whose protocol is one of `protocols` and whose shape is one of `shapes`."""
+        problems = [p for p in (protocol_problem(self, spec), shape_problem(self, spec)) if p]
+        if problems:
+            raise ProfileError(problems, source=f"runner {self.name}")
 
     def version(self) -> str:
         return ""
@@ -51,6 +52,22 @@ def protocol_problem(runner: Runner, spec: RunSpec) -> str | None:
     return (f"request.protocol: runner {runner.name} cannot speak {spec.protocol} (it speaks "
             f"{', '.join(runner.protocols)}{'; ' + note if note else ''}); choose another "
             f"runner or protocol")
+
+
+def shape_problem(runner: Runner, spec: RunSpec) -> str | None:
+    """`loads.shape: ...` when `runner` cannot generate `spec.shape` (never a silent constant
+    rate), or when a shape other than constant is asked of a closed loop."""
+    kind = spec.shape.kind
+    if kind == "constant":
+        return None
+    if not spec.open_loop:
+        return (f"loads.shape: kind {kind!r} needs an open-loop rate, but rate_rps is 0 (closed "
+                f"loop); set loads.rate_rps > 0 (the shape's peak) or use shape kind constant")
+    if kind in runner.shapes:
+        return None
+    able = ", ".join(runner.shapes)
+    return (f"loads.shape: runner {runner.name} cannot generate a {kind} shape (it generates "
+            f"{able}); use runner native, which generates every shape, or shape kind constant")
 
 
 def register_runner(name: str, target: str) -> None:

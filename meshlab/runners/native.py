@@ -42,6 +42,7 @@ from meshlab.runners._engines import make_engine
 from meshlab.runners._http import target_address
 from meshlab.runners._partial import Partial, Second
 from meshlab.runners.base import Runner
+from meshlab.shape import SHAPE_KINDS, mean_rate_rps, seeded, split_shape
 
 _STOP_GRACE_S = 10.0
 
@@ -70,6 +71,7 @@ class NativeRunner(Runner):
 
     name: ClassVar[str] = "native"
     protocols: ClassVar[tuple[str, ...]] = ("http1", "h2c", "h2", "grpc", "tcp")
+    shapes: ClassVar[tuple[str, ...]] = SHAPE_KINDS
 
     def __init__(self, *, workers: int = 0, in_thread: bool = True) -> None:
         if workers < 0:
@@ -98,6 +100,8 @@ class NativeRunner(Runner):
 
     async def run(self, spec: RunSpec, *, progress: ProgressCallback | None = None) -> RunResult:
         self.check(spec)
+        # a Poisson shape without a seed gets one now; the result's spec records it
+        spec = dataclasses.replace(spec, shape=seeded(spec.shape))
         if self.workers:
             partials = await _run_workers(spec, self.workers, progress)
         elif self.in_thread:
@@ -185,7 +189,8 @@ def worker_specs(spec: RunSpec, workers: int) -> list[RunSpec]:
         mr = None if spec.max_requests is None else max(_share(spec.max_requests, workers, i), 1)
         out.append(dataclasses.replace(
             spec, connections=_share(spec.connections, workers, i),
-            rate_rps=spec.rate_rps / workers, max_requests=mr))
+            rate_rps=spec.rate_rps / workers, max_requests=mr,
+            shape=split_shape(spec.shape, workers, i)))
     return out
 
 
@@ -322,6 +327,9 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
     duration = max((p.duration_s for p in partials), default=0.0)
     aborted = any(p.aborted for p in partials)
     context: dict[str, Any] = {"workers": len(partials)} if len(partials) > 1 else {}
+    if spec.shape.kind != "constant":   # where the window sat on the shape (it starts late
+        # by the event loop's lateness: tens of ms on a loaded machine)
+        context["shape_window_start_s"] = round(min(p.window_start_s for p in partials), 6)
     if duration > 0:    # the busiest sending thread's share of one core over the window
         context["sender_cpu_percent"] = round(
             100.0 * max(p.cpu_s / p.duration_s if p.duration_s > 0 else 0.0 for p in partials), 1)
@@ -332,7 +340,7 @@ def build_result(spec: RunSpec, partials: list[Partial], *, version: str) -> Run
         started_at=min(p.started_at for p in partials),
         ended_at=max(p.ended_at for p in partials),
         duration_s=duration,
-        requested_rate_rps=spec.rate_rps,
+        requested_rate_rps=mean_rate_rps(spec.shape, rate_rps=spec.rate_rps),
         achieved_rate_rps=requests / duration if duration > 0 else 0.0,
         requests=requests,
         errors=sum(p.errors for p in partials),

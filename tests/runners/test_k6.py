@@ -90,3 +90,30 @@ def test_real_run_against_the_echo_workload(protocol: str) -> None:
     share = r.errors / r.requests
     assert 0.12 < share < 0.38
     assert_sane(r)
+
+
+def test_ramps_and_steps_become_ramping_arrival_rate_stages() -> None:
+    from meshlab.shape import RampShape, StepsShape
+
+    ramp = script(spec(rate_rps=300.0, duration_s=4.0, shape=RampShape(kind="ramp",
+                                                                         start_rps=30)))
+    assert ('"executor": "ramping-arrival-rate", "timeUnit": "1000s", "preAllocatedVUs": 4, '
+            '"maxVUs": 4, "gracefulStop": "10s", "startRate": 30000, "stages": [{"target": '
+            '300000, "duration": "4s"}]') in ramp
+    steps = script(spec(rate_rps=100.0, duration_s=2.0,
+                        shape=StepsShape(kind="steps", levels=[0.5, 1])))
+    assert ('"startRate": 50000, "stages": [{"target": 50000, "duration": "0s"}, {"target": '
+            '50000, "duration": "1s"}, {"target": 100000, "duration": "0s"}, {"target": '
+            '100000, "duration": "1s"}]') in steps
+
+
+def test_real_ramp_sends_what_the_shape_makes_due() -> None:
+    """0 -> 300 req/s over 2 s is 300 requests; the requested rate is the ramp's mean."""
+    from meshlab.shape import RampShape
+
+    with start_echo_process(name="k6-ramp") as echo:
+        s = spec(target=echo.url, rate_rps=300.0, connections=8, duration_s=2.0,
+                 shape=RampShape(kind="ramp", start_rps=0))
+        r = asyncio.run(K6Runner().run(s))
+    assert r.requests == pytest.approx(300, rel=0.05) and r.errors == 0
+    assert r.requested_rate_rps == 150 and r.spec["shape"]["kind"] == "ramp"
