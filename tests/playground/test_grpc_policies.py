@@ -71,6 +71,22 @@ def test_envoy_per_call_deadline_gives_deadline_exceeded(started: list[Playgroun
     assert res.latency.percentile_us(50) < 450_000
 
 
+def test_envoy_honours_a_shorter_grpc_timeout_from_the_client(started: list[Playground],
+                                                              state_dir: Path) -> None:
+    # the policy allows 5 s; the client's own deadline (grpc-timeout: 100 ms) wins
+    slow = _topo(Workload(delay="600ms"))
+    policy = TrafficPolicy(name="deadline", timeout={"request_timeout_s": 5})
+    pg = Playground(slow, mesh="envoy", policy=policy, protocol="grpc", state_dir=state_dir)
+    started.append(pg)
+    spec = RunSpec(target=pg.start().url, protocol="grpc", connections=2,
+                   streams_per_connection=4, max_requests=16, duration_s=20.0, timeout_s=5.0,
+                   warmup_s=0.0, headers=(("grpc-timeout", "100m"),))
+    res = asyncio.run(NativeRunner().run(spec))
+    assert res.error_kinds == {"grpc_deadline_exceeded": 16}
+    # without the header the same calls take the echo's 600 ms and succeed
+    assert _grpc(pg.url, 8).status_codes == {200: 8}
+
+
 def _config(mesh: str, policy: TrafficPolicy, protocol: str) -> str:
     topo = resolve_topology(_topo(Workload()), mesh=mesh, policy=policy)
     plan = check_topology(topo, protocol)
