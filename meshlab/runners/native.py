@@ -137,6 +137,7 @@ async def _run_in_thread(spec: RunSpec, progress: ProgressCallback | None) -> Pa
         except BaseException as exc:  # handed to the awaiting caller
             fut.set_exception(exc)
         finally:
+            _drain(loop)
             loop.close()
 
     thread = threading.Thread(target=main, name="meshlab-native", daemon=True)
@@ -180,6 +181,18 @@ async def _await_stoppable(fut: concurrent.futures.Future[Any], stop: Callable[[
 
 def _share(total: int, n: int, i: int) -> int:
     return total // n + (1 if i < total % n else 0)
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Let the tasks the engine cancelled at its end (a connect or TLS handshake in flight)
+    finish cancelling before the loop closes, so no transport is left open (closing a loop
+    with a handshake in flight fails with EBUSY)."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def worker_specs(spec: RunSpec, workers: int) -> list[RunSpec]:
