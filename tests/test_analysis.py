@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from meshlab.analysis import (
+    NOT_DISTINGUISHABLE,
     Difference,
     Frames,
     Selection,
@@ -18,6 +19,7 @@ from meshlab.analysis import (
     Slo,
     Threshold,
     Verdict,
+    answer,
     compare_by,
     compare_groups,
     context_diff,
@@ -301,3 +303,28 @@ def test_compare_groups_and_by_judge_with_intervals(frames: Frames) -> None:
     assert set(by.table["mesh"]) == {"envoy"}
     with pytest.raises(ProfileError, match="matched no runs"):
         compare_groups(frames.runs, lat, baseline="mesh=kuma", candidate="mesh=envoy")
+
+
+def test_answer_says_not_distinguishable_instead_of_a_number_inside_the_noise(
+        frames: Frames) -> None:
+    lat = _lat(frames)
+    slow = compare_groups(frames.runs, lat, baseline=BASE, candidate=SLOW,
+                          telemetry=frames.telemetry, n_boot=200)
+    added = answer(slow, "p50_us", subject="what envoy adds at p50")
+    assert added.distinguishable and 0 < added.ci_low <= added.estimate <= added.ci_high
+    assert added.text.startswith("what envoy adds at p50: +")
+    assert "(95% interval +" in added.text and added.said != NOT_DISTINGUISHABLE
+    noise = answer(compare_groups(frames.runs, lat, baseline=BASE, candidate=SAME, n_boot=200),
+                   "p50_us", subject="what nothing adds at p50")
+    assert noise.ci_low <= 0 <= noise.ci_high and noise.said == NOT_DISTINGUISHABLE
+    assert noise.text.startswith("what nothing adds at p50: not distinguishable here (95% ")
+    share = answer(slow, "cpu_percent", subject="")
+    cpu = share.scaled(1e4 / 200.0, metric="cpu_us", subject="CPU per request")
+    assert (cpu.estimate, cpu.ci_low, cpu.ci_high) == pytest.approx(
+        (share.estimate * 50.0, share.ci_low * 50.0, share.ci_high * 50.0))
+    assert cpu.text.startswith("CPU per request: +") and " us (95% interval +" in cpu.text
+    assert "percentage points" in answer(slow, "error_rate", subject="errors").text
+    by = compare_by(frames.runs, lat, by=["mesh"], baseline="mesh=none", n_boot=100)
+    assert answer(by, "p50_us", subject="x", mesh="envoy").difference is Difference.SLOWER
+    with pytest.raises(ProfileError, match="no single p50_us row for mesh=kuma"):
+        answer(by, "p50_us", subject="x", mesh="kuma")

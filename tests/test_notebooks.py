@@ -7,6 +7,7 @@ coordinated-omission need only the echo server; regression-check only a store.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ FAST: dict[str, dict[str, Any]] = {
     "coordinated-omission": {"duration_s": 2.0, "rate_rps": 100.0, "stall": "200ms:2"},
     "compare-meshes": {**LAB, "rates_rps": [200.0], "repeats": 1, "meshes": ["none", "envoy"]},
     "lab-sidecar-overhead-mtls": {**LAB, "rate_rps": 200.0, "repeats": 1},
-    "lab-retries": {**LAB, "rate_rps": 200.0},
-    "lab-timeouts-faults": {**LAB, "rate_rps": 200.0},
-    "lab-circuit-breaking": {**LAB, "rates_rps": [50.0, 400.0]},
-    "lab-load-balancing": {**LAB, "rate_rps": 300.0},
+    "lab-retries": {**LAB, "rate_rps": 200.0, "repeats": 1},
+    "lab-timeouts-faults": {**LAB, "rate_rps": 200.0, "repeats": 1},
+    "lab-circuit-breaking": {**LAB, "rates_rps": [50.0, 400.0], "repeats": 1},
+    "lab-load-balancing": {**LAB, "rate_rps": 300.0, "repeats": 1},
     "lab-grpc-load-balancing": {"calls": 60, "replicas": 2},
 }
 CLIENT = "envoy:client-sidecar"
@@ -76,6 +77,23 @@ def _balancing(f: Frames) -> None:
     slow = t[t["source"] == "envoy:backend-2-sidecar"].set_index("policy")["share"]
     assert 0.25 < slow["round-robin"] < 0.42
     assert slow["least-request"] < slow["round-robin"]
+
+
+# a closing answer (Answer.text): a number with its 95% interval, or "not distinguishable here"
+ANSWER = re.compile(r"^[^:]+: (?:[+-]?[\d,.]+ ?[a-z% ]+|not distinguishable here) "
+                    r"\(95% interval [+-]?[\d,.]+ ?[a-z% ]+ to [+-]?[\d,.]+ ?[a-z% ]+\)$")
+ANSWERED = {"lab-sidecar-overhead-mtls", "lab-retries", "lab-timeouts-faults",
+            "lab-circuit-breaking", "lab-load-balancing", "compare-meshes"}
+
+
+def _answers(executed: Path) -> list[str]:
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    cells = [c for c in nb.cells if "answer" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{executed.name}: one cell tagged answer"
+    return "".join(o.get("text", "") for o in cells[0].outputs
+                   if o.output_type == "stream").splitlines()
 
 
 def _meshes(*names: str) -> Callable[[Frames], None]:
@@ -127,6 +145,9 @@ def test_notebook_executes(name: str, tmp_path: Path) -> None:
                         parameters=params, kernel_name="python3", progress_bar=False,
                         cwd=str(tmp_path), execution_timeout=200,
                         kernel_manager_class=ipc_kernel_manager())
+    if name in ANSWERED:
+        lines = _answers(tmp_path / f"{name}.ipynb")
+        assert lines and all(ANSWER.match(line) for line in lines), lines
     check = EFFECTS.get(name)
     if check is not None:
         check(load_frames(Store(store_path, read_only=True)))

@@ -3,8 +3,11 @@ judged faster/slower/indistinguishable, regression verdicts, context diffs, prox
 run-selector grammar, and the max-rate-under-SLO search."""
 
 from meshlab.analysis.comparison import (
+    NOT_DISTINGUISHABLE,
+    Answer,
     Comparison,
     Difference,
+    answer,
     compare_by,
     compare_groups,
     difference,
@@ -43,6 +46,8 @@ from meshlab.run_schema import DEFAULT_PS
 __all__ = [
     "DEFAULT_PS",
     "DEFAULT_THRESHOLDS",
+    "NOT_DISTINGUISHABLE",
+    "Answer",
     "Comparison",
     "Difference",
     "Frames",
@@ -53,6 +58,7 @@ __all__ = [
     "SloSearchOutcome",
     "Threshold",
     "Verdict",
+    "answer",
     "compare_by",
     "compare_groups",
     "context_diff",

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from meshlab.analysis._counts import MIDS_US, count_matrix
+from meshlab.analysis.comparison import Answer
 from meshlab.report._style import _PALETTE, LAYOUT, group_colors, latency_axis
 from meshlab.report._style import mesh_color as mesh_color  # re-exported: charts' colours
 
@@ -394,3 +395,21 @@ def crosscheck_bars(table: pd.DataFrame, *,
     latency_axis(fig, np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data]))
     return fig
 
+
+
+def answer_bars(answers: Sequence[Answer], *, title: str, y_title: str) -> go.Figure:
+    """A lab's closing answers as bars with their 95% intervals; an answer whose interval
+    holds 0 is grey and labelled "not distinguishable here". Error rates in percentage points."""
+    if not answers:
+        return _empty(title, "nothing to answer")
+    fig = go.Figure(layout={**LAYOUT, "title": title, "showlegend": False})
+    for i, a in enumerate(answers):
+        k = 100.0 if a.metric == "error_rate" else 1.0
+        fig.add_trace(go.Bar(
+            x=[a.subject], y=[a.estimate * k], text=[a.said],
+            marker_color=_PALETTE[i % len(_PALETTE)] if a.distinguishable else "#9e9e9e",
+            error_y={"type": "data", "symmetric": False, "array": [(a.ci_high - a.estimate) * k],
+                     "arrayminus": [(a.estimate - a.ci_low) * k]}))
+    fig.add_hline(y=0.0, line_color="#444", line_width=1)
+    fig.update_yaxes(title=y_title)
+    return fig
