@@ -23,6 +23,37 @@ LAYOUT = {"template": "plotly_white", "height": 440, "showlegend": True,
           "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
           "margin": {"t": 60, "l": 80, "r": 30, "b": 110}}
 
+# Every chart of the HTML report and the run page gets "Save chart: PNG / SVG" links under it.
+# plotly.js draws the image in the browser (Plotly.downloadImage), so they work offline and need
+# no kaleido; the modebar's camera button saves a PNG too. `{plot_id}` is filled in by plotly.
+PLOT_CONFIG = {"displaylogo": False,
+               "toImageButtonOptions": {"format": "png", "scale": 2}}
+EXPORT_SCRIPT = """
+var gd = document.getElementById('{plot_id}');
+var title = gd.layout && gd.layout.title;
+var name = String((title && (title.text || title)) || 'chart')
+    .replace(/<[^>]*>/g, '').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '')
+    .toLowerCase() || 'chart';
+var bar = document.createElement('div');
+bar.className = 'meshlab-export';
+bar.style.cssText = 'font-size:12px;text-align:right;margin:0 12px 8px';
+bar.appendChild(document.createTextNode('Save chart: '));
+['png', 'svg'].forEach(function (format, i) {
+  var a = document.createElement('a');
+  a.href = '#';
+  a.textContent = format.toUpperCase();
+  a.className = 'meshlab-export-' + format;
+  a.onclick = function (event) {
+    event.preventDefault();
+    Plotly.downloadImage(gd, {format: format, filename: name,
+                              width: gd._fullLayout.width, height: gd._fullLayout.height});
+  };
+  if (i) bar.appendChild(document.createTextNode(' / '));
+  bar.appendChild(a);
+});
+gd.parentNode.insertBefore(bar, gd.nextSibling);
+"""
+
 
 def _tick_us(us: float) -> str:
     """`100 us`, `2 ms`, `1 s`: a tick label with its unit (no `.00`)."""

@@ -100,8 +100,10 @@ def _add_intended_rate(fig: Any, spec: Mapping[str, Any], *, seconds: int,
     fig.update_yaxes(range=[0, max(want) * 1.15])
 
 
-def run_page_html(store_path: str | Path, run_id: str) -> str:
-    """The page of one stored run as HTML text. Raises StoreError for an unknown run id."""
+def run_page_parts(store_path: str | Path, run_id: str) -> list[Any]:
+    """The page of one stored run, in order: HTML fragments (str) and plotly figures. Raises
+    StoreError for an unknown run id. `run_page_html` makes it one file; the dashboard shows
+    the same parts in a widget."""
     from meshlab.analysis import load_frames
     from meshlab.report import figures
     from meshlab.store import Store
@@ -126,14 +128,14 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
     }
     _add_intended_rate(figs["rate"], spec, seconds=len(result.timeseries),
                        window_start_s=result.context.get("shape_window_start_s"))
-    parts = [f"<h1>Run {_h(run_id)} {_status_badge(status)}</h1>",
+    head = [f"<h1>Run {_h(run_id)} {_status_badge(status)}</h1>",
              f"<p>{_h(spec.get('profile', ''))} &middot; mesh {_h(spec.get('mesh', '-'))} "
              f"&middot; protocol {_h(spec.get('protocol') or 'http1')} "
              f"&middot; runner {_h(doc.get('runner', ''))} &middot; started "
              f"{_h(str(doc.get('started_at', ''))[:19].replace('T', ' '))}</p>"]
     if doc.get("error"):
-        parts.append(f"<p><b>Failed:</b> {_h(doc['error'])}</p>")
-    first = True
+        head.append(f"<p><b>Failed:</b> {_h(doc['error'])}</p>")
+    parts: list[Any] = [*head]
     parts.append("<h2>Summary</h2>")
     keep = {k: v for k, v in summary.items() if k not in ("status_codes", "error_kinds",
                                                            "warnings")}
@@ -143,10 +145,7 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
             parts.append("<h2>Histogram</h2>")
         elif name == "timeline":
             parts.append("<h2>Per second</h2>")
-        parts.append(figs[name].to_html(full_html=False, include_plotlyjs="inline" if first
-                                        else False, default_width="100%",
-                                        config={"displaylogo": False}))
-        first = False
+        parts.append(figs[name])
     total = int(doc.get("requests") or 0)
     parts.append("<h2>Status codes and errors</h2><div class='grid'>")
     parts.append(_counts_table(doc.get("status_codes") or {}, "Status code", total).html()
@@ -164,7 +163,24 @@ def run_page_html(store_path: str | Path, run_id: str) -> str:
     for title, values in (("Spec", spec), ("Environment and mesh", doc.get("context") or {}),
                           ("Host", doc.get("host") or {})):
         parts.append(_kv_table(values, title=title).html())
-    return _PAGE.format(title=_h(f"meshlab run {run_id}"), body="\n".join(parts))
+    return parts
+
+
+def run_page_html(store_path: str | Path, run_id: str) -> str:
+    """The page of one stored run as one standalone HTML text (plotly.js inlined once, a PNG /
+    SVG link under each chart). Raises StoreError for an unknown run id."""
+    from meshlab.report._style import EXPORT_SCRIPT, PLOT_CONFIG
+
+    body, first = [], True
+    for part in run_page_parts(store_path, run_id):
+        if isinstance(part, str):
+            body.append(part)
+            continue
+        body.append(part.to_html(full_html=False, include_plotlyjs="inline" if first else False,
+                                 default_width="100%", config=PLOT_CONFIG,
+                                 post_script=EXPORT_SCRIPT))
+        first = False
+    return _PAGE.format(title=_h(f"meshlab run {run_id}"), body="\n".join(body))
 
 
 def write_run_page(store_path: str | Path, run_id: str, out: str | Path) -> Path:

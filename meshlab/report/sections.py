@@ -139,6 +139,13 @@ def prepare(
         import plotly.io as pio
 
         pio.renderers.default = renderer
+        from meshlab.report._style import EXPORT_SCRIPT, PLOT_CONFIG
+
+        html_renderer = pio.renderers[renderer]
+        if hasattr(html_renderer, "post_script"):   # the HTML renderers: PNG / SVG links
+            html_renderer.post_script = [EXPORT_SCRIPT]
+            html_renderer.config = {**(getattr(html_renderer, "config", None) or {}),
+                                    **PLOT_CONFIG}
     ctx = ReportContext(store_path=str(store_path), title=title,
                         figures_dir=str(figures_dir or ""), trend_over=trend_over)
     try:

@@ -148,7 +148,8 @@ class Table:
                               else ";white-space:nowrap")
                     cls = ""
                 if j == 0 and i in self.links:
-                    body = f"<a href=\"{html.escape(self.links[i])}\">{body}</a>"
+                    body = (f"<a class=\"meshlab-run-link\" target=\"_blank\" rel=\"noopener\" "
+                            f"href=\"{html.escape(self.links[i])}\">{body}</a>")
                 cells.append(f"<td style=\"{style}\"{cls}>{body}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         caption = (f"<caption style=\"text-align:left;font-weight:600;padding:2px 0\">"

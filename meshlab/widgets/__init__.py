@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from meshlab.widgets.browser import ResultsBrowser
     from meshlab.widgets.form import ProfileForm
+    from meshlab.widgets.run_view import dashboard_page
     from meshlab.widgets.workbench import Workbench
 
 _LAZY = {"ProfileForm": "meshlab.widgets.form", "ResultsBrowser": "meshlab.widgets.browser",
-         "Workbench": "meshlab.widgets.workbench"}
+         "Workbench": "meshlab.widgets.workbench", "dashboard_page": "meshlab.widgets.run_view"}
 
-__all__ = ["ProfileForm", "ResultsBrowser", "Workbench"]
+__all__ = ["ProfileForm", "ResultsBrowser", "Workbench", "dashboard_page"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import pandas as pd
 from meshlab.errors import MeshlabError
 from meshlab.units import format_rate_rps, format_us
 from meshlab.widgets._show import show
+from meshlab.widgets.run_view import run_href
 
 _COLS = ["run_id", "profile", "mesh", "rate_rps", "connections", "status", "requests",
          "p50_us", "p99_us", "started_at"]
@@ -159,7 +160,8 @@ class ResultsBrowser:
 
         latest = df.sort_values("started_at", ascending=False).head(_SHOWN)
         self.runs_view.value = runs_table(
-            latest, title=f"latest {len(latest)} of {len(df)} runs").html()
+            latest, title=f"latest {len(latest)} of {len(df)} runs (a run id opens its page)",
+            link=run_href).html()
 
     def _mark(self, run_id: str) -> str:
         why = self.problems.get(run_id, "")
@@ -194,8 +196,12 @@ class ResultsBrowser:
 
         self.figures = {"overhead": figures.overhead_bars(ctx.overhead),
                         "spectrum": figures.ab_overlay(lat, baseline=base, candidate=cand)}
+        from meshlab.report.tables import runs_table
+
+        compared = self._all[self._all["run_id"].isin([*base, *cand])]
         show(self.output, [comparison_table(ctx.overhead), self.figures["spectrum"],
-                           self.figures["overhead"]])
+                           self.figures["overhead"],
+                           runs_table(compared, title="the compared runs", link=run_href)])
         return True
 
     # export ---------------------------------------------------------------------------------

@@ -27,6 +27,15 @@ WORKBENCH_NOTEBOOK = Path(__file__).resolve().with_name("workbench.ipynb")
 SHARE = Path(__file__).resolve().with_name("share")
 VOILA_TEMPLATE = "meshlab"
 LAB_SETTINGS = SHARE / "lab-settings"
+# `python -m voila`, minus half of its start-up: jsonschema checks the "iri" string format with
+# rfc3987_syntax when that is installed, and importing it builds a lark grammar, 2.8 s of
+# Voila's 4.4 s import here (`python -X importtime -c "import voila.app"`). The only schemas
+# Voila validates are Jupyter's event schemas, which have no "iri" field; a module marked absent
+# is skipped by jsonschema as if it were not installed. `-c`, not a meshlab module: importing
+# meshlab in the server would cost another 0.4 s and the server needs none of it.
+VOILA_MAIN = ("import sys; sys.modules.setdefault('rfc3987_syntax', None); "
+              "from voila.app import main; sys.exit(main())")
+VOILA_OPTIONS: list[str] = []
 
 
 def _is_loopback(ip: str) -> bool:
@@ -65,8 +74,9 @@ def dashboard_argv(notebook: Path, *, port: int = 8866, ip: str = "127.0.0.1",
     is not on it (`ps` shows every command line to every local user): `write_token_config`
     puts it in `voila.json` beside the notebook, which Voila reads from its working directory."""
     check_bind(ip=ip, port=port, token=token)
-    argv = [sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--port={port}",
-            f"--template={VOILA_TEMPLATE}", "" if open_browser else "--no-browser"]
+    argv = [sys.executable, "-c", VOILA_MAIN, str(notebook), f"--Voila.ip={ip}",
+            f"--port={port}", f"--template={VOILA_TEMPLATE}", *VOILA_OPTIONS,
+            "" if open_browser else "--no-browser"]
     return [a for a in argv if a]
 
 

@@ -10,15 +10,16 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
-import pandas as pd
 
 from meshlab.errors import MeshlabError
-from meshlab.widgets._show import show
-from meshlab.widgets.browser import problems_html, run_problem
 from meshlab.widgets.form import ProfileForm
+
+if TYPE_CHECKING:
+    from meshlab.widgets.browser import ResultsBrowser
+    from meshlab.widgets.trends import TrendView
 
 POLL_S = 0.5
 
@@ -51,34 +52,59 @@ class Workbench:
         self._task: asyncio.Task[None] | None = None
         self.run_button.on_click(lambda _: self.start())
         self.cancel_button.on_click(lambda _: self.cancel())
-        from meshlab.widgets.browser import ResultsBrowser
-
-        self.browser = ResultsBrowser(self.store_path)
         run_tab = W.VBox([self.form.widget, W.HBox([self.run_button, self.cancel_button,
                                                     self.progress, self.export_button]),
                           self.status, self.live])
-        from meshlab.widgets.trends import TrendView
-
-        self.trends = TrendView(self.store_path)
-        self.tabs = W.Tab(children=[run_tab, self.browser.widget, self.trends.widget])
+        # The Results and Trends tabs are built when first opened (or used): reading the
+        # store needs pandas and DuckDB, 0.5-1 s of a dashboard start that shows the form first
+        self._browser: ResultsBrowser | None = None
+        self._trends: TrendView | None = None
+        self._results_tab, self._trends_tab = W.VBox([]), W.VBox([])
+        self.tabs = W.Tab(children=[run_tab, self._results_tab, self._trends_tab])
         self.tabs.set_title(0, "Run")
         self.tabs.set_title(1, "Results")
         self.tabs.set_title(2, "Trends")
-        # the trend reads every run: only when its tab is opened, not at start-up
-        self.tabs.observe(lambda ch: self.trends.refresh() if ch["new"] == 2 else None,
-                          names="selected_index")
+        self.tabs.observe(self._opened, names="selected_index")
         self.widget = _cls(self.tabs, "meshlab-workbench")
+
+    @property
+    def browser(self) -> ResultsBrowser:
+        """The Results tab (built, and the store read, on first use)."""
+        if self._browser is None:
+            from meshlab.widgets.browser import ResultsBrowser
+
+            self._browser = ResultsBrowser(self.store_path)
+            self._results_tab.children = (self._browser.widget,)
+        return self._browser
+
+    @property
+    def trends(self) -> TrendView:
+        """The Trends tab (built on first use; it reads every run on `refresh`)."""
+        if self._trends is None:
+            from meshlab.widgets.trends import TrendView
+
+            self._trends = TrendView(self.store_path)
+            self._trends_tab.children = (self._trends.widget,)
+        return self._trends
+
+    def _opened(self, change: dict[str, Any]) -> None:
+        if change["new"] == 1:
+            self.browser  # noqa: B018  (built on first opening)
+        elif change["new"] == 2:
+            self.trends.refresh()
 
     def export_charts(self, directory: str | Path | None = None) -> list[Path]:
         """The charts on show (live run, or the browser's compare) as PNG and SVG under
         `directory` (default: the browser's export folder); the paths, or [] with a message."""
         from meshlab.report.image import export_images
 
-        figs = {**self.figures, **self.browser.figures, **self.trends.figures}
+        figs = {**self.figures, **(self._browser.figures if self._browser else {}),
+                **(self._trends.figures if self._trends else {})}
         if not figs:
             self.status.value = "no chart to save yet: run or compare first"
             return []
-        out = Path(directory or self.browser.export_dir.value or ".")
+        out = Path(directory or (self._browser.export_dir.value if self._browser else "")
+                   or ".")
         try:
             paths = export_images(figs, out)
         except (MeshlabError, OSError, RuntimeError, ValueError) as exc:
@@ -152,6 +178,8 @@ class Workbench:
         except MeshlabError as exc:
             self._finish(f"<b>failed:</b> {exc}", "danger")
             return True
+        from meshlab.widgets.browser import problems_html, run_problem
+
         o = self.outcome
         why = f"<br><b>{html.escape(o.reason)}</b>" if o.reason else ""
         bad = {r.run_id: p for r in o.results
@@ -161,7 +189,8 @@ class Workbench:
         self._finish(f"{o.status}: {len(o.results)} run(s) stored in experiment "
                      f"{o.experiment_id}{why}" + problems_html(bad), style)
         self._draw_results(o.run_ids)
-        self.browser.refresh()
+        if self._browser is not None:     # else its first use reads the store, run included
+            self._browser.refresh()
         return True
 
     def _finish(self, message: str, style: str) -> None:
@@ -172,7 +201,10 @@ class Workbench:
         self.run_button.disabled, self.cancel_button.disabled = False, True
 
     def _draw_live(self) -> None:
+        import pandas as pd
+
         from meshlab.report import figures
+        from meshlab.widgets._show import show
 
         snap = self.handle.progress if self.handle is not None else None
         window_s = max(float(getattr(snap, "run_total_s", 0.0) or 0.0), 10.0)
@@ -186,9 +218,13 @@ class Workbench:
         from meshlab.report import figures
         from meshlab.report.tables import runs_table
         from meshlab.store import Store
+        from meshlab.widgets._show import show
 
         frames = load_frames(Store(self.store_path, read_only=True), run_ids)
-        items: list[Any] = [runs_table(frames.runs, title="this experiment's runs")]
+        from meshlab.widgets.run_view import run_href
+
+        items: list[Any] = [runs_table(frames.runs, title="this experiment's runs",
+                                       link=run_href)]
         if not frames.timeseries.empty:
             self.figures = {"timeline-p99": figures.timeline(frames.timeseries, runs=frames.runs)}
             items.append(self.figures["timeline-p99"])

@@ -1,8 +1,10 @@
-"""Headless Chromium (Debian's, through Playwright) drives the Voila dashboard on loopback: fill
-the form, click Run, wait for the run to complete and the chart to appear; save a screenshot."""
+"""Headless Chromium (Debian's, through Playwright) drives the Voila dashboard on loopback: the
+time from start to a usable form (recorded, not asserted), fill the form, click Run, wait for the
+run to complete and the chart to appear, open run pages from table rows; save screenshots."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +15,16 @@ from _browser import (
     check_tables,
     free_port,
     plot_layouts,
+    SHOTS,
     screenshot,
     stop_group,
     visible_tables,
     wait_listening,
 )
 
+from meshlab.analysis import synthetic_result
+from meshlab.results import RunStatus
+from meshlab.store import Store
 from meshlab.widgets.dashboard import start_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -27,6 +33,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 @pytest.fixture
 def dashboard(tmp_path: Path, echo_url: str, jupyter_dirs: dict[str, Path]
               ) -> Iterator[tuple[str, float]]:
+    failed = synthetic_result(run_id="broken-1", seed=3, requests=300, mesh="envoy")
+    Store(tmp_path / "s.duckdb").save(dataclasses.replace(failed, status=RunStatus.FAILED,
+                                                          error="envoy exited"))
     port = free_port()
     t0 = time.monotonic()
     proc = start_dashboard(store=tmp_path / "s.duckdb", port=port, workdir=tmp_path,
@@ -46,10 +55,15 @@ def test_run_from_the_dashboard(dashboard: tuple[str, float], page: Any,
             if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
             else None)
     page.goto(url, timeout=90_000)
-    page.wait_for_selector(".meshlab-run", timeout=90_000)
-    # from `meshlab dashboard` starting to a form one can use; printed, not asserted: the
-    # machine's load decides it (the issue's target is 5 s on a quiet machine)
-    print(f"dashboard interactive {time.monotonic() - started:.1f} s after start")
+    page.wait_for_selector("button.meshlab-run:enabled", timeout=90_000)
+    # from the dashboard's process starting to a form one can use (the Run button enabled):
+    # recorded, not asserted, since the machine's load decides it; bench/dashboard_start.py
+    # holds the 5 s target
+    seconds = time.monotonic() - started
+    print(f"dashboard interactive {seconds:.2f} s after start")
+    SHOTS.mkdir(exist_ok=True)
+    (SHOTS / "dashboard-start.txt").write_text(f"{seconds:.2f} s from start to the Run button "
+                                               "enabled\n", encoding="utf-8")
     runners = page.locator(".meshlab-field-runner select option").all_inner_texts()
     assert "native" in runners and "wrk" in runners
     meshes = page.locator(".meshlab-field-meshes select option").all_inner_texts()
@@ -71,4 +85,32 @@ def test_run_from_the_dashboard(dashboard: tuple[str, float], page: Any,
     charts = plot_layouts(page, ".meshlab-live")
     assert charts and all(c["y"] == "log" and c["legend"] >= 1 for c in charts), charts
     assert screenshot(page, "dashboard-run").stat().st_size > 0
+    # each row of a runs table links to the run's page, opened in a tab of its own
+    link = page.locator(".meshlab-live a.meshlab-run-link").first
+    run_id = link.inner_text().strip()
+    _open_run_page(page, link, run_id, "completed", "dashboard-run-page")
+    page.click(".lm-TabBar-tab:has-text('Results'), .p-TabBar-tab:has-text('Results')")
+    broken = page.locator(".meshlab-runs-table a.meshlab-run-link", has_text="broken-1")
+    broken.wait_for(timeout=30_000)
+    failed = _open_run_page(page, broken, "broken-1", "failed", "dashboard-run-page-failed")
+    assert "envoy exited" in failed
     assert not remote, remote
+
+
+def _open_run_page(page: Any, link: Any, run_id: str, status: str, shot: str) -> str:
+    """Click a row's link; the new tab shows that run's page with its id and status."""
+    with page.context.expect_page(timeout=30_000) as opened:
+        link.click()
+    run_page = opened.value
+    try:
+        run_page.wait_for_selector(".meshlab-run-page .meshlab-run-status", timeout=90_000)
+        assert run_page.inner_text(".meshlab-run-page .meshlab-run-status") == status
+        heading = run_page.inner_text(".meshlab-run-page h1")
+        assert run_id in heading, heading
+        run_page.wait_for_selector(".meshlab-run-page .js-plotly-plot .main-svg",
+                                   timeout=60_000)
+        check_tables(visible_tables(run_page, ".meshlab-run-page"))
+        screenshot(run_page, shot)
+        return str(run_page.inner_text(".meshlab-run-page"))
+    finally:
+        run_page.close()

@@ -72,3 +72,22 @@ def test_a_failed_run_page_says_failed(pages: dict[str, Path], page: Any) -> Non
     assert all(c["legend"] >= 1 for c in plot_layouts(page))
     screenshot(page, "run-page-failed")
     assert not remote, remote
+
+
+@pytest.mark.parametrize("name", ["report", "run"])
+def test_every_chart_saves_as_png_and_svg_offline(pages: dict[str, Path], page: Any,
+                                                  tmp_path: Path, name: str) -> None:
+    remote = _open(page, pages[name])
+    charts = page.locator(".js-plotly-plot").count()
+    assert charts >= 2
+    assert page.locator("a.meshlab-export-png").count() == charts
+    assert page.locator("a.meshlab-export-svg").count() == charts
+    for fmt, magic in (("svg", b"<svg"), ("png", b"\x89PNG")):
+        with page.expect_download(timeout=30_000) as download:
+            page.locator(f"a.meshlab-export-{fmt}").first.click()
+        saved = tmp_path / f"chart.{fmt}"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename.endswith(f".{fmt}")
+        assert saved.read_bytes()[:200].lstrip().startswith(magic) or \
+            magic in saved.read_bytes()[:200], saved.read_bytes()[:80]
+    assert not remote, remote

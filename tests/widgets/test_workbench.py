@@ -89,7 +89,11 @@ def test_browser_filters_compares_and_exports(store_path: Path, tmp_path: Path) 
     b.candidate.value = ("slow-0", "slow-1")
     b.compare_button.click()
     assert "OVERHEAD beyond thresholds" in b.message.value     # envoy vs none
-    assert len(b.output.outputs) == 3
+    assert len(b.output.outputs) == 4            # overhead table, two charts, compared runs
+    compared = b.output.outputs[3]["data"]["text/html"]
+    for rid in ("base-0", "base-1", "slow-0", "slow-1"):    # each row links to its run's page
+        assert f'href="?run={rid}"' in compared, compared
+    assert 'href="?run=base-0"' in b.runs_view.value
     b.runs.value = ("base-0",)
     b.csv_button.click()
     assert (tmp_path / "out" / "meshlab-runs.csv").read_text().count("\n") == 2
@@ -195,3 +199,22 @@ def test_a_failed_run_is_shown_in_red_with_its_reason(tmp_path: Path) -> None:
     assert wb.progress.bar_style == "danger"
     assert "color:#c00" in wb.status.value and "no successful response" in wb.status.value
     assert any(text.startswith("✗ FAILED") for text, _ in wb.browser.runs.options)
+
+
+def test_dashboard_page_is_the_workbench_or_the_page_a_link_names(store_path: Path) -> None:
+    from meshlab.widgets.run_view import dashboard_page, requested_run, run_href
+
+    assert requested_run(run_href("base-0")[1:]) == "base-0"
+    assert requested_run("") is None and requested_run("run=") is None
+    wb = dashboard_page(store_path, query="")
+    assert isinstance(wb, Workbench)
+    # the Results tab is built (and the store read) when first opened, not at start-up
+    assert wb._browser is None and wb.tabs.children[1].children == ()
+    wb.tabs.selected_index = 1
+    assert wb._browser is not None and wb.tabs.children[1].children == (wb.browser.widget,)
+    page = dashboard_page(store_path, query="run=slow-0")
+    texts = [o["data"].get("text/html", "") for o in page.outputs]
+    assert "Run slow-0" in texts[0] and "meshlab-run-status" in texts[0]
+    assert sum("application/vnd.plotly.v1+json" in o["data"] for o in page.outputs) == 4
+    missing = dashboard_page(store_path, query="run=nope")
+    assert "cannot show this run" in missing.outputs[0]["data"]["text/html"]
