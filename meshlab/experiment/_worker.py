@@ -180,13 +180,14 @@ def serve(conn: Connection) -> None:
     """The worker's main: run each requested load on its own event loop until told to exit or
     the parent goes away (EOF)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # the parent handles Ctrl-C
-    from meshlab.runners.native import NativeRunner, new_event_loop
+    from meshlab.runners.native import NativeRunner, drain_loop, new_event_loop
 
     NativeRunner()                                       # imported before "ready": runs start fast
     loop = new_event_loop()
     try:
         loop.run_until_complete(_serve(conn))
     finally:
+        drain_loop(loop)
         loop.close()
         conn.close()
 

@@ -137,7 +137,7 @@ async def _run_in_thread(spec: RunSpec, progress: ProgressCallback | None) -> Pa
         except BaseException as exc:  # handed to the awaiting caller
             fut.set_exception(exc)
         finally:
-            _drain(loop)
+            drain_loop(loop)
             loop.close()
 
     thread = threading.Thread(target=main, name="meshlab-native", daemon=True)
@@ -183,7 +183,7 @@ def _share(total: int, n: int, i: int) -> int:
     return total // n + (1 if i < total % n else 0)
 
 
-def _drain(loop: asyncio.AbstractEventLoop) -> None:
+def drain_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Let the tasks the engine cancelled at its end (a connect or TLS handshake in flight)
     finish cancelling before the loop closes, so no transport is left open (closing a loop
     with a handshake in flight fails with EBUSY)."""
@@ -238,6 +238,7 @@ def _worker_main(spec: RunSpec, pipe: multiprocessing.connection.Connection) -> 
     except Exception as exc:  # reported to the parent, which raises
         pipe.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
+        drain_loop(loop)
         loop.close()
         pipe.close()
 
