@@ -95,4 +95,4 @@ def test_protocols_the_cluster_load_cannot_speak_are_refused(kubeconfig: Path,
     with pytest.raises(ProfileError) as err:
         env.check(spec)
     assert f"request.protocol: {protocol}" in str(err.value)
-    assert "http1 and grpc" in str(err.value)
+    assert "speaks http1, grpc" in str(err.value)
