@@ -113,7 +113,8 @@ def fortio_result(args: Sequence[str], *, image: str, seed: str,
         Uniform=flags.get("-uniform") == "true", URL=url, NumConnections=1,
         RetCodes={k: v for k, v in ret.items() if v}, SocketCount=conns,
         HTTPReqTimeOut=int(_seconds(flags.get("-timeout", "3s")) * 1e9),
-        Payload=base64.b64encode(flags.get("-payload", "").encode()).decode(), AbortOn=0)
+        Payload=base64.b64encode(flags.get("-payload", "").encode()).decode(), AbortOn=0,
+        H2=flags.get("-h2") == "true")
     if flags.get("-grpc") == "true":
         # fortio's gRPC result: Destination instead of URL, serving statuses as RetCodes
         del doc["URL"]
