@@ -45,7 +45,7 @@ from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import RunResult, new_run_id
-from meshlab.shape import mean_rate_rps, start_rate_rps
+from meshlab.shape import mean_rate_rps
 
 PART_OF = {"app.kubernetes.io/part-of": "meshlab"}
 WARMUP_NOTE = ("warm-up: a separate fortio Job of warmup_s ran first against the same URL with "
@@ -149,10 +149,11 @@ class KubernetesDeployment(Deployment):
         plan = self._plan(spec, run_id)
         warmup: dict[str, Any] = {"duration_s": 0.0}
         if spec.warmup_s > 0:
-            # a shaped load warms up at the rate its shape starts at, in one phase
+            # a shaped load warms up in one phase at its first phase's rate (a ramp from 0:
+            # its first second's mean; never 0, which fortio reads as "as fast as possible")
             warm = replace(plan, run_id=f"{run_id}-warmup", duration_s=spec.warmup_s,
                            max_requests=None, phase="warmup", phases=(),
-                           rate_rps=start_rate_rps(spec.shape, rate_rps=spec.rate_rps))
+                           rate_rps=plan.phases[0].rate_rps if plan.phases else plan.rate_rps)
             w = await self._job(warm, spec.warmup_s, progress)
             warmup = {"duration_s": spec.warmup_s, "job": warm.job_name,
                       "requests": w.result.requests, "errors": w.result.errors,
@@ -328,7 +329,16 @@ class KubernetesEnvironment(Environment):
         if spec.max_requests is not None:
             out.append(f"loads.max_requests: a {kind} shape runs for duration_s; drop "
                        f"max_requests or use shape kind constant")
-        n = len(shape_phases(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s))
+        phases = shape_phases(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s)
+        n = len(phases)
+        pods = self.settings.load_parallelism
+        # fortio sends at least 2 calls per run and stretches its duration to do so
+        thin = [i for i, p in enumerate(phases) if int(p.rate_rps / pods * p.duration_s) < 2]
+        if thin:
+            out.append(f"loads.shape: {kind} phase(s) {', '.join(map(str, thin[:5]))} would "
+                       f"send under 2 requests per load pod, and fortio then sends 2 and runs "
+                       f"longer, breaking the shape's timeline; raise the rate (or a ramp's "
+                       f"start_rps) or lower topology.load_parallelism")
         if n > MAX_PHASES:
             out.append(f"loads.shape: a {kind} of {spec.duration_s:g} s needs {n} fortio phases "
                        f"(one container each), more than {MAX_PHASES}; shorten duration_s")

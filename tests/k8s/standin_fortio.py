@@ -71,8 +71,16 @@ def fortio_result(args: Sequence[str], *, image: str, seed: str,
         duration_s = calls / (qps if qps > 0 else MAX_RATE_PER_CONNECTION * conns)
     else:
         duration_s = _seconds(flags.get("-t", "5s"))
-        capacity = MAX_RATE_PER_CONNECTION * conns        # a saturated -qps sends less
-        calls = round((min(qps, capacity) if qps > 0 else capacity) * duration_s)
+        if qps > 0:
+            # fortio's periodic runner plans int(qps * t) calls (at least 2, on fewer
+            # connections when there are under 2 per connection), whole calls per connection
+            planned = max(int(qps * duration_s), 2)
+            conns = max(min(conns, planned // 2), 1)
+            planned = planned // conns * conns
+            # a saturated -qps sends what its connections carry
+            calls = min(planned, round(MAX_RATE_PER_CONNECTION * conns * duration_s))
+        else:
+            calls = round(MAX_RATE_PER_CONNECTION * conns * duration_s)
     calls = max(calls, 1)
     # a little per-pod variation, deterministic per pod
     shift = 1 + int(hashlib.sha256(seed.encode()).hexdigest()[:4], 16) % 50 / 1000

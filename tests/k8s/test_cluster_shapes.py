@@ -108,42 +108,46 @@ def _run(api: ApiStandIn, env: KubernetesEnvironment) -> tuple[RunResult, list[d
 
 def test_steps_in_the_cluster_merge_phases_and_show_the_shape(api: ApiStandIn,
                                                               kubeconfig: Path) -> None:
-    env = _profile(kubeconfig, {"kind": "steps", "levels": [0.25, 0.5, 1.0]}, rate_rps=300,
+    env = _profile(kubeconfig, {"kind": "steps", "levels": [0.25, 0.5, 1.0]}, rate_rps=240,
                    connections=6, duration_s=3, parallelism=3)
     result, jobs = _run(api, env)
     warm, measure = jobs
     # the warm-up is one constant phase at the shape's first level; the measured Job has three
     warm_pod = warm["spec"]["template"]["spec"]
     assert "initContainers" not in warm_pod
-    assert _flag(warm_pod["containers"][0]["args"], "-qps") == "25"
+    assert _flag(warm_pod["containers"][0]["args"], "-qps") == "20"
     assert len(measure["spec"]["template"]["spec"]["initContainers"]) == 2
-    # three pods x three phases merged: 75 + 150 + 300 requests, every one in the histograms
-    assert result.requests == 525 and result.latency.total == 525
-    assert result.service_time.total == 525 and result.status_codes == {200: 525}
-    assert [p.requests for p in result.timeseries] == [75, 150, 300]
+    # three pods x three phases merged: 60 + 120 + 240 requests, every one in the histograms
+    assert result.requests == 420 and result.latency.total == 420
+    assert result.service_time.total == 420 and result.status_codes == {200: 420}
+    assert [p.requests for p in result.timeseries] == [60, 120, 240]
     assert [p.second for p in result.timeseries] == [0, 1, 2]
     assert result.unsent_requests == 0
     assert result.duration_s == pytest.approx(3)
-    assert result.requested_rate_rps == pytest.approx(175)
-    assert result.achieved_rate_rps == pytest.approx(175)
+    assert result.requested_rate_rps == pytest.approx(140)
+    assert result.achieved_rate_rps == pytest.approx(140)
     assert len(result.context["load_pods"]) == 3
-    assert sum(p["requests"] for p in result.context["load_pods"]) == 525
+    assert sum(p["requests"] for p in result.context["load_pods"]) == 420
     phases = result.context["load_phases"]
     assert [(p["rate_rps"], p["due_requests"], p["requests"]) for p in phases] == [
-        (75, 75, 75), (150, 150, 150), (300, 300, 300)]
+        (60, 60, 60), (120, 120, 120), (240, 240, 240)]
     assert "one constant-rate fortio phase per level" in result.context["cluster_shape"]
     assert result.spec["shape"] == {"kind": "steps", "levels": [0.25, 0.5, 1.0]}
-    assert result.dimensions.shape == "steps 0.25,0.5,1 x 300 req/s"
+    assert result.dimensions.shape == "steps 0.25,0.5,1 x 240 req/s"
     assert not [w for w in result.warnings if "achieved" in w or "never sent" in w]
 
 
 def test_ramp_in_the_cluster_climbs_second_by_second(api: ApiStandIn, kubeconfig: Path) -> None:
     env = _profile(kubeconfig, {"kind": "ramp", "start_rps": 0}, rate_rps=200, connections=2,
                    duration_s=4, parallelism=1)
-    result, (_, measure) = _run(api, env)
+    result, (warm, measure) = _run(api, env)
+    # a ramp from 0 warms up at its first second's rate, never at fortio's max (-qps -1)
+    assert _flag(warm["spec"]["template"]["spec"]["containers"][0]["args"], "-qps") == "25"
     assert len(measure["spec"]["template"]["spec"]["initContainers"]) == 3
-    assert [p.requests for p in result.timeseries] == [25, 75, 125, 175]
-    assert result.requests == result.latency.total == 400 and result.unsent_requests == 0
+    # fortio plans int(qps * t) calls in whole calls per connection: 25 over 2 connections is
+    # 24, and the one left over each second is due and never sent
+    assert [p.requests for p in result.timeseries] == [24, 74, 124, 174]
+    assert result.requests == result.latency.total == 396 and result.unsent_requests == 4
     assert result.requested_rate_rps == pytest.approx(100)
     assert "1 s constant-rate fortio phases" in result.context["cluster_shape"]
     assert result.dimensions.shape == "ramp 0->200 req/s"
@@ -192,4 +196,14 @@ def test_a_shape_with_max_requests_is_refused(kubeconfig: Path) -> None:
                    connections=2, duration_s=2, parallelism=1, max_requests=100)
     (spec,) = list(env.profile.expand())
     with pytest.raises(ProfileError, match=r"loads\.max_requests: a steps shape runs for"):
+        env.check(spec)
+
+
+def test_a_phase_too_thin_for_fortio_is_refused(kubeconfig: Path) -> None:
+    # the ramp's first seconds hold 1.5 and 4.5 req/s over 3 pods (0.5 and 1.5 each): fortio
+    # would send 2 per pod and stretch those phases
+    env = _profile(kubeconfig, {"kind": "ramp", "start_rps": 0}, rate_rps=30, connections=3,
+                   duration_s=10, parallelism=3)
+    (spec,) = list(env.profile.expand())
+    with pytest.raises(ProfileError, match=r"ramp phase\(s\) 0, 1 would send under 2"):
         env.check(spec)
