@@ -17,7 +17,7 @@ from meshlab.errors import ClusterError, MeshError, MeshlabError, ProfileError
 from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
-from meshlab.k8s.phases import CLUSTER_SHAPES, MAX_PHASES, RAMP_STEP_S, shape_phases
+from meshlab.k8s.phases import RAMP_STEP_S, shape_phases, shape_problems
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
@@ -317,36 +317,15 @@ class KubernetesEnvironment(Environment):
             mesh.render(spec.policy, self.render_context(protocol=spec.protocol))
 
     def _shape_problems(self, spec: RunSpec, mesh: KubernetesMesh | None, mode: str) -> list[str]:
-        kind = spec.shape.kind
-        if kind == "constant":
-            return []
-        if kind not in CLUSTER_SHAPES:
-            return [f"loads.shape: kind {kind!r}: the in-cluster fortio load cannot send it "
-                    f"(fortio has no Poisson arrivals; it runs {', '.join(CLUSTER_SHAPES)}); "
-                    f"use one of those in the cluster, or send Poisson from outside it: "
-                    f"environment direct with runner native aimed at the Service's address"]
-        out = []
-        if spec.max_requests is not None:
-            out.append(f"loads.max_requests: a {kind} shape runs for duration_s; drop "
-                       f"max_requests or use shape kind constant")
-        phases = shape_phases(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s)
-        n = len(phases)
-        pods = self.settings.load_parallelism
-        # fortio sends at least 2 calls per run and stretches its duration to do so
-        thin = [i for i, p in enumerate(phases) if int(p.rate_rps / pods * p.duration_s) < 2]
-        if thin:
-            out.append(f"loads.shape: {kind} phase(s) {', '.join(map(str, thin[:5]))} would "
-                       f"send under 2 requests per load pod, and fortio then sends 2 and runs "
-                       f"longer, breaking the shape's timeline; raise the rate (or a ramp's "
-                       f"start_rps) or lower topology.load_parallelism")
-        if n > MAX_PHASES:
-            out.append(f"loads.shape: a {kind} of {spec.duration_s:g} s needs {n} fortio phases "
-                       f"(one container each), more than {MAX_PHASES}; shorten duration_s")
+        out = shape_problems(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s,
+                             pods=self.settings.load_parallelism,
+                             max_requests=spec.max_requests)
         client_sidecar, _ = mode_plan(mode)
-        if client_sidecar and mesh is not None and not mesh.native_job_sidecar:
-            out.append(f"loads.shape: {kind} in mode {mode!r}: the phases run as init "
-                       f"containers, which start before {mesh.name}'s sidecar and so cannot "
-                       f"reach it; use mode server-only or none, or shape kind constant")
+        if (spec.shape.kind in SHAPE_NOTE and client_sidecar and mesh is not None
+                and not mesh.native_job_sidecar):
+            out.append(f"loads.shape: {spec.shape.kind} in mode {mode!r}: the phases run as "
+                       f"init containers, which start before {mesh.name}'s sidecar and so "
+                       f"cannot reach it; use mode server-only or none, or shape kind constant")
         return out
 
     # deploying -----------------------------------------------------------------------

@@ -54,6 +54,36 @@ def shape_phases(shape: TrafficShape, *, rate_rps: float,
     return (Phase(0.0, duration_s, rate_rps),)
 
 
+def shape_problems(shape: TrafficShape, *, rate_rps: float, duration_s: float, pods: int,
+                   max_requests: int | None = None) -> list[str]:
+    """Why the in-cluster fortio load cannot send `shape` over `pods` load pods, as profile
+    problems naming the fix; [] when it can."""
+    kind = shape.kind
+    if kind == "constant":
+        return []
+    if kind not in CLUSTER_SHAPES:
+        return [f"loads.shape: kind {kind!r}: the in-cluster fortio load cannot send it "
+                f"(fortio has no Poisson arrivals; it runs {', '.join(CLUSTER_SHAPES)}); "
+                f"use one of those in the cluster, or send Poisson from outside it: "
+                f"environment direct with runner native aimed at the Service's address"]
+    out = []
+    if max_requests is not None:
+        out.append(f"loads.max_requests: a {kind} shape runs for duration_s; drop "
+                   f"max_requests or use shape kind constant")
+    phases = shape_phases(shape, rate_rps=rate_rps, duration_s=duration_s)
+    # fortio sends at least 2 calls per run and stretches its duration to do so
+    thin = [i for i, p in enumerate(phases) if int(p.rate_rps / pods * p.duration_s) < 2]
+    if thin:
+        out.append(f"loads.shape: {kind} phase(s) {', '.join(map(str, thin[:5]))} would "
+                   f"send under 2 requests per load pod, and fortio then sends 2 and runs "
+                   f"longer, breaking the shape's timeline; raise the rate (or a ramp's "
+                   f"start_rps) or lower topology.load_parallelism")
+    if len(phases) > MAX_PHASES:
+        out.append(f"loads.shape: a {kind} of {duration_s:g} s needs {len(phases)} fortio "
+                   f"phases (one container each), more than {MAX_PHASES}; shorten duration_s")
+    return out
+
+
 def unsent_requests(phases: Sequence[Phase], sent: Sequence[int]) -> list[int]:
     """Per phase, the requests due that were never sent (due minus sent, never below 0): fortio
     -qps sends at most what its connections carry, and a saturated phase falls behind the shape

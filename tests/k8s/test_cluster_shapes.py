@@ -18,7 +18,7 @@ from meshlab.environments.base import environment_for
 from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
 from meshlab.errors import ProfileError
 from meshlab.k8s.load import LoadPlan, job_manifest, phase_container
-from meshlab.k8s.phases import Phase, shape_phases
+from meshlab.k8s.phases import Phase, shape_phases, shape_problems
 from meshlab.profile import Profile
 from meshlab.results import RunResult
 from meshlab.shape import RampShape, StepsShape
@@ -207,3 +207,10 @@ def test_a_phase_too_thin_for_fortio_is_refused(kubeconfig: Path) -> None:
     (spec,) = list(env.profile.expand())
     with pytest.raises(ProfileError, match=r"ramp phase\(s\) 0, 1 would send under 2"):
         env.check(spec)
+
+
+def test_a_ramp_longer_than_the_phase_limit_is_refused() -> None:
+    ramp = RampShape(kind="ramp", start_rps=100)
+    assert shape_problems(ramp, rate_rps=200, duration_s=300, pods=1) == []
+    (problem,) = shape_problems(ramp, rate_rps=200, duration_s=301, pods=1)
+    assert "needs 301 fortio phases (one container each), more than 300" in problem
