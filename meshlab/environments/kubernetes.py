@@ -17,6 +17,7 @@ from meshlab.errors import ClusterError, MeshError, MeshlabError, ProfileError
 from meshlab.k8s.cluster import Cluster
 from meshlab.k8s.images import image_version
 from meshlab.k8s.load import LoadOutcome, LoadPlan, run_fortio_job
+from meshlab.k8s.phases import RAMP_STEP_S, shape_phases, shape_problems
 from meshlab.k8s.prometheus import PrometheusClient, TelemetryWindow
 from meshlab.k8s.snapshot import ClusterSnapshot, diff_snapshots
 from meshlab.k8s.topology import KubernetesTopology
@@ -44,12 +45,20 @@ from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import Progress, ProgressCallback
 from meshlab.results import RunResult, new_run_id
+from meshlab.shape import mean_rate_rps
 
 PART_OF = {"app.kubernetes.io/part-of": "meshlab"}
 WARMUP_NOTE = ("warm-up: a separate fortio Job of warmup_s ran first against the same URL with "
                "the same rate and connections and was discarded; the measured Job's pods are "
                "new, so their connections (and client sidecars) start cold except for fortio's "
                "own first call per connection, which fortio leaves out of its results")
+SHAPE_NOTE = {
+    "steps": "in-cluster steps: one constant-rate fortio phase per level, run one after the other "
+             "in each load pod (init containers, then the main container); each phase opens its "
+             "connections anew; the series spreads a phase's counts over its seconds",
+    "ramp": f"in-cluster ramp: a staircase of {RAMP_STEP_S:g} s constant-rate fortio phases, each "
+            f"at the ramp's mean rate over its second (the per-second series' resolution), run "
+            f"one after the other in each load pod; each phase opens its connections anew"}
 
 
 def _emit(progress: ProgressCallback | None, report: Progress) -> None:
@@ -99,7 +108,9 @@ class KubernetesDeployment(Deployment):
         outcome, warmup = await self._load(spec, progress)
         result = outcome.result
         result.spec = spec.to_dict(redact=True)
-        result.requested_rate_rps = spec.rate_rps
+        result.requested_rate_rps = mean_rate_rps(spec.shape, rate_rps=spec.rate_rps)
+        if spec.shape.kind in SHAPE_NOTE:
+            result.context["cluster_shape"] = SHAPE_NOTE[spec.shape.kind]
         result.context.update(self.context)
         result.context.update(load_pods=outcome.pods, load_node_usage=outcome.node_load,
                               warmup=warmup)
@@ -127,7 +138,10 @@ class KubernetesDeployment(Deployment):
                         cpu=s.load_cpu, memory=s.load_memory,
                         headers=spec.headers, method=spec.method,
                         body=spec.body.decode("utf-8"), max_requests=spec.max_requests,
-                        protocol=spec.protocol)
+                        protocol=spec.protocol,
+                        phases=(shape_phases(spec.shape, rate_rps=spec.rate_rps,
+                                             duration_s=spec.duration_s)
+                                if spec.shape.kind in SHAPE_NOTE else ()))
 
     async def _load(self, spec: RunSpec,
                     progress: ProgressCallback | None) -> tuple[LoadOutcome, dict[str, Any]]:
@@ -135,8 +149,11 @@ class KubernetesDeployment(Deployment):
         plan = self._plan(spec, run_id)
         warmup: dict[str, Any] = {"duration_s": 0.0}
         if spec.warmup_s > 0:
+            # a shaped load warms up in one phase at its first phase's rate (a ramp from 0:
+            # its first second's mean; never 0, which fortio reads as "as fast as possible")
             warm = replace(plan, run_id=f"{run_id}-warmup", duration_s=spec.warmup_s,
-                           max_requests=None, phase="warmup")
+                           max_requests=None, phase="warmup", phases=(),
+                           rate_rps=plan.phases[0].rate_rps if plan.phases else plan.rate_rps)
             w = await self._job(warm, spec.warmup_s, progress)
             warmup = {"duration_s": spec.warmup_s, "job": warm.job_name,
                       "requests": w.result.requests, "errors": w.result.errors,
@@ -264,12 +281,7 @@ class KubernetesEnvironment(Environment):
         n = self.settings.load_parallelism
         problems = []
         mesh = kubernetes_mesh(spec.mesh)
-        if spec.shape.kind != "constant":
-            problems.append(f"loads.shape: kind {spec.shape.kind!r}: the in-cluster fortio load "
-                            f"runs constant rates only (fortio has no ramp, steps or Poisson "
-                            f"arrivals); use shape kind constant in the cluster, or send the "
-                            f"shape from outside it: environment direct with runner native "
-                            f"(or k6 for ramp and steps) aimed at the Service's address")
+        problems += self._shape_problems(spec, mesh, mode)
         if mode in ("none", "client-only") and (self.own is not None or (
                 mesh is not None and not mesh.skip_inbound_annotation)):
             problems.append(f"modes: {mode!r} needs a server port kept out of the data plane; "
@@ -289,10 +301,12 @@ class KubernetesEnvironment(Environment):
             problems.append("request.body: fortio's -payload takes text; this body is binary")
         if spec.protocol not in CLUSTER_PROTOCOLS or (self.own is not None and
                                                       spec.protocol != "http1"):
-            speaks = "http1" if self.own is not None else " and ".join(CLUSTER_PROTOCOLS)
+            speaks = "http1" if self.own is not None else ", ".join(CLUSTER_PROTOCOLS)
+            why = {"h2": " (fortio's server speaks no TLS here: use h2c for HTTP/2)",
+                   "tcp": " (the benchmark server opens no TCP echo port)"}.get(spec.protocol, "")
             problems.append(f"request.protocol: {spec.protocol}: the in-cluster fortio load "
                             f"speaks {speaks} {'to your Service' if self.own else ''}".rstrip()
-                            + "; run this protocol with environment local")
+                            + f"{why}; run this protocol with environment local")
         if problems:
             raise ProfileError(problems)
         if spec.policy is not None and spec.policy.features():
@@ -301,6 +315,18 @@ class KubernetesEnvironment(Environment):
                                 f"{', '.join(spec.policy.features())} need a mesh; run the "
                                 f"baseline without a policy")
             mesh.render(spec.policy, self.render_context(protocol=spec.protocol))
+
+    def _shape_problems(self, spec: RunSpec, mesh: KubernetesMesh | None, mode: str) -> list[str]:
+        out = shape_problems(spec.shape, rate_rps=spec.rate_rps, duration_s=spec.duration_s,
+                             pods=self.settings.load_parallelism,
+                             max_requests=spec.max_requests)
+        client_sidecar, _ = mode_plan(mode)
+        if (spec.shape.kind in SHAPE_NOTE and client_sidecar and mesh is not None
+                and not mesh.native_job_sidecar):
+            out.append(f"loads.shape: {spec.shape.kind} in mode {mode!r}: the phases run as "
+                       f"init containers, which start before {mesh.name}'s sidecar and so "
+                       f"cannot reach it; use mode server-only or none, or shape kind constant")
+        return out
 
     # deploying -----------------------------------------------------------------------
     def _touch_namespace(self) -> None:

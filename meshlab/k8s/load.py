@@ -1,6 +1,6 @@
 """In-cluster load: an Indexed Job of N fortio pods (`fortio load -json -`), each sending 1/N of
-the rate over its share of the connections; results are read from the pods' logs, parsed by the
-fortio importer (`meshlab.formats`) and merged into one run (histograms add exactly).
+the rate over its share of the connections; a shaped load runs its phases one after the other in
+each pod; results are read from the pods' logs and merged into one run (histograms add exactly).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from meshlab.errors import ClusterError, OutputParseError, RunnerError
 from meshlab.k8s._api import Manifest
 from meshlab.k8s.cluster import Cluster
+from meshlab.k8s.phases import Phase, phase_series, unsent_requests
 from meshlab.k8s.workload import DEFAULT_IMAGE, render_template
 from meshlab.results import Histogram, RunResult
 
@@ -47,28 +48,39 @@ class LoadPlan:
     body: str = ""                   # fortio -payload (text)
     max_requests: int | None = None  # total; fortio -n, split over the pods
     phase: str = "measure"           # "warmup" Jobs are discarded
-    protocol: str = "http1"          # or grpc: fortio's ping service (url is host:port)
+    protocol: str = "http1"          # h2c (fortio -h2), or grpc: fortio's ping service
+    # a shaped load: constant-rate phases run one after the other in each pod (init containers
+    # in order, the last phase in the main container: the fortio image has no shell); () = one
+    phases: tuple[Phase, ...] = ()
 
     @property
     def job_name(self) -> str:
         return re.sub(r"[^a-z0-9-]", "-", f"meshlab-load-{self.run_id}".lower())[:63].strip("-")
 
-    def fortio_argv(self) -> list[str]:
+    def fortio_argv(self, phase: Phase | None = None) -> list[str]:
+        """One pod's `fortio load` arguments (for `phase` of a shaped load: its rate and
+        duration, and its index in the labels)."""
         n = self.parallelism
-        qps = "-1" if self.rate_rps <= 0 else f"{self.rate_rps / n:g}"
+        rate = self.rate_rps if phase is None else phase.rate_rps
+        qps = "-1" if rate <= 0 else f"{rate / n:g}"
         conns = max(self.connections // n, 1)
         argv = ["load", "-json", "-", "-qps", qps, "-c", str(conns)]
-        if self.max_requests is not None:
+        if self.max_requests is not None and phase is None:
             argv += ["-n", str(max(self.max_requests // n, conns))]
         else:
-            argv += ["-t", f"{self.duration_s:g}s"]
+            argv += ["-t", f"{self.duration_s if phase is None else phase.duration_s:g}s"]
+        label = f"meshlab {self.phase} {self.run_id}"
+        if phase is not None:
+            label += f" phase {self.phases.index(phase)}"
         # one failed first call per connection must not abort the run: failures are data
         argv += ["-timeout", f"{self.timeout_s:g}s", "-allow-initial-errors",
-                 "-loglevel", "Warning", "-labels", f"meshlab {self.phase} {self.run_id}"]
-        if self.rate_rps > 0:
+                 "-loglevel", "Warning", "-labels", label]
+        if rate > 0:
             argv.append("-uniform")
         if self.protocol == "grpc":
             argv += ["-grpc", "-ping"]
+        elif self.protocol == "h2c":      # HTTP/2 with prior knowledge to an http:// URL
+            argv.append("-h2")
         for k, v in self.headers:
             argv += ["-H", f"{k}: {v}"]
         if self.body:
@@ -85,13 +97,28 @@ def job_manifest(plan: LoadPlan) -> Manifest:
         "parallelism": plan.parallelism, "qps": f"{plan.rate_rps / plan.parallelism:g}",
         "phase": plan.phase, "image": plan.image, "cpu": plan.cpu, "memory": plan.memory})
     pod = job["spec"]["template"]
-    pod["spec"]["containers"][0]["args"] = plan.fortio_argv()
+    main = pod["spec"]["containers"][0]
+    if plan.phases:
+        # init containers run in order, each to completion: phase i's fortio starts when
+        # phase i-1's ends, with no shell in the image (fortio's is FROM scratch)
+        pod["spec"]["initContainers"] = [
+            {**main, "name": phase_container(i, len(plan.phases)), "args": plan.fortio_argv(p)}
+            for i, p in enumerate(plan.phases[:-1])]
+        main["args"] = plan.fortio_argv(plan.phases[-1])
+    else:
+        main["args"] = plan.fortio_argv()
     pod["metadata"].setdefault("labels", {}).update(plan.pod_labels)
     if plan.pod_annotations:
         pod["metadata"]["annotations"] = dict(plan.pod_annotations)
     if plan.load_node:
         pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": plan.load_node}
     return job
+
+
+def phase_container(index: int, phases: int) -> str:
+    """The container that runs phase `index` of `phases`: the last one is the pod's main
+    container `fortio`, the ones before it init containers `fortio-phase-<index>`."""
+    return "fortio" if index == phases - 1 else f"fortio-phase-{index}"
 
 
 def extract_fortio_json(log: str) -> bytes:
@@ -138,6 +165,31 @@ def merge_results(parts: Sequence[RunResult], *, run_id: str) -> RunResult:
         warnings=list(dict.fromkeys(w for p in parts for w in p.warnings)), raw=None)
 
 
+def merge_phases(phases: Sequence[Phase], per_phase: Sequence[Sequence[RunResult]], *,
+                 run_id: str) -> RunResult:
+    """One run from a shaped load's phases (each a list of per-pod results): the pods of a
+    phase merge in parallel, the phases in sequence (histograms and counts add, durations add),
+    with the per-second series and the unsent requests rebuilt from the phases."""
+    merged = [merge_results(parts, run_id=run_id) for parts in per_phase]
+    whole = merge_results(merged, run_id=run_id)
+    sent = [m.requests for m in merged]
+    unsent = unsent_requests(phases, sent)
+    duration_s = sum(m.duration_s for m in merged)
+    planned_s = sum(p.duration_s for p in phases)
+    whole.duration_s = duration_s
+    whole.achieved_rate_rps = whole.requests / duration_s if duration_s > 0 else 0.0
+    whole.requested_rate_rps = sum(p.rate_rps * p.duration_s for p in phases) / planned_s
+    whole.timeseries = phase_series(phases, merged)
+    whole.unsent_requests = sum(unsent)
+    whole.context["load_pods"] = len(per_phase[0])
+    whole.context["load_phases"] = [
+        {"offset_s": p.offset_s, "duration_s": p.duration_s, "rate_rps": p.rate_rps,
+         "due_requests": p.due_requests, "requests": m.requests, "errors": m.errors,
+         "unsent_requests": u, "measured_duration_s": m.duration_s}
+        for p, m, u in zip(phases, merged, unsent, strict=True)]
+    return whole
+
+
 @dataclass(slots=True)
 class LoadOutcome:
     result: RunResult
@@ -156,47 +208,64 @@ def node_usage(cluster: Cluster, node: str) -> dict[str, str]:
     return {k: str(v) for k, v in (doc.get("usage") or {}).items()}
 
 
+def _pod_result(cluster: Cluster, plan: LoadPlan, pod: str, container: str,
+                ref: str) -> RunResult:
+    """The fortio result one container of a load pod printed."""
+    from meshlab.formats import import_results
+
+    log = cluster.pod_logs(pod, namespace=plan.namespace, container=container)
+    try:
+        (res,) = import_results(extract_fortio_json(log))[:1]
+    except OutputParseError as exc:
+        raise OutputParseError(f"{ref}: pod {pod} container {container}: {exc}",
+                               excerpt=log[-300:]) from exc
+    return res
+
+
 def run_fortio_job(cluster: Cluster, plan: LoadPlan, *, timeout_s: float | None = None,
                    keep_job: bool = False, cancel: threading.Event | None = None) -> LoadOutcome:
     """Run the Job, wait for it, merge what its pods report; the Job (and its pods) is deleted
     afterwards, also when it failed or the wait was cancelled through `cancel`."""
-    from meshlab.formats import import_results
-
     job = job_manifest(plan)
-    wait = timeout_s or plan.duration_s * 3 + 120
+    wait = timeout_s or plan.duration_s * 3 + 120 + 5 * len(plan.phases)   # a start each
     ref = f"Job {plan.namespace}/{plan.job_name}"
     cluster.apply(job)
     try:
         cluster.wait_job(plan.job_name, namespace=plan.namespace, timeout_s=wait, cancel=cancel)
         pods = cluster.pods(namespace=plan.namespace, selector={"job-name": plan.job_name})
-        parts: list[RunResult] = []
+        phases = len(plan.phases) or 1
+        per_phase: list[list[RunResult]] = [[] for _ in range(phases)]
         rows = []
         for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
             name = p["metadata"]["name"]
             if (p.get("status") or {}).get("phase") != "Succeeded":
                 continue
-            log = cluster.pod_logs(name, namespace=plan.namespace, container="fortio")
-            try:
-                (res,) = import_results(extract_fortio_json(log))[:1]
-            except OutputParseError as exc:
-                raise OutputParseError(f"{ref}: pod {name}: {exc}",
-                                       excerpt=log[-300:]) from exc
-            parts.append(res)
+            got = [_pod_result(cluster, plan, name, phase_container(i, phases), ref)
+                   for i in range(phases)]
+            for i, res in enumerate(got):
+                per_phase[i].append(res)
             rows.append({"pod": name, "node": (p.get("spec") or {}).get("nodeName", ""),
-                         "requests": res.requests, "achieved_rate_rps": res.achieved_rate_rps,
-                         "fortio_version": res.runner_version})
-        if len(parts) < plan.parallelism:
-            raise ClusterError(f"{ref}: only {len(parts)} of {plan.parallelism} load pods "
-                               f"succeeded", reason="LoadIncomplete", resource=ref)
-        merged = merge_results(parts, run_id=plan.run_id)
+                         "requests": sum(r.requests for r in got),
+                         "achieved_rate_rps": got[-1].achieved_rate_rps if phases == 1 else
+                         sum(r.requests for r in got) / max(sum(r.duration_s for r in got),
+                                                            1e-9),
+                         "fortio_version": got[0].runner_version})
+        if len(per_phase[0]) < plan.parallelism:
+            raise ClusterError(f"{ref}: only {len(per_phase[0])} of {plan.parallelism} load "
+                               f"pods succeeded", reason="LoadIncomplete", resource=ref)
+        merged = (merge_phases(plan.phases, per_phase, run_id=plan.run_id) if plan.phases
+                  else merge_results(per_phase[0], run_id=plan.run_id))
         nodes = sorted({r["node"] for r in rows if r["node"]})
         outcome = LoadOutcome(merged, rows, {n: node_usage(cluster, n) for n in nodes})
         if not any(outcome.node_load.values()):
             outcome.warnings.append("no metrics-server: load generator node usage not recorded")
-        if plan.rate_rps > 0 and plan.max_requests is None and not math.isclose(
-                merged.achieved_rate_rps, plan.rate_rps, rel_tol=0.05):
+        if plan.phases and merged.unsent_requests:
+            outcome.warnings.append(f"{merged.unsent_requests} requests the shape made due "
+                                    f"were never sent (fortio -qps fell behind)")
+        elif plan.rate_rps > 0 and plan.max_requests is None and not math.isclose(
+                merged.achieved_rate_rps, merged.requested_rate_rps, rel_tol=0.05):
             outcome.warnings.append(f"achieved {merged.achieved_rate_rps:.1f} req/s of "
-                                    f"{plan.rate_rps:g} requested")
+                                    f"{merged.requested_rate_rps:g} requested")
         return outcome
     finally:
         if not keep_job:

@@ -24,10 +24,13 @@ CAPTURED_PORT = 8080
 DIRECT_PORT = 8081
 GRPC_PORT = 8079                 # fortio's gRPC ping/health port, captured like CAPTURED_PORT
 DIRECT_GRPC_PORT = 8078
+H2C_PORT = 8082                  # Service ports (appProtocol kubernetes.io/h2c) to 8080 and 8081
+DIRECT_H2C_PORT = 8083
 DIRECT_PORTS = (DIRECT_PORT, DIRECT_GRPC_PORT)
 """The ports a mesh must keep out of inbound capture (the `none` and `client-only` baselines)."""
-CLUSTER_PROTOCOLS = ("http1", "grpc")
-"""What the in-cluster fortio load speaks (HTTP/1.1 to 8080, gRPC ping to 8079)."""
+CLUSTER_PROTOCOLS = ("http1", "h2c", "grpc")
+"""What the in-cluster fortio load speaks (HTTP/1.1 to 8080, h2c (`-h2`) to Service port 8082
+which reaches the same 8080, gRPC ping to 8079)."""
 MODES = ("none", "server-only", "client-only", "both")
 DEFAULT_IMAGE = FORTIO_IMAGE
 
@@ -105,15 +108,19 @@ def mode_plan(mode: str) -> tuple[bool, int]:
 
 
 def server_port(mode: str, protocol: str = "http1") -> int:
-    """The server port a load of `protocol` aims at in `mode` (gRPC: the fortio gRPC ports)."""
+    """The Service port a load of `protocol` aims at in `mode` (gRPC: the fortio gRPC ports;
+    h2c: the ports declaring HTTP/2 cleartext in front of the HTTP ones)."""
     _, port = mode_plan(mode)
     if protocol == "grpc":
         return GRPC_PORT if port == CAPTURED_PORT else DIRECT_GRPC_PORT
+    if protocol == "h2c":
+        return H2C_PORT if port == CAPTURED_PORT else DIRECT_H2C_PORT
     return port
 
 
 def target_url(spec: ServerSpec, mode: str, path: str = "/echo", protocol: str = "http1") -> str:
-    """`http://server...:8080/echo`, or `server...:8079` (fortio -grpc's destination)."""
+    """`http://server...:8080/echo` (h2c: `:8082`), or `server...:8079` (fortio -grpc's
+    destination)."""
     host = f"{spec.name}.{spec.namespace}.svc.cluster.local:{server_port(mode, protocol)}"
     return host if protocol == "grpc" else f"http://{host}{path}"
 

@@ -45,6 +45,7 @@ class IstioMesh(KubernetesMesh, Mesh[MeshTarget]):
     skip_inbound_annotation = "traffic.sidecar.istio.io/excludeInboundPorts"
     pod_opt_out = Injection(labels={"sidecar.istio.io/inject": "false"})
     job_sidecar_exit = Injection(annotations={"sidecar.istio.io/nativeSidecar": "true"})
+    native_job_sidecar = True
     concurrency_annotation = "proxy.istio.io/config"
     mtls_resource = ("security.istio.io/v1", "PeerAuthentication")
     mtls_default = "PERMISSIVE (default)"

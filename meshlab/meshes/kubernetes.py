@@ -173,6 +173,9 @@ class KubernetesMesh(abc.ABC):
     skip_inbound_annotation: ClassVar[str]
     pod_opt_out: ClassVar[Injection]
     job_sidecar_exit: ClassVar[Injection] = Injection()
+    # whether a load pod's init containers reach the mesh (its Job sidecar is a native sidecar,
+    # started before them, or there is no sidecar): a shaped load runs its phases there
+    native_job_sidecar: ClassVar[bool] = False
     concurrency_annotation: ClassVar[str] = ""
     # what the cluster says about mTLS: the resource declaring the mode (apiVersion, kind) or
     # None when the mesh always encrypts; `mtls_default` when nothing declares a mode

@@ -44,6 +44,7 @@ class LinkerdMesh(KubernetesMesh, Mesh[MeshTarget]):
     pod_opt_out = Injection(annotations={"linkerd.io/inject": "disabled"})
     job_sidecar_exit = Injection(annotations={
         "config.alpha.linkerd.io/proxy-enable-native-sidecar": "true"})
+    native_job_sidecar = True
     concurrency_annotation = "config.linkerd.io/proxy-cpu-limit"
     mtls_default = "on (always, between meshed pods)"
     request_metrics = RequestMetrics(

@@ -16,7 +16,8 @@ from typing import Any
 
 REFERENCE = (Path(__file__).resolve().parents[1] / "fixtures" / "fortio"
              / "fortio-README-rest-run-http-result.json")
-MAX_RATE_PER_CONNECTION = 250       # what "-qps -1" achieves per connection in this stand-in
+# what "-qps -1" achieves per connection in this stand-in; a higher -qps falls short of it
+MAX_RATE_PER_CONNECTION = 250
 # latency buckets (seconds) and the share of calls in each: a plausible in-cluster spread
 _BUCKETS = ((0.0003, 0.0004, 0.55), (0.0004, 0.0006, 0.30), (0.0006, 0.001, 0.12),
             (0.001, 0.003, 0.03))
@@ -27,7 +28,7 @@ def _flags(args: Sequence[str]) -> tuple[dict[str, str], str]:
     i = 1                                          # args[0] is the subcommand, "load"
     while i < len(args) - 1:
         a = args[i]
-        if a in ("-uniform", "-allow-initial-errors", "-grpc", "-ping"):   # meshlab's booleans
+        if a in ("-uniform", "-allow-initial-errors", "-grpc", "-ping", "-h2"):   # booleans
             flags[a] = "true"
             i += 1
         else:
@@ -70,7 +71,16 @@ def fortio_result(args: Sequence[str], *, image: str, seed: str,
         duration_s = calls / (qps if qps > 0 else MAX_RATE_PER_CONNECTION * conns)
     else:
         duration_s = _seconds(flags.get("-t", "5s"))
-        calls = round((qps if qps > 0 else MAX_RATE_PER_CONNECTION * conns) * duration_s)
+        if qps > 0:
+            # fortio's periodic runner plans int(qps * t) calls (at least 2, on fewer
+            # connections when there are under 2 per connection), whole calls per connection
+            planned = max(int(qps * duration_s), 2)
+            conns = max(min(conns, planned // 2), 1)
+            planned = planned // conns * conns
+            # a saturated -qps sends what its connections carry
+            calls = min(planned, round(MAX_RATE_PER_CONNECTION * conns * duration_s))
+        else:
+            calls = round(MAX_RATE_PER_CONNECTION * conns * duration_s)
     calls = max(calls, 1)
     # a little per-pod variation, deterministic per pod
     shift = 1 + int(hashlib.sha256(seed.encode()).hexdigest()[:4], 16) % 50 / 1000
@@ -111,7 +121,8 @@ def fortio_result(args: Sequence[str], *, image: str, seed: str,
         Uniform=flags.get("-uniform") == "true", URL=url, NumConnections=1,
         RetCodes={k: v for k, v in ret.items() if v}, SocketCount=conns,
         HTTPReqTimeOut=int(_seconds(flags.get("-timeout", "3s")) * 1e9),
-        Payload=base64.b64encode(flags.get("-payload", "").encode()).decode(), AbortOn=0)
+        Payload=base64.b64encode(flags.get("-payload", "").encode()).decode(), AbortOn=0,
+        H2=flags.get("-h2") == "true")
     if flags.get("-grpc") == "true":
         # fortio's gRPC result: Destination instead of URL, serving statuses as RetCodes
         del doc["URL"]
@@ -126,8 +137,8 @@ def fortio_log(pod: Mapping[str, Any], container: str | None,
                codes: Mapping[str, float] | None = None) -> str:
     """The log of a fortio load container: structured stderr lines around the result."""
     spec = pod.get("spec") or {}
-    c = next((c for c in spec.get("containers", []) if c["name"] == (container or "fortio")),
-             None)
+    c = next((c for c in [*spec.get("initContainers", []), *spec.get("containers", [])]
+              if c["name"] == (container or "fortio")), None)
     if c is None or (c.get("args") or [""])[0] != "load":
         return ""
     doc = fortio_result(c["args"], image=c.get("image", ""), seed=pod["metadata"]["name"],

@@ -28,15 +28,18 @@ def test_server_opens_grpc_and_declares_app_protocols() -> None:
         kubernetes_validate.validate(doc, "1.31.0", strict=True)
     ports = {p["name"]: (p["port"], p["appProtocol"]) for p in service["spec"]["ports"]}
     assert ports == {"http": (8080, "http"), "http-direct": (8081, "http"),
-                     "grpc": (8079, "grpc"), "grpc-direct": (8078, "grpc")}
+                     "grpc": (8079, "grpc"), "grpc-direct": (8078, "grpc"),
+                     "http2": (8082, "kubernetes.io/h2c"),
+                     "http2-direct": (8083, "kubernetes.io/h2c")}
     echo, direct = deployment["spec"]["template"]["spec"]["containers"]
     assert echo["args"][echo["args"].index("-grpc-port") + 1] == "8079"
     assert direct["args"][direct["args"].index("-grpc-port") + 1] == "8078"
 
 
 def _profile(kubeconfig: Path, protocol: str, policy: dict[str, Any] | None = None) -> Profile:
+    scheme = {"h2": "https", "tcp": "tcp"}.get(protocol, "http")
     return Profile.from_dict({
-        "name": "k8s-grpc", "target": "http://meshlab-server.bench.svc.cluster.local:8080/",
+        "name": "k8s-grpc", "target": f"{scheme}://meshlab-server.bench.svc.cluster.local:8080/",
         "environment": "kubernetes", "meshes": ["istio"], "modes": ["both"],
         "policies": [policy] if policy else [],
         "request": {"protocol": protocol},
@@ -87,7 +90,7 @@ def test_grpc_profile_loads_the_grpc_port_through_istio(api: ApiStandIn,
     assert excluded.split(",") == ["8081", "8078"]
 
 
-@pytest.mark.parametrize("protocol", ["h2c"])
+@pytest.mark.parametrize("protocol", ["h2", "tcp"])
 def test_protocols_the_cluster_load_cannot_speak_are_refused(kubeconfig: Path,
                                                              protocol: str) -> None:
     env = environment_for(_profile(kubeconfig, protocol))
@@ -95,4 +98,5 @@ def test_protocols_the_cluster_load_cannot_speak_are_refused(kubeconfig: Path,
     with pytest.raises(ProfileError) as err:
         env.check(spec)
     assert f"request.protocol: {protocol}" in str(err.value)
-    assert "http1 and grpc" in str(err.value)
+    assert "speaks http1, h2c, grpc" in str(err.value)
+    assert {"h2": "use h2c for HTTP/2", "tcp": "no TCP echo port"}[protocol] in str(err.value)
