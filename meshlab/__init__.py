@@ -2,7 +2,6 @@
 
 from typing import TYPE_CHECKING, Any
 
-from meshlab.dimensions import RunDimensions
 from meshlab.errors import (
     ClusterError,
     MeshError,
@@ -18,10 +17,9 @@ from meshlab.errors import (
     ToolNotFound,
     WaitTimeout,
 )
-from meshlab.profile import LoadMatrix, Profile, RequestSpec, RunSpec
-from meshlab.results import Histogram, RunResult, RunStatus
 
 if TYPE_CHECKING:
+    from meshlab.dimensions import RunDimensions
     from meshlab.experiment import (
         ExperimentOutcome,
         ExperimentSnapshot,
@@ -31,11 +29,23 @@ if TYPE_CHECKING:
         run_profile,
         start_profile,
     )
+    from meshlab.profile import LoadMatrix, Profile, RequestSpec, RunSpec
+    from meshlab.results import Histogram, RunResult, RunStatus
 
 from meshlab._version import __version__
 
-# Imported on first use so `import meshlab` stays light: name -> defining module.
+# Imported on first use so `import meshlab` stays light (the echo and relay processes of every
+# playground import it; pydantic, numpy and the profile model cost them ~0.5 s of start-up
+# each): name -> defining module.
 _LAZY = {
+    "Histogram": "meshlab.results",
+    "LoadMatrix": "meshlab.profile",
+    "Profile": "meshlab.profile",
+    "RequestSpec": "meshlab.profile",
+    "RunDimensions": "meshlab.dimensions",
+    "RunResult": "meshlab.results",
+    "RunSpec": "meshlab.profile",
+    "RunStatus": "meshlab.results",
     "ExperimentOutcome": "meshlab.experiment",
     "ExperimentSnapshot": "meshlab.experiment",
     "ExperimentStatus": "meshlab.experiment",

@@ -23,7 +23,7 @@ LAB = {"duration_s": 1.0, "warmup_s": 0.0}
 FAST: dict[str, dict[str, Any]] = {
     "quickstart": {"duration_s": 1.0, "rate_rps": 200.0},
     "regression-check": {},
-    "coordinated-omission": {"duration_s": 2.0, "rate_rps": 100.0, "stall": "200ms:2"},
+    "coordinated-omission": {"duration_s": 1.0, "rate_rps": 100.0, "stall": "200ms:2"},
     "compare-meshes": {**LAB, "rates_rps": [200.0], "repeats": 1, "meshes": ["none", "envoy"]},
     "lab-sidecar-overhead-mtls": {**LAB, "rate_rps": 200.0, "repeats": 1},
     "lab-retries": {**LAB, "rate_rps": 200.0, "repeats": 1},

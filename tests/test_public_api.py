@@ -36,3 +36,15 @@ def test_unknown_attribute_raises_attribute_error() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("meshlab.no_such_name resolved")
+
+
+def test_echo_process_imports_stay_light() -> None:
+    """Every playground starts echo and relay processes that import `meshlab`: the package face
+    resolves the profile and result models on first use, so they start without pydantic or
+    numpy (~0.5 s each on a busy machine)."""
+    code = ("import sys, meshlab.playground.echo, meshlab.playground.relay\n"
+            "heavy = sorted({'pydantic', 'numpy', 'pandas', 'yaml'} & set(sys.modules))\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _env_flow import run_all
 from standin import ApiStandIn
 from test_own_service import _namespace_objects, _profile, _sample_app
 
@@ -72,20 +73,9 @@ def test_l7_policy_through_a_waypoint_applied_and_removed(api: ApiStandIn, clust
     api.on_job = on_job
     profile = _profile(kubeconfig, ["istio-ambient"], service_mode="toggle",
                        waypoint="echo-waypoint")
-    specs = [replace(s, policy=TrafficPolicy.model_validate(L7)) for s in profile.expand()]
-    env = environment_for(profile)
-
-    async def flow() -> None:
-        try:
-            for spec in specs:
-                env.check(spec)
-                dep = await env.deploy(spec)
-                await dep.begin()
-                await dep.run_load(replace(spec, target=getattr(dep, "target_url", "")))
-                await dep.end()
-        finally:
-            await env.close()
-    asyncio.run(flow())
+    policy = TrafficPolicy.model_validate(L7)
+    asyncio.run(run_all(environment_for(profile), profile,
+                        lambda spec: replace(spec, policy=policy)))
     assert seen and all(s == {"use_waypoint": "echo-waypoint",
                               "gateways": [("echo-waypoint", "istio-waypoint")]} for s in seen)
     assert not api.all("gateway.networking.k8s.io", "v1", "gateways", "shop")

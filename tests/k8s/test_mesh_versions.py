@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _env_flow import run_all
 from test_mesh_cli import LINKERD_CP, calls, fake_cli
-from test_own_service import _profile, _run_all, _sample_app
+from test_own_service import _profile, _sample_app
 
 from meshlab.cli import main
 from meshlab.environments.base import environment_for
@@ -63,7 +64,7 @@ def test_a_pinned_version_the_cluster_does_not_run_is_refused(api, cluster,
     _sample_app(api, cluster, ns_labels={"istio-injection": "enabled"})
     wrong = _profile(kubeconfig, ["istio"], mesh_versions={"istio": "1.29.0"})
     with pytest.raises(MeshError, match=r"pins istio 1.29.0 .* runs 1.30.3"):
-        asyncio.run(_run_all(environment_for(wrong), wrong))
+        asyncio.run(run_all(environment_for(wrong), wrong))
     right = _profile(kubeconfig, ["istio"], mesh_versions={"istio": "1.30.3"})
-    (result,) = asyncio.run(_run_all(environment_for(right), right))
+    (result,) = asyncio.run(run_all(environment_for(right), right))
     assert result.context["mesh_version"] == "1.30.3"

@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _env_flow import run_all
 from standin import ApiStandIn
 
 from meshlab.environments._service import pod_mesh
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
 from meshlab.errors import ClusterError, MeshError
 from meshlab.k8s.cluster import Cluster
 from meshlab.meshes.detect import kubernetes_meshes
 from meshlab.profile import Profile
-from meshlab.results import RunResult
 
 NS = "shop"
 KINDS = [("v1", "Namespace"), ("v1", "Service"), ("v1", "ConfigMap"), ("apps/v1", "Deployment"),
@@ -116,23 +115,6 @@ def _app_meshes(api: ApiStandIn) -> list[str]:
                    if p["metadata"]["labels"].get("app") == "echo"})
 
 
-async def _run_all(env: KubernetesEnvironment, profile: Profile) -> list[RunResult]:
-    out = []
-    try:
-        for spec in profile.expand():
-            env.check(spec)
-            dep = await env.deploy(spec)
-            assert isinstance(dep, KubernetesDeployment)
-            await dep.begin()
-            result = await dep.run_load(replace(spec, target=dep.target_url))
-            await dep.end()
-            assert result is not None
-            out.append(result)
-    finally:
-        await env.close()
-    return out
-
-
 def test_toggle_none_istio_ambient_linkerd_and_restore_exactly(
         api: ApiStandIn, cluster: Cluster, kubeconfig: Path) -> None:
     _sample_app(api, cluster, ns_labels={"team": "shop"})
@@ -142,7 +124,7 @@ def test_toggle_none_istio_ambient_linkerd_and_restore_exactly(
                               else seen.append(_app_meshes(api)))
     profile = _profile(kubeconfig, ["none", "istio", "istio-ambient", "linkerd"],
                        service_mode="toggle")
-    results = asyncio.run(_run_all(environment_for(profile), profile))
+    results = asyncio.run(run_all(environment_for(profile), profile))
 
     order = [r.context["mesh"] for r in results]
     assert sorted(order) == ["istio", "istio-ambient", "linkerd", "none"]
@@ -176,7 +158,7 @@ def test_a_failed_run_still_restores_the_workloads(api: ApiStandIn, cluster: Clu
     api.job_fails = True
     profile = _profile(kubeconfig, ["istio"], service_mode="toggle")
     with pytest.raises(ClusterError, match="BackoffLimitExceeded"):
-        asyncio.run(_run_all(environment_for(profile), profile))
+        asyncio.run(run_all(environment_for(profile), profile))
     assert _namespace_objects(cluster) == before
 
 
@@ -185,13 +167,13 @@ def test_as_is_records_the_mesh_there_and_refuses_another(api: ApiStandIn, clust
     _sample_app(api, cluster, ns_labels={"istio-injection": "enabled"})
     before = _namespace_objects(cluster)
     profile = _profile(kubeconfig, ["istio"])
-    (result,) = asyncio.run(_run_all(environment_for(profile), profile))
+    (result,) = asyncio.run(run_all(environment_for(profile), profile))
     assert result.context["mesh"] == "istio"
     assert result.context["target_service"]["mode"] == "as_is"
     assert _namespace_objects(cluster) == before
     wrong = _profile(kubeconfig, ["none"])
     with pytest.raises(MeshError, match=r"workloads run in istio, the run asks for none"):
-        asyncio.run(_run_all(environment_for(wrong), wrong))
+        asyncio.run(run_all(environment_for(wrong), wrong))
 
 
 def test_modes_that_need_a_bypass_port_are_refused_for_a_service(kubeconfig: Path) -> None:
@@ -212,7 +194,7 @@ def test_an_interrupted_run_still_restores_the_workloads(api: ApiStandIn, cluste
     profile = _profile(kubeconfig, ["linkerd"], service_mode="toggle")
 
     async def interrupt() -> None:
-        task = asyncio.ensure_future(_run_all(environment_for(profile), profile))
+        task = asyncio.ensure_future(run_all(environment_for(profile), profile))
         while not started:                      # the workloads are in linkerd, load running
             await asyncio.sleep(0.05)
         assert _app_meshes(api) == ["linkerd"]

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from _env_flow import run_all
 
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KubernetesDeployment
 from meshlab.errors import ClusterError
 from meshlab.k8s.cluster import Cluster, list_contexts
 from meshlab.k8s.snapshot import diff_snapshots
@@ -26,7 +26,6 @@ from meshlab.meshes.detect import snapshot as take_snapshot
 from meshlab.meshes.kubernetes import MeshTarget, RenderContext
 from meshlab.policy import TrafficPolicy
 from meshlab.profile import Profile
-from meshlab.results import RunResult
 
 pytestmark = pytest.mark.cluster
 
@@ -113,27 +112,9 @@ def test_environment_flow_with_run_load(real_cluster: Cluster, namespace: str,
         "policies": [POLICY] if mesh != "none" else [],
         "loads": {"rate_rps": [20], "connections": [2], "duration_s": 3, "warmup_s": 1},
         "topology": {"context": kube_context, "namespace": namespace}})
-    env = environment_for(profile)
-
-    async def flow() -> list[RunResult]:
-        out = []
-        try:
-            for spec in profile.expand():
-                if spec.mesh == "none":
-                    spec = replace(spec, policy=None)
-                env.check(spec)
-                dep = await env.deploy(spec)
-                assert isinstance(dep, KubernetesDeployment)
-                await dep.begin()
-                result = await dep.run_load(replace(spec, target=dep.target_url))
-                await dep.end()
-                assert result is not None
-                out.append(result)
-        finally:
-            await env.close()
-        return out
-
-    results = asyncio.run(flow())
+    results = asyncio.run(run_all(
+        environment_for(profile), profile,
+        lambda spec: replace(spec, policy=None) if spec.mesh == "none" else spec))
     for r in results:
         assert r.requests == sum(p["requests"] for p in r.context["load_pods"]) > 0
         assert r.context["cluster"] and "changes" in r.context

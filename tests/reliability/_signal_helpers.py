@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,28 @@ class Spawner:
         self.groups += [g for g, _ in groups_of(rec)]
         return rec
 
+    def run_nginx(self, name: str, *flags: str) -> tuple[subprocess.Popen[bytes], Path,
+                                                         dict[str, Any]]:
+        """`meshlab run` of NGINX_PROFILE into a fresh store: the process, the store's path and
+        the playground record once the playground is ready."""
+        prof = self.tmp_path / f"{name}.yaml"
+        prof.write_text(NGINX_PROFILE.format(name=name), encoding="utf-8")
+        db = self.tmp_path / f"{name}.duckdb"
+        p = self.start("run", str(prof), "--store", str(db), *flags)
+        return p, db, self.record()
+
+    def playground_up(self) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+        """`meshlab playground up --foreground` with nginx; the process and its ready record."""
+        p = self.start("playground", "up", "--foreground", "--data-plane", "nginx")
+        return p, self.record()
+
+    def assert_nothing_left(self, record: dict[str, Any], timeout_s: float = 5.0) -> None:
+        """No process of `record`'s groups (within `timeout_s`), no PID file, no work directory
+        (configs, logs and mTLS keys)."""
+        assert wait_empty(groups_of(record), timeout_s) == []
+        assert records(self.state_dir) == []
+        assert not Path(record["workdir"]).exists()
+
     def cleanup(self) -> None:
         for p, _ in self.procs:
             if p.poll() is None:
@@ -83,15 +104,6 @@ class Spawner:
         for p, _ in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(10)
-
-
-def spawned(tmp_path: Path) -> Iterator[Spawner]:
-    """The body of a `spawner` fixture: a Spawner, cleaned up even when the test failed."""
-    s = Spawner(tmp_path)
-    try:
-        yield s
-    finally:
-        s.cleanup()
 
 
 def records(state_dir: Path) -> list[dict[str, Any]]:

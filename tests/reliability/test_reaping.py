@@ -8,37 +8,17 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from _signal_helpers import (
-    NGINX_PROFILE,
-    Spawner,
-    groups_of,
-    members,
-    records,
-    spawned,
-    wait_empty,
-)
+from _signal_helpers import Spawner, groups_of, members
 
 from meshlab.store import Store
 
 pytestmark = pytest.mark.timeout(150)
 
 
-@pytest.fixture
-def spawner(tmp_path: Path) -> Iterator[Spawner]:
-    yield from spawned(tmp_path)
-
-
-def test_sigkill_of_run_leaves_nothing_after_playground_down(spawner: Spawner,
-                                                             tmp_path: Path) -> None:
-    prof = tmp_path / "p.yaml"
-    prof.write_text(NGINX_PROFILE.format(name="kill"), encoding="utf-8")
-    db = tmp_path / "m.duckdb"
-    p = spawner.start("run", str(prof), "--store", str(db), "--quiet")
-    record = spawner.record()
+def test_sigkill_of_run_leaves_nothing_after_playground_down(spawner: Spawner) -> None:
+    p, db, record = spawner.run_nginx("kill", "--quiet")
     groups = groups_of(record)
     time.sleep(1.0)
     p.send_signal(signal.SIGKILL)
@@ -59,8 +39,7 @@ def test_sigkill_of_run_leaves_nothing_after_playground_down(spawner: Spawner,
     down = spawner.start("playground", "down")
     _, err = spawner.finish(down, 60)
     assert down.returncode == 0, err
-    assert wait_empty(groups, timeout_s=2.0) == []
-    assert records(spawner.state_dir) == [] and not Path(record["workdir"]).exists()
+    spawner.assert_nothing_left(record, timeout_s=2.0)
 
     assert list(Store(db, read_only=True).experiments()["status"]) == ["running"]
     Store(db)                     # opened for writing: the owner process is gone
@@ -68,13 +47,10 @@ def test_sigkill_of_run_leaves_nothing_after_playground_down(spawner: Spawner,
 
 
 def test_sigkill_of_the_playground_supervisor_then_down(spawner: Spawner) -> None:
-    p = spawner.start("playground", "up", "--foreground", "--data-plane", "nginx")
-    record = spawner.record()
-    groups = groups_of(record)
+    p, record = spawner.playground_up()
     p.send_signal(signal.SIGKILL)
     spawner.finish(p, 30)
     down = spawner.start("playground", "down")
     _, err = spawner.finish(down, 60)
     assert down.returncode == 0, err
-    assert wait_empty(groups, timeout_s=2.0) == []
-    assert records(spawner.state_dir) == []
+    spawner.assert_nothing_left(record, timeout_s=2.0)

@@ -9,44 +9,24 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from _signal_helpers import (
-    NGINX_PROFILE,
-    Spawner,
-    groups_of,
-    json_lines,
-    members,
-    records,
-    spawned,
-    wait_empty,
-)
+from _signal_helpers import Spawner, groups_of, json_lines, members, wait_empty
 
 from meshlab.store import Store
 
 pytestmark = pytest.mark.timeout(150)
 
-
-@pytest.fixture
-def spawner(tmp_path: Path) -> Iterator[Spawner]:
-    yield from spawned(tmp_path)
-
-
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGHUP, id="SIGHUP")]
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_run_stores_the_aborted_run_and_tears_the_playground_down(
-        spawner: Spawner, tmp_path: Path, sig: int) -> None:
-    prof = tmp_path / "p.yaml"
-    prof.write_text(NGINX_PROFILE.format(name="sig"), encoding="utf-8")
-    db = tmp_path / "m.duckdb"
-    p = spawner.start("run", str(prof), "--store", str(db), "--json", "--quiet")
+def test_run_stores_the_aborted_run_and_tears_the_playground_down(spawner: Spawner,
+                                                                 sig: int) -> None:
     # MESHLAB_STATE_DIR is honoured by `meshlab run`: its playground is recorded there
-    record = spawner.record()
+    p, db, record = spawner.run_nginx("sig", "--json", "--quiet")
     groups = groups_of(record)
     assert len(groups) == 3                        # echo + two nginx proxies
     assert len(members(groups)) > len(groups)      # nginx masters have workers
@@ -59,9 +39,7 @@ def test_run_stores_the_aborted_run_and_tears_the_playground_down(
     store = Store(db, read_only=True)
     assert list(store.runs()["status"]) == ["aborted"]
     assert list(store.experiments()["status"]) == ["aborted"]
-    assert wait_empty(groups) == []
-    assert records(spawner.state_dir) == []
-    assert not Path(record["workdir"]).exists()    # configs, logs and mTLS keys removed
+    spawner.assert_nothing_left(record)
 
 
 def _children(pid: int, word: str, timeout_s: float = 60.0) -> list[psutil.Process]:
@@ -98,14 +76,11 @@ def test_crosscheck_stops_its_load_tool(spawner: Spawner, tmp_path: Path, echo_u
 
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_playground_up_in_the_foreground_tears_down(spawner: Spawner, sig: int) -> None:
-    p = spawner.start("playground", "up", "--foreground", "--data-plane", "nginx")
-    record = spawner.record()
-    groups = groups_of(record)
+    p, record = spawner.playground_up()
     p.send_signal(sig)
     _, err = spawner.finish(p, 60)
     assert p.returncode == 0, err
-    assert wait_empty(groups) == []
-    assert records(spawner.state_dir) == [] and not Path(record["workdir"]).exists()
+    spawner.assert_nothing_left(record)
 
 
 def _free_port() -> int:
