@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the playground and the tests need (tool -> package).
 APT_TOOLS := nginx:nginx-light haproxy:haproxy wrk:wrk hey:hey ab:apache2-utils chromium:chromium h2load:nghttp2-client
 STORE ?= data/meshlab.duckdb
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: demo test install lint system-deps python-deps kernel clean help
 
