@@ -7,15 +7,15 @@ refused before the first Job."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _env_flow import run_all
 from standin import ApiStandIn
 
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
+from meshlab.environments.kubernetes import KubernetesEnvironment
 from meshlab.errors import ProfileError
 from meshlab.k8s.load import LoadPlan, job_manifest, phase_container
 from meshlab.k8s.phases import Phase, shape_phases, shape_problems
@@ -88,22 +88,8 @@ def _profile(kubeconfig: Path, shape: dict[str, Any], *, rate_rps: float, connec
 def _run(api: ApiStandIn, env: KubernetesEnvironment) -> tuple[RunResult, list[dict[str, Any]]]:
     jobs: list[dict[str, Any]] = []
     api.on_job = jobs.append
-    (spec,) = list(env.profile.expand())
-
-    async def flow() -> RunResult:
-        try:
-            env.check(spec)
-            dep = await env.deploy(spec)
-            assert isinstance(dep, KubernetesDeployment)
-            await dep.begin()
-            result = await dep.run_load(replace(spec, target=dep.target_url))
-            await dep.end()
-            assert result is not None
-            return result
-        finally:
-            await env.close()
-
-    return asyncio.run(flow()), jobs
+    (result,) = asyncio.run(run_all(env, env.profile))
+    return result, jobs
 
 
 def test_steps_in_the_cluster_merge_phases_and_show_the_shape(api: ApiStandIn,

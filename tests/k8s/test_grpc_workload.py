@@ -5,16 +5,16 @@ targets that port with `-grpc -ping`, and its policy lands on the gRPC route."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+from _env_flow import run_all
 from standin import ApiStandIn
 
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
+from meshlab.environments.kubernetes import KubernetesEnvironment
 from meshlab.errors import ProfileError
 from meshlab.k8s.workload import ServerSpec, server_manifests
 from meshlab.profile import Profile
@@ -67,20 +67,8 @@ def test_grpc_profile_loads_the_grpc_port_through_istio(api: ApiStandIn,
     (spec,) = list(env.profile.expand())
     assert spec.protocol == "grpc"
 
-    async def flow() -> int:
-        try:
-            env.check(spec)
-            dep = await env.deploy(spec)
-            assert isinstance(dep, KubernetesDeployment)
-            await dep.begin()
-            result = await dep.run_load(replace(spec, target=dep.target_url))
-            await dep.end()
-            assert result is not None and result.errors == 0
-            return result.requests
-        finally:
-            await env.close()
-
-    assert asyncio.run(flow()) == 400
+    (result,) = asyncio.run(run_all(env, env.profile))
+    assert result.errors == 0 and result.requests == 400
     (job,) = seen
     args = job["args"]
     assert "-grpc" in args and "-ping" in args

@@ -5,16 +5,16 @@ profile's fortio load speaks `-h2` to them (the captured port, or the direct one
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+from _env_flow import run_all
 from standin import ApiStandIn
 
 from meshlab.environments.base import environment_for
-from meshlab.environments.kubernetes import KubernetesDeployment, KubernetesEnvironment
+from meshlab.environments.kubernetes import KubernetesEnvironment
 from meshlab.k8s.workload import ServerSpec, server_manifests, server_port
 from meshlab.profile import Profile
 
@@ -54,23 +54,11 @@ def test_h2c_profile_runs_fortio_h2_against_the_h2c_port(api: ApiStandIn, kubeco
         "topology": {"kubeconfig": str(kubeconfig), "context": "lab", "namespace": NS,
                      "load_parallelism": 2}}))
     assert isinstance(env, KubernetesEnvironment)
-    (spec,) = list(env.profile.expand())
     assert env.render_context(protocol="h2c").port == 8082
 
-    async def flow() -> tuple[int, str]:
-        try:
-            env.check(spec)
-            dep = await env.deploy(spec)
-            assert isinstance(dep, KubernetesDeployment)
-            await dep.begin()
-            result = await dep.run_load(replace(spec, target=dep.target_url))
-            await dep.end()
-            assert result is not None and result.errors == 0
-            return result.requests, str(result.spec["protocol"])
-        finally:
-            await env.close()
-
-    assert asyncio.run(flow()) == (400, "h2c")
+    (result,) = asyncio.run(run_all(env, env.profile))
+    assert result.errors == 0 and result.requests == 400
+    assert result.spec["protocol"] == "h2c"
     (job,) = jobs
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "-h2" in args and "-grpc" not in args
