@@ -4,15 +4,13 @@ selector matching nothing, intervals and verdicts, and one selector grammar with
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _cli import cli, lines
 
 from meshlab.analysis import parse_selector, select_runs, synthetic_result
-from meshlab.cli import main
 from meshlab.report.sections import resolve_groups
 from meshlab.store import Store
 
@@ -44,17 +42,6 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     started_at=t0 + timedelta(hours=1, minutes=1 + 4 * k + 2 * j, seconds=rep)))
     store.save_many(runs, experiment_id=new)
     return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([*args, "--store", str(db)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
 def test_by_several_dimensions_pairs_every_group_with_the_baseline(

@@ -4,15 +4,13 @@ show the protocol in rows and section titles."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _cli import cli, lines
 
 from meshlab.analysis import pooled_percentiles, synthetic_result
-from meshlab.cli import main
 from meshlab.report.sections import group_frames, prepare
 from meshlab.store import Store
 
@@ -39,24 +37,13 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def cli(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([*args, "--store", str(db)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def rows(text: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in text.splitlines() if x.strip()]
-
-
 @pytest.mark.parametrize("pool", [(), ("--pool",)])
 def test_compare_splits_a_mixed_selection_by_protocol(
         db: Path, capsys: pytest.CaptureFixture[str], pool: tuple[str, ...]) -> None:
     code, out, err = cli(capsys, db, "compare", "--baseline", "mesh=none", "--candidate",
                          "mesh=envoy", *pool, "--boot", "200", "--json")
     assert code == 0, err
-    by = {(r["protocol"], r["role"]): r for r in rows(out)}
+    by = {(r["protocol"], r["role"]): r for r in lines(out)}
     assert set(by) == {(p, role) for p in BASE_P50_US for role in ("baseline", "candidate")}
     assert all(r["runs"] == 2 for r in by.values())       # never 4: protocols not pooled
     deltas = {p: by[(p, "candidate")]["delta_p50_us"] for p in BASE_P50_US}
@@ -73,7 +60,7 @@ def test_compare_by_mesh_adds_the_protocol(db: Path, capsys: pytest.CaptureFixtu
     code, out, err = cli(capsys, db, "compare", "--by", "mesh", "--baseline", "mesh=none",
                          "--boot", "200", "--json")
     assert code == 0, err
-    by = {(r["mesh"], r["protocol"]): r for r in rows(out)}
+    by = {(r["mesh"], r["protocol"]): r for r in lines(out)}
     assert set(by) == {(m, p) for m in ("none", "envoy") for p in BASE_P50_US}
     assert by[("none", "grpc")]["role"] == "baseline"
     grpc, http1 = by[("envoy", "grpc")], by[("envoy", "http1")]
@@ -88,7 +75,7 @@ def test_a_baseline_mixing_protocols_is_matched_to_the_candidates(
     code, out, err = cli(capsys, db, "compare", "--baseline", "mesh=none", "--candidate",
                          "mesh=envoy,protocol=grpc", "--boot", "200", "--json")
     assert code == 0, err
-    cand = [r for r in rows(out) if r["role"] == "candidate"]
+    cand = [r for r in lines(out) if r["role"] == "candidate"]
     assert [r["protocol"] for r in cand] == ["grpc"]
     assert cand[0]["delta_p50_us"] == pytest.approx(0.4 * BASE_P50_US["grpc"], rel=0.25)
 
@@ -130,7 +117,7 @@ def test_by_protocol_compares_protocols_on_purpose(
     code, out, err = cli(capsys, db, "compare", "--by", "protocol", "--baseline",
                          "protocol=http1", "--where", "mesh=none", "--boot", "200", "--json")
     assert code == 0, err
-    by = {r["protocol"]: r for r in rows(out)}
+    by = {r["protocol"]: r for r in lines(out)}
     assert by["http1"]["role"] == "baseline" and by["grpc"]["role"] == "candidate"
     assert by["grpc"]["delta_p50_us"] == pytest.approx(
         BASE_P50_US["grpc"] - BASE_P50_US["http1"], rel=0.25)
