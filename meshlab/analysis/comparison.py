@@ -328,7 +328,6 @@ def _all_in(row: Mapping[Hashable, object], keys: list[str], base: pd.DataFrame)
     return bool(mask.any())
 
 
-
 NOT_DISTINGUISHABLE = "not distinguishable here"
 
 
