@@ -209,15 +209,21 @@ class Engine:
             self.last_kind = kind
             if self.closed_loop and not initial and self.running:
                 self._count(kind)           # a closed-loop attempt that could not be sent
-            if self.running or initial:
+            if self.retrying():
                 delay = BACKOFF_S[min(conn.failures, len(BACKOFF_S)) - 1]
                 self._timers[conn.idx] = self._loop.call_later(delay, self._reconnect, conn)
             return
         if self.running:
             self._ready(conn)
 
+    def retrying(self) -> bool:
+        """Whether a failed connection tries again: until the run is over, whatever phase it
+        failed in. (A retry that failed while the other connections were still handshaking, or
+        while a start gate held the run, used to give up for good: 0 requests in the run.)"""
+        return self._done is not None and not self._done.done()
+
     def _reconnect(self, conn: Conn) -> None:
-        if (self.running or not self.measuring) and not conn.connected and conn.transport is None:
+        if self.retrying() and not conn.connected and conn.transport is None:
             task = asyncio.ensure_future(self._connect(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -96,7 +96,7 @@ class H2Engine(Engine):
             self.last_kind = kind
             if self.closed_loop and not initial and self.running:
                 self._count(kind)
-            if self.running or initial:
+            if self.retrying():
                 delay = BACKOFF_S[min(link.failures, len(BACKOFF_S)) - 1]
                 self._timers[-1 - link.idx] = self._loop.call_later(delay, self._relink, link)
             return
@@ -108,15 +108,14 @@ class H2Engine(Engine):
     def relink_later(self, link: H2Link) -> None:
         """A connection lost before the run started: try again after the usual backoff (the
         engine's reconnects start with the run)."""
-        if self._loop is None or (self._done is not None and self._done.done()):
+        if self._loop is None or not self.retrying():
             return
         link.failures += 1
         delay = BACKOFF_S[min(link.failures, len(BACKOFF_S)) - 1]
         self._timers[-1 - link.idx] = self._loop.call_later(delay, self._relink, link)
 
     def _relink(self, link: H2Link) -> None:
-        if (self.running or not self.measuring) and not link.connected \
-                and link.transport is None:
+        if self.retrying() and not link.connected and link.transport is None:
             task = asyncio.ensure_future(self._connect(link.slots[0]))  # type: ignore[arg-type]
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -173,6 +174,24 @@ def test_target_down_is_a_completed_run_of_connect_errors(closed_port: int) -> N
         assert res.latency.total == 0
     assert closed.requests < 4 * 1.0 / 0.002          # backoff: it does not spin
     assert opened.requests == pytest.approx(200, rel=0.1)
+
+
+@pytest.mark.parametrize("protocol", ["http1", "h2c"])
+def test_a_retry_that_fails_before_the_start_keeps_retrying(closed_port: int,
+                                                            protocol: str) -> None:
+    """A connection whose retry failed while the run was held at its start (another connection
+    still handshaking, or the workers' start gate) used to give up for good: the run counted 0
+    attempts. It keeps retrying, and the closed loop counts every attempt in the window."""
+    from meshlab.runners._engines import make_engine
+
+    async def gate() -> int:
+        await asyncio.sleep(0.1)            # several 2-10 ms retries fail before the start
+        return time.perf_counter_ns()
+
+    spec = RunSpec(target=f"http://127.0.0.1:{closed_port}/", connections=2, duration_s=0.3,
+                   protocol=protocol)
+    part = asyncio.run(make_engine(spec, start_gate=gate).run())
+    assert part.requests > 0 and part.error_kinds == {"connect_refused": part.requests}
 
 
 def test_stall_shows_in_corrected_tail_only(scripted_server: ScriptedServer) -> None:
