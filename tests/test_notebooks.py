@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from meshlab.analysis import Frames, counters_by, load_frames, status_shares
+from meshlab.analysis.comparison import NO_INTERVAL
 from meshlab.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -81,7 +82,8 @@ def _balancing(f: Frames) -> None:
 
 # a closing answer (Answer.text): a number with its 95% interval, or "not distinguishable here"
 ANSWER = re.compile(r"^[^:]+: (?:[+-]?[\d,.]+ ?[a-z% ]+|not distinguishable here) "
-                    r"\(95% interval [+-]?[\d,.]+ ?[a-z% ]+ to [+-]?[\d,.]+ ?[a-z% ]+\)$")
+                    r"\((?:95% interval [+-]?[\d,.]+ ?[a-z% ]+ to [+-]?[\d,.]+ ?[a-z% ]+|"
+                    + re.escape(NO_INTERVAL) + r")\)$")
 ANSWERED = {"lab-sidecar-overhead-mtls", "lab-retries", "lab-timeouts-faults",
             "lab-circuit-breaking", "lab-load-balancing", "compare-meshes"}
 

@@ -329,6 +329,8 @@ def _all_in(row: Mapping[Hashable, object], keys: list[str], base: pd.DataFrame)
 
 
 NOT_DISTINGUISHABLE = "not distinguishable here"
+# a per-run mean (CPU, memory, throughput) from one run per side: nothing says how runs vary
+NO_INTERVAL = "no interval: one run per side says nothing about run-to-run spread; use repeats >= 2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,11 +358,14 @@ class Answer:
 
     @property
     def interval(self) -> str:
+        if not (math.isfinite(self.ci_low) and math.isfinite(self.ci_high)):
+            return NO_INTERVAL
         return f"95% interval {self._value(self.ci_low)} to {self._value(self.ci_high)}"
 
     @property
     def said(self) -> str:
-        """The estimate as text, or NOT_DISTINGUISHABLE when its interval holds 0."""
+        """The estimate as text, or NOT_DISTINGUISHABLE when its interval holds 0 or there is
+        no interval."""
         return self._value(self.estimate) if self.distinguishable else NOT_DISTINGUISHABLE
 
     @property
