@@ -151,6 +151,9 @@ class Comparison:
             shared += f"; protocols differ: baseline {b_proto}, candidate {c_proto}"
         judged_ = ("95% bootstrap intervals; a delta whose interval holds 0 is indistinguishable"
                    if self.intervals else "no intervals (fast path): deltas are not judged")
+        if self.intervals and min(n_b, n_c) == 1:
+            judged_ += ("; one run on a side: throughput, CPU and memory are not judged (one "
+                        "run says nothing about run-to-run spread; use repeats >= 2)")
         return f"{what}: {n_b} baseline and {n_c} candidate run(s), {pooled}{shared}; {judged_}"
 
 
