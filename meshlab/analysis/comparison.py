@@ -211,6 +211,28 @@ def _not_judged(ps: Sequence[float]) -> pd.DataFrame:
                          for p in ps], columns=[*OVERHEAD_COLUMNS, "difference"])
 
 
+def _judged_groups(runs: pd.DataFrame, buckets: pd.DataFrame, base: pd.DataFrame,
+                   cand: pd.DataFrame, keys: list[str], paired: list[str], *,
+                   ps: Sequence[float], n_boot: int, seed: int) -> pd.DataFrame:
+    """Each candidate group of `keys` judged against the baseline runs that share its `paired`
+    values (not judged when there are none), the group's values in leading columns."""
+    blocks: list[pd.DataFrame] = []
+    for key, g in cand.groupby(keys, dropna=False, sort=True):
+        values: dict[str, object] = dict(zip(keys, key if isinstance(key, tuple) else (key,),
+                                             strict=True))
+        b = base
+        for k in paired:
+            b = b[b[k].map(value_text) == value_text(values[k])]
+        t = judged(overhead(runs, buckets, baseline=list(b["run_id"]),
+                            candidate=list(g["run_id"]), ps=ps, n_boot=n_boot, seed=seed))
+        if t.empty:
+            t = _not_judged(ps)
+        for k in reversed(keys):
+            t.insert(0, k, [values[k]] * len(t))
+        blocks.append(t)
+    return pd.concat(blocks, ignore_index=True)
+
+
 def _split_by_protocol(runs: pd.DataFrame, buckets: pd.DataFrame, sels: list[Selection],
                        ids: list[list[str]], sides: list[pd.DataFrame], *,
                        mixed: dict[str, list[str]], ps: Sequence[float], n_boot: int,
@@ -218,23 +240,16 @@ def _split_by_protocol(runs: pd.DataFrame, buckets: pd.DataFrame, sels: list[Sel
     """compare_groups for sides that mix protocols: each candidate protocol against the
     baseline runs of the same protocol (not judged when the baseline has none)."""
     base, cand = sides
-    blocks: list[pd.DataFrame] = []
-    for proto, g in cand.groupby(cand[PROTOCOL].map(value_text), sort=True):
-        b = base[base[PROTOCOL].map(value_text) == proto]
-        t = judged(overhead(runs, buckets, baseline=list(b["run_id"]),
-                            candidate=list(g["run_id"]), ps=ps, n_boot=n_boot, seed=seed))
-        if t.empty:
-            t = _not_judged(ps)
-        t.insert(0, PROTOCOL, [proto] * len(t))
-        blocks.append(t)
+    table = _judged_groups(runs, buckets, base, cand.assign(**{PROTOCOL: cand[PROTOCOL].map(
+        value_text)}), [PROTOCOL], [PROTOCOL], ps=ps, n_boot=n_boot, seed=seed)
     groups = pd.concat([pooled_percentiles(f, buckets, group_by=[PROTOCOL], ps=ps)
                         .assign(role=role) for f, role in ((base, "baseline"),
                                                            (cand, "candidate"))],
                        ignore_index=True)
     groups = groups[[PROTOCOL, "role", *(c for c in groups.columns
                                          if c not in (PROTOCOL, "role"))]]
-    return Comparison(sels[0], sels[1], tuple(ids[0]), tuple(ids[1]),
-                      pd.concat(blocks, ignore_index=True), by=(PROTOCOL,), groups=groups,
+    return Comparison(sels[0], sels[1], tuple(ids[0]), tuple(ids[1]), table,
+                      by=(PROTOCOL,), groups=groups,
                       pooled=mixed, intervals=n_boot > 0, split=(PROTOCOL,))
 
 
@@ -300,26 +315,14 @@ def compare_by(runs: pd.DataFrame, buckets: pd.DataFrame, *, by: Sequence[str],
                                                    else cand_sel, keys))
             for k, v in m.items():
                 mixed[k] = sorted({*mixed.get(k, []), *v})
-    blocks: list[pd.DataFrame] = []
-    for key, g in others.groupby(keys, dropna=False, sort=True):
-        values: dict[str, object] = dict(zip(keys, key if isinstance(key, tuple) else (key,),
-                                             strict=True))
-        b = base
-        for k in paired:
-            b = b[b[k].map(value_text) == value_text(values[k])]
-        t = judged(overhead(runs, buckets, baseline=list(b["run_id"]),
-                            candidate=list(g["run_id"]), ps=ps, n_boot=n_boot, seed=seed))
-        if t.empty:                 # no baseline runs of this group's paired value
-            t = _not_judged(ps)
-        for k in reversed(keys):
-            t.insert(0, k, [values[k]] * len(t))
-        blocks.append(t)
+    table = _judged_groups(runs, buckets, base, others, keys, paired, ps=ps, n_boot=n_boot,
+                           seed=seed)
     groups = pooled_percentiles(pd.concat([base, others]), buckets, group_by=keys, ps=ps)
     groups.insert(len(keys), "role", ["baseline" if _all_in(g, keys, base) else "candidate"
                                       for g in groups.to_dict("records")])
     groups = groups.sort_values("role", kind="stable").reset_index(drop=True)
-    return Comparison(base_sel, cand_sel, tuple(b_ids), tuple(others["run_id"]),
-                      pd.concat(blocks, ignore_index=True), by=tuple(keys), scope=scope,
+    return Comparison(base_sel, cand_sel, tuple(b_ids), tuple(others["run_id"]), table,
+                      by=tuple(keys), scope=scope,
                       groups=groups, pooled=mixed, shared=shared, intervals=n_boot > 0,
                       split=split)
 
