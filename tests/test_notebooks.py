@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from meshlab.analysis import Frames, counters_by, load_frames, status_shares
-from meshlab.analysis.comparison import NO_INTERVAL
+from meshlab.analysis import NO_INTERVAL
 from meshlab.store import Store
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -2,12 +2,10 @@
 judged faster/slower/indistinguishable, regression verdicts, context diffs, proxy counters, the
 run-selector grammar, and the max-rate-under-SLO search."""
 
+from meshlab.analysis.answer import NO_INTERVAL, NOT_DISTINGUISHABLE, Answer, answer
 from meshlab.analysis.comparison import (
-    NOT_DISTINGUISHABLE,
-    Answer,
     Comparison,
     Difference,
-    answer,
     compare_by,
     compare_groups,
     difference,
@@ -47,6 +45,7 @@ __all__ = [
     "DEFAULT_PS",
     "DEFAULT_THRESHOLDS",
     "NOT_DISTINGUISHABLE",
+    "NO_INTERVAL",
     "Answer",
     "Comparison",
     "Difference",

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from meshlab.analysis._counts import MIDS_US, count_matrix
-from meshlab.analysis.comparison import Answer
+from meshlab.analysis.answer import Answer
 from meshlab.report._style import _PALETTE, LAYOUT, group_colors, latency_axis
 from meshlab.report._style import mesh_color as mesh_color  # re-exported: charts' colours
 
