@@ -196,7 +196,7 @@ def test_a_run_without_any_success_stops_the_experiment(on_failure: str, tmp_pat
     prof = Profile.from_dict({"name": "refused", "target": _closed_port_url(), "repeats": 2,
                               "on_failure": on_failure,
                               "loads": {"rate_rps": 100, "connections": 1, "duration_s": 0.3,
-                                        "warmup_s": 0.0}})
+                                        "warmup_s": 0.0, "dataplane_warmup_s": 0.0}})
     snaps: list[ExperimentSnapshot] = []
     db = tmp_path / "m.duckdb"
     out = run_profile(prof, store=db, progress=snaps.append)
