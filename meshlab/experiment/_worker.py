@@ -181,18 +181,19 @@ _SHARED: contextvars.ContextVar[LoadWorker | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def shared_load_worker() -> Iterator[LoadWorker]:
+def shared_load_worker(worker: LoadWorker | None = None) -> Iterator[LoadWorker]:
     """Experiments started in this block (and in event loops it starts) reuse one worker process
     instead of starting one each: `meshlab search` runs an experiment per probe, and each
     worker costs a Python start-up and meshlab's imports (1-3 s on a busy 2-core machine).
-    The worker is closed at the end of the block."""
-    worker = LoadWorker()
-    token = _SHARED.set(worker)
+    A new worker is closed at the end of the block; a `worker` passed in is left to its owner."""
+    shared = worker or LoadWorker()
+    token = _SHARED.set(shared)
     try:
-        yield worker
+        yield shared
     finally:
         _SHARED.reset(token)
-        worker.close()
+        if worker is None:
+            shared.close()
 
 
 def experiment_worker() -> tuple[LoadWorker, bool]:
