@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ from meshlab.experiment import (
     run_profile,
     start_profile,
 )
+from meshlab.experiment._worker import LoadWorker
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ExperimentSnapshot, ProgressCallback
 from meshlab.results import RunResult, RunStatus, TelemetrySample
@@ -102,9 +104,28 @@ class _MissingRunner(NativeRunner):
         return False
 
 
+@pytest.fixture(scope="module")
+def _module_worker() -> Iterator[LoadWorker]:
+    worker = LoadWorker()
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
+@pytest.fixture
+def one_worker(_module_worker: LoadWorker) -> Iterator[LoadWorker]:
+    """The experiments of a test that asks for it run in one load worker process kept for the
+    whole module (the tests about storing, progress, order, warm-up and failures, not those
+    about the worker itself): each would otherwise start its own, a Python start-up and
+    meshlab's imports (~1 s, 2-3 s on a busy machine)."""
+    with experiment.shared_load_worker(_module_worker) as worker:
+        yield worker
+
+
 # --- tests ----------------------------------------------------------------------------------
 
-def test_runs_store_and_report_progress(echo_url: str, tmp_path: Path,
+def test_runs_store_and_report_progress(echo_url: str, tmp_path: Path, one_worker: LoadWorker,
                                         recording_env: type[_RecordingEnvironment]) -> None:
     snaps: list[ExperimentSnapshot] = []
     seen: list[RunResult] = []
@@ -159,7 +180,8 @@ def test_missing_runner_tool_is_reported_up_front(echo_url: str) -> None:
         run_profile(_profile(echo_url), store=None, runner_override=_MissingRunner())
 
 
-def test_failed_run_is_stored_and_the_experiment_goes_on(echo_url: str, tmp_path: Path) -> None:
+def test_failed_run_is_stored_and_the_experiment_goes_on(echo_url: str, tmp_path: Path,
+                                                         one_worker: LoadWorker) -> None:
     db = tmp_path / "m.duckdb"
     prof = _profile(echo_url, rate_rps=[300, 200])
     out = run_profile(prof, store=db, runner_override=_FlakyRunner(), stop_on_failure=False)
@@ -174,7 +196,7 @@ def test_failed_run_is_stored_and_the_experiment_goes_on(echo_url: str, tmp_path
     assert stored.status == RunStatus.FAILED and stored.error == failed.error
 
 
-def test_stop_on_failure_is_the_default(echo_url: str) -> None:
+def test_stop_on_failure_is_the_default(echo_url: str, one_worker: LoadWorker) -> None:
     prof = _profile(echo_url, rate_rps=[300, 200])
     out = run_profile(prof, store=None, runner_override=_FlakyRunner())
     assert out.status == ExperimentStatus.FAILED
@@ -190,13 +212,14 @@ def _closed_port_url() -> str:
 
 
 @pytest.mark.parametrize("on_failure", ["stop", "continue"])
-def test_a_run_without_any_success_stops_the_experiment(on_failure: str, tmp_path: Path) -> None:
+def test_a_run_without_any_success_stops_the_experiment(on_failure: str, tmp_path: Path,
+                                                        one_worker: LoadWorker) -> None:
     """Nothing listens: every request is refused. The run is stored, and then the experiment
     stops as failed (default) or goes on with a warning on every later run."""
     prof = Profile.from_dict({"name": "refused", "target": _closed_port_url(), "repeats": 2,
                               "on_failure": on_failure,
                               "loads": {"rate_rps": 100, "connections": 1, "duration_s": 0.3,
-                                        "warmup_s": 0.0}})
+                                        "warmup_s": 0.0, "dataplane_warmup_s": 0.0}})
     snaps: list[ExperimentSnapshot] = []
     db = tmp_path / "m.duckdb"
     out = run_profile(prof, store=db, progress=snaps.append)
@@ -241,7 +264,7 @@ def _order(out: experiment.ExperimentOutcome) -> list[tuple[int, str]]:
     return [(int(r.spec["repeat"]), str(r.spec["mesh"])) for r in out.results]
 
 
-def test_interleaved_order_is_a_seeded_permutation_per_repeat(echo_url: str,
+def test_interleaved_order_is_a_seeded_permutation_per_repeat(echo_url: str, one_worker: LoadWorker,
                                                               tmp_path: Path) -> None:
     meshes = ["a", "b", "c", "d"]
     prof = Profile.from_dict({"name": "order", "target": echo_url, "meshes": meshes,
@@ -267,7 +290,7 @@ def test_interleaved_order_is_a_seeded_permutation_per_repeat(echo_url: str,
     assert [s.mesh for s in seq.expand()] == meshes * 3
 
 
-def test_deploy_failure_is_a_failed_run(echo_url: str,
+def test_deploy_failure_is_a_failed_run(echo_url: str, one_worker: LoadWorker,
                                         recording_env: type[_RecordingEnvironment]) -> None:
     recording_env.fail_rates = (200.0,)
     out = run_profile(_profile(echo_url), store=None, stop_on_failure=False)
@@ -374,9 +397,10 @@ def test_kernel_interrupt_inside_a_running_loop(echo_url: str) -> None:
     assert out.results[0].requests > 0
 
 
-def test_outcome_repr_and_frame(echo_url: str) -> None:
+def test_outcome_repr_and_frame(echo_url: str, one_worker: LoadWorker) -> None:
     out = run_profile(_profile(echo_url, rate_rps=[100, 150], duration_s=0.3), store=None)
     assert repr(out).endswith("status='completed', runs=2 [completed=2])")
+    assert {r.context["load_worker_pid"] for r in out.results} == {one_worker.pid}
     df = out.to_frame()
     assert list(df["run_id"]) == out.run_ids and set(df["mesh"]) == {"none"}
     line = json.loads(json.dumps(out.summaries()[0]))
@@ -454,7 +478,8 @@ class _RestartingEnvironment(_RecordingEnvironment):
 
 @pytest.mark.parametrize("restarts", [False, True])
 def test_data_plane_warm_up_after_each_restart(echo_url: str, restarts: bool,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               one_worker: LoadWorker) -> None:
     """Discarded load precedes the first run of an experiment and every run whose data plane
     was (re)started; a reused one is not warmed again. The run's own numbers exclude it."""
     _RecordingEnvironment.instances = []

@@ -3,9 +3,6 @@ marked (and not widening the band after it), the chart, the CLI table and the wo
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,27 +62,21 @@ def test_trend_chart_marks_regressions_on_a_log_axis(store_path: Path) -> None:
 
 
 def test_trend_cli_prints_a_table_and_exits_one_only_when_the_latest_regressed(
-        store_path: Path, tmp_path: Path) -> None:
-    def start(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "meshlab", "trend", "--store",
-                                 str(store_path), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "COLUMNS": "200"}, cwd=tmp_path)
+        store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.cli import main
 
-    # both at once: each is mostly interpreter and import start-up, one core each
-    ok_proc = start("--over", "label.build")
-    latest_proc = start("--over", "label.build", "--where", "label.build!=1.7")
-    try:
-        ok_out, ok_err = ok_proc.communicate(timeout=120)
-        latest_out, _ = latest_proc.communicate(timeout=120)
-    finally:
-        for proc in (ok_proc, latest_proc):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert ok_proc.returncode == 0, ok_err
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    ok_code = main(["trend", "--store", str(store_path), "--over", "label.build"])
+    ok_out, ok_err = capsys.readouterr()
+    latest_code = main(["trend", "--store", str(store_path), "--over", "label.build",
+                        "--where", "label.build!=1.7"])
+    latest_out, _ = capsys.readouterr()
+    assert ok_code == 0, ok_err
     assert "regression: p50 latency, p99 latency" in ok_out and "1.48 ms" in ok_out
-    assert latest_proc.returncode == 1 and "REGRESSION at 1.6 (envoy)" in latest_out
+    assert latest_code == 1 and "REGRESSION at 1.6 (envoy)" in latest_out
 
 
 def test_workbench_trends_tab(store_path: Path) -> None:

@@ -74,6 +74,7 @@ def _label(p: Profile) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from meshlab.experiment import shared_load_worker
     from meshlab.slo import SloSpec
 
     profile = load_profile_file(args.profile)
@@ -86,12 +87,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     slo = profile.slo or SloSpec()
     path = store_path(args)
     rows: list[dict[str, Any]] = []
-    for config in _configurations(profile):
-        label = _label(config)
-        outcome = asyncio.run(_search(config, slo, start, args, path, label))
-        rows.append(_row(label, outcome))
-        if args.json:
-            print_json(rows[-1])
+    with shared_load_worker():            # one load worker for every probe, not one each
+        for config in _configurations(profile):
+            label = _label(config)
+            outcome = asyncio.run(_search(config, slo, start, args, path, label))
+            rows.append(_row(label, outcome))
+            if args.json:
+                print_json(rows[-1])
     if not args.json:
         _print_table(profile.name, rows, slo.model_dump(exclude_none=True), path)
     return 1 if any(r["max_rate_rps"] <= 0 for r in rows) else 0

@@ -29,7 +29,7 @@ from meshlab.experiment._record import (
     run_label,
     warmup_summary,
 )
-from meshlab.experiment._worker import LoadWorker, Unsendable
+from meshlab.experiment._worker import Unsendable, experiment_worker, shared_load_worker
 from meshlab.experiment.outcome import ExperimentOutcome, ExperimentStatus
 from meshlab.profile import Profile, RunSpec
 from meshlab.progress import ExperimentProgress, ExperimentSnapshot, Progress, TerminalProgress
@@ -49,6 +49,7 @@ __all__ = [
     "TerminalProgress",
     "arun_profile",
     "run_profile",
+    "shared_load_worker",
     "start_profile",
 ]
 
@@ -82,7 +83,7 @@ class _Experiment:
                                        status=str(ExperimentStatus.RUNNING),
                                        total_runs=profile.run_count())
         self._progress_failed = False
-        self.worker = LoadWorker()
+        self.worker, self.owns_worker = experiment_worker()
 
     # progress -------------------------------------------------------------------------------
     def emit(self, event: str, **changes: Any) -> None:
@@ -141,13 +142,14 @@ class _Experiment:
             specs = [s if s.runner == runner.name else replace(s, runner=runner.name)
                      for s in self.profile.expand()]
             self._validate(specs, runner, env)
-            if not env.generates_load:
+            if not env.generates_load and not self.worker.alive():
                 self.worker.start()         # imports meshlab while the first run deploys
             with contextlib.ExitStack() as stack:
                 store = _open_store(self.store_arg, stack)
                 return await self._run_all(specs, runner, env, store)
         finally:
-            self.worker.close()
+            if self.owns_worker:
+                self.worker.close()
             await complete(env.close())
 
     async def _run_all(self, specs: list[RunSpec], runner: Runner, env: Environment,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import pickle
 import signal
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -172,6 +174,33 @@ class LoadWorker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+_SHARED: contextvars.ContextVar[LoadWorker | None] = contextvars.ContextVar(
+    "meshlab_shared_load_worker", default=None)
+
+
+@contextlib.contextmanager
+def shared_load_worker(worker: LoadWorker | None = None) -> Iterator[LoadWorker]:
+    """Experiments started in this block (and in event loops it starts) reuse one worker process
+    instead of starting one each: `meshlab search` runs an experiment per probe, and each
+    worker costs a Python start-up and meshlab's imports (1-3 s on a busy 2-core machine).
+    A new worker is closed at the end of the block; a `worker` passed in is left to its owner."""
+    shared = worker or LoadWorker()
+    token = _SHARED.set(shared)
+    try:
+        yield shared
+    finally:
+        _SHARED.reset(token)
+        if worker is None:
+            shared.close()
+
+
+def experiment_worker() -> tuple[LoadWorker, bool]:
+    """The worker a new experiment uses, and whether the experiment owns it (closes it at its
+    end): the shared one inside `shared_load_worker()`, else a new one of its own."""
+    shared = _SHARED.get()
+    return (shared, False) if shared is not None else (LoadWorker(), True)
 
 
 # --- the child --------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The `meshlab` command line as a real subprocess against the echo server and a DuckDB file."""
+"""The `meshlab` command line against the echo server and a DuckDB file: in this process, and as
+a real subprocess where the process itself is what is tested (exit status, signals, a tty)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,9 +29,30 @@ JSON_KEYS = {"run_id", "status", "requested_rate_rps", "achieved_rate_rps", "req
 
 def meshlab(*args: str, env: dict[str, str] | None = None,
             timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """A real `meshlab` process: for what only a process shows (exit status, no traceback)."""
     argv = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "meshlab"]
     return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout_s,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def meshlab_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same command in this process (no interpreter start and imports to pay for each
+    run): its exit code and what it printed on stdout and stderr. Usable from module-scoped
+    fixtures, where capsys is not."""
+    from meshlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "200"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+    return subprocess.CompletedProcess(["meshlab", *args], code, out.getvalue(), err.getvalue())
 
 
 def write_profile(path: Path, target: str, *, name: str = "cli", rates: str = "[200, 300]",
@@ -67,7 +91,7 @@ def stored(echo_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     # ~10 % of 503s would make each run degraded: the profile's SLO allows up to 20 %
     prof = write_profile(tmp / "p.yaml", echo_url + "?status=503:10",
                          extra="slo: {error_rate: 0.2}\n")
-    proc = meshlab("run", str(prof), "--store", str(db), "--json")
+    proc = meshlab_here("run", str(prof), "--store", str(db), "--json")
     return db, json_lines(proc.stdout), proc
 
 
@@ -136,10 +160,11 @@ def test_runs_show_compare(
     assert code == 0, err
     rows = {r["metric"]: r for r in json_lines(out)}
     assert {"p50_us", "p99_us", "throughput_rps", "error_rate"} <= set(rows)
-    assert {r["difference"] for m, r in rows.items() if m != "throughput_rps"} <= {
+    differences = {metric: r["difference"] for metric, r in rows.items()}
+    # throughput is a mean of per-run values: one run per side gives no interval to judge
+    assert differences.pop("throughput_rps") == "not judged"
+    assert set(differences.values()) <= {
         "faster", "slower", "indistinguishable", "higher", "lower"}
-    # a mean over runs from a single baseline run: no interval, so no verdict either way
-    assert rows["throughput_rps"]["difference"] == "not judged"
     code, out, _ = cli(capsys, "compare", "--baseline", ids[0], "--candidate", ids[1], *store)
     assert code == 0 and "p99_us" in out
 
@@ -152,7 +177,7 @@ def test_bad_profile_lists_every_problem(tmp_path: Path) -> None:
     prof = tmp_path / "bad.yaml"
     prof.write_text("name: bad\ntarget: ftp://nowhere\nrunner: warp\n"
                     "loads: {rate_rps: [-5], connections: 0}\nextra_key: 1\n")
-    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"))
+    proc = meshlab_here("run", str(prof), "--store", str(tmp_path / "m.duckdb"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     for path in ("target", "runner", "loads.rate_rps", "loads.connections", "extra_key"):
@@ -181,7 +206,7 @@ def test_target_down_is_a_failed_run(tmp_path: Path) -> None:
     db = tmp_path / "m.duckdb"
     prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
                          rates="[300]", duration_s=1.0)
-    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--quiet")
+    proc = meshlab_here("run", str(prof), "--store", str(db), "--json", "--quiet")
     assert proc.returncode == 1, proc.stderr
     (line,) = json_lines(proc.stdout)
     assert line["status"] == "failed"
@@ -199,7 +224,8 @@ def test_target_down_stores_the_run_and_stops_the_experiment(tmp_path: Path) -> 
     stops as failed (exit 1) and says why instead of going on to the next rate."""
     prof = write_profile(tmp_path / "down.yaml", f"http://127.0.0.1:{_free_port()}/",
                          rates="[100, 200]", duration_s=0.5)
-    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    proc = meshlab_here("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json",
+                        "--quiet")
     assert proc.returncode == 1, proc.stderr
     assert "experiment failed: stopped: run 1" in proc.stderr
     assert "no successful response" in proc.stderr
@@ -210,7 +236,8 @@ def test_target_down_stores_the_run_and_stops_the_experiment(tmp_path: Path) -> 
 def test_a_breached_slo_exits_1(echo_url: str, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "slo.yaml", echo_url, rates="[100]", duration_s=0.3,
                          extra="slo: {p50_ms: 0.001}\n")
-    proc = meshlab("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json", "--quiet")
+    proc = meshlab_here("run", str(prof), "--store", str(tmp_path / "m.duckdb"), "--json",
+                        "--quiet")
     assert proc.returncode == 1, proc.stderr
     (line,) = json_lines(proc.stdout)
     assert line["status"] == "completed" and line["slo"]["pass"] is False
@@ -226,7 +253,7 @@ def test_saturation_is_degraded_and_counted(echo_url: str, tmp_path: Path,
     db = tmp_path / "m.duckdb"
     prof = write_profile(tmp_path / "sat.yaml", echo_url + "?delay=10ms", rates="[600]",
                          duration_s=2.5)
-    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--quiet")
+    proc = meshlab_here("run", str(prof), "--store", str(db), "--json", "--quiet")
     assert proc.returncode == 1, proc.stderr
     (line,) = json_lines(proc.stdout)
     due = 600 * line["duration_s"]
@@ -247,8 +274,8 @@ def test_search_finds_the_highest_rate_holding_the_slo(echo_url: str, tmp_path: 
     db = tmp_path / "m.duckdb"
     prof = write_profile(tmp_path / "s.yaml", echo_url + "?delay=10ms", rates="[100]",
                          duration_s=0.6, extra="slo: {p99_ms: 500}\n")
-    proc = meshlab("search", str(prof), "--store", str(db), "--json", "--max-rps", "800",
-                   "--max-probes", "5", timeout_s=120)
+    proc = meshlab_here("search", str(prof), "--store", str(db), "--json", "--max-rps", "800",
+                        "--max-probes", "5")
     assert proc.returncode == 0, proc.stderr
     (row,) = json_lines(proc.stdout)
     # 2 connections x 10 ms: ~200 req/s; 100 holds, 800 cannot
@@ -257,11 +284,29 @@ def test_search_finds_the_highest_rate_holding_the_slo(echo_url: str, tmp_path: 
     assert "search mesh=none" in proc.stderr and "probe 1 at 100 req/s: holds" in proc.stderr
     stored = Store(db, read_only=True).runs()
     assert sorted(stored["run_id"]) == sorted(p["run_id"] for p in row["probes"])
+    # one experiment per probe, one load worker process for all of them
+    workers = {json.loads(c)["load_worker_pid"] for c in stored["context"]}
+    assert len(workers) == 1 and os.getpid() not in workers
     # nothing holds against a closed port: exit 1
     down = write_profile(tmp_path / "d.yaml", f"http://127.0.0.1:{_free_port()}/",
                          rates="[100]", duration_s=0.3)
-    proc = meshlab("search", str(down), "--store", str(db), "--max-probes", "2", "--quiet")
+    proc = meshlab_here("search", str(down), "--store", str(db), "--max-probes", "2", "--quiet")
     assert proc.returncode == 1 and "none held" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _connected(pid: int, port: int | None) -> bool:
+    """Whether a process started by `pid` holds a TCP connection to `port`."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if any(c.raddr and c.raddr.port == port for c in child.net_connections("tcp")):
+                return True
+    return False
 
 
 def test_sigint_stores_an_aborted_run(echo_url: str, tmp_path: Path) -> None:
@@ -271,13 +316,13 @@ def test_sigint_stores_an_aborted_run(echo_url: str, tmp_path: Path) -> None:
     proc = subprocess.Popen([*argv, "run", str(prof), "--store", str(db), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Wait until the run measures: the store then holds a running experiment.
+        # Wait until the run measures (no warm-up: its load worker is connected to the echo
+        # server), then let it count some responses.
+        port = urlsplit(echo_url).port
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            if db.exists() and not Store(db, read_only=True).experiments().empty:
-                break
-        time.sleep(1.5)
+        while time.monotonic() < deadline and not _connected(proc.pid, port):
+            time.sleep(0.05)
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -322,7 +367,7 @@ def test_meshery_profile_runs_with_a_runner_override(echo_url: str, tmp_path: Pa
     prof = tmp_path / "meshery.json"
     prof.write_text(json.dumps(doc))
     db = tmp_path / "m.duckdb"
-    proc = meshlab("run", str(prof), "--store", str(db), "--json", "--runner", "native")
+    proc = meshlab_here("run", str(prof), "--store", str(db), "--json", "--runner", "native")
     assert proc.returncode == 0, proc.stderr
     (line,) = json_lines(proc.stdout)
     assert line["status"] == "completed" and line["runner"] == "native"
@@ -358,8 +403,8 @@ def test_export_then_import(
 
 def test_crosscheck_reports_missing_tools_as_skipped(echo_url: str, tmp_path: Path) -> None:
     prof = write_profile(tmp_path / "cc.yaml", echo_url, rates="[0]", duration_s=0.5)
-    proc = meshlab("crosscheck", str(prof), "--runners", "native,fortio", "--json", "--quiet",
-                   "--store", str(tmp_path / "cc.duckdb"))
+    proc = meshlab_here("crosscheck", str(prof), "--runners", "native,fortio", "--json",
+                        "--quiet", "--store", str(tmp_path / "cc.duckdb"))
     assert proc.returncode == 0, proc.stderr
     rows = {r["runner"]: r for r in json_lines(proc.stdout)}
     assert rows["native"]["status"] == "completed" and rows["native"]["requests"] > 0
@@ -408,7 +453,7 @@ def test_compare_by_mesh_puts_every_mesh_against_the_baseline(
     for mesh, query in (("none", ""), ("slow", "?delay=3ms")):
         profile = write_profile(tmp_path / f"{mesh}.yaml", echo_url + query, name="by",
                                 rates="[100]", extra=f"meshes: [{mesh}]\nrepeats: 2\n")
-        assert meshlab("run", str(profile), "--store", str(store), "--quiet").returncode == 0
+        assert meshlab_here("run", str(profile), "--store", str(store), "--quiet").returncode == 0
     code, out, err = cli(capsys, "compare", "--store", str(store), "--by", "mesh",
                          "--baseline", "mesh=none", "--json")
     assert code == 0, err
