@@ -90,6 +90,9 @@ class K6Runner(ToolRunner):
         if spec.max_requests is not None and spec.rate_rps > 0:
             out.append("loads.max_requests: k6's open-loop executor stops on time only; "
                        f"remove max_requests or use {NATIVE_ALTERNATIVE}")
+        if spec.duration_s < 1.0 and not spec.max_requests:
+            out.append(f"loads.duration_s: k6 runs for at least 1 s (got {spec.duration_s:g}); "
+                       f"use duration_s >= 1 or {NATIVE_ALTERNATIVE}")
         if spec.streams_per_connection > 1:
             out.append("request.streams_per_connection: each k6 VU sends one request at a "
                        f"time; use 1 (connections = VUs) or {NATIVE_ALTERNATIVE}")

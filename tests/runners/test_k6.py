@@ -44,6 +44,7 @@ def test_script_per_executor() -> None:
     ({"target": "https://127.0.0.1:8443/"}, "request.protocol"),
     ({"rate_rps": 10.0, "max_requests": 5}, "loads.max_requests"),
     ({"protocol": "h2c"}, "request.protocol"),
+    ({"duration_s": 0.5}, "loads.duration_s"),        # k6 itself refuses a scenario < 1 s
     ({"protocol": "h2", "target": "https://127.0.0.1:8443/", "streams_per_connection": 4},
      "request.streams_per_connection"),
 ])
