@@ -15,12 +15,14 @@ from pathlib import Path
 
 KERNEL_NAME = "meshlab-dashboard"
 SOCKET_NAME = "meshlab-kernel.sock"
-# AF_UNIX paths are limited to 108 bytes (Linux); a longer directory goes without a warm kernel
+# AF_UNIX paths are limited to 108 bytes (Linux), 104 (macOS): beyond, the socket is named
+# relative to the dashboard's directory, where both the warm kernel and Voila's kernels start
 MAX_SOCKET_PATH = 100
 HANDOVER_TIMEOUT_S = 60.0
 # What the first page's cell imports (meshlab/widgets/workbench.ipynb): done before it is asked
 WARM_IMPORTS = ("ipykernel.kernelapp", "ipywidgets", "meshlab.widgets.run_view",
-                "meshlab.widgets.workbench")
+                "meshlab.widgets.workbench", "meshlab.runners.base",
+                "meshlab.environments.base", "meshlab.meshes")      # the form's dropdowns
 # A dashboard kernel is never debugged: ipykernel otherwise imports debugpy (pydevd) at start,
 # and the history database is never read back
 KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
@@ -34,12 +36,12 @@ def kernel_spec(socket_path: Path) -> dict[str, object]:
             "metadata": {"debugger": False}}
 
 
-def write_kernel_spec(directory: Path) -> Path | None:
+def write_kernel_spec(directory: Path) -> Path:
     """`directory/kernels/meshlab-dashboard/kernel.json` (Voila finds it with `directory` on
-    JUPYTER_PATH); the warm kernel's socket path, or None when that path would be too long."""
+    JUPYTER_PATH); the warm kernel's socket path (relative to `directory` if it is deep)."""
     sock = directory / SOCKET_NAME
     if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
-        return None
+        sock = Path(SOCKET_NAME)
     spec_dir = directory / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     (spec_dir / "kernel.json").write_text(json.dumps(kernel_spec(sock)), encoding="utf-8")

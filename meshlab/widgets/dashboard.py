@@ -1,7 +1,7 @@
 """`meshlab dashboard`: the workbench served by Voila, on 127.0.0.1 unless told otherwise;
 any other address requires a token (Voila itself would serve anyone without one). The token
-travels in a 0600 config file, never on a command line; Voila's process group is stopped and
-its directory removed on every exit (Ctrl-C, SIGTERM, SIGHUP)."""
+travels in a 0600 config file, never on a command line; Voila's process group and the page's
+warm kernel are stopped and its directory removed on every exit (Ctrl-C, SIGTERM, SIGHUP)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     # the page's kernel starts now, beside Voila: see meshlab/widgets/_kernel.py
     sock = _kernel.write_kernel_spec(directory)
     notebook = write_notebook(directory, store=store, defaults=defaults,
-                              kernel=_kernel.KERNEL_NAME if sock is not None else None)
+                              kernel=_kernel.KERNEL_NAME)
     if token:
         write_token_config(directory, token)
     argv = dashboard_argv(notebook, port=port, ip=ip, token=token)
@@ -124,12 +124,11 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     try:
         proc = subprocess.Popen(argv, cwd=directory, start_new_session=True, env=env,
                                 preexec_fn=kill_with_parent if linux else None)
-        if sock is not None:
-            # a session of its own, like every kernel: an interrupt signals its whole group
-            _WARM[proc.pid] = subprocess.Popen(
-                [sys.executable, "-m", _kernel.__name__, "warm", str(sock)], cwd=directory,
-                env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=kill_with_parent if linux else None)
+        # a session of its own, like every kernel: an interrupt signals its whole group
+        _WARM[proc.pid] = subprocess.Popen(
+            [sys.executable, "-m", _kernel.__name__, "warm", str(sock)], cwd=directory,
+            env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=kill_with_parent if linux else None)
     except BaseException:
         if workdir is None:
             shutil.rmtree(directory, ignore_errors=True)

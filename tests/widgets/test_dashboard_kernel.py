@@ -52,9 +52,7 @@ def _wait_gone(pid: int, timeout_s: float = 20.0) -> None:
 @pytest.fixture
 def spec_dir(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A dashboard directory with the kernelspec; yields (directory, warm kernel socket)."""
-    sock = _kernel.write_kernel_spec(tmp_path)
-    assert sock is not None
-    yield tmp_path, sock
+    yield tmp_path, _kernel.write_kernel_spec(tmp_path)
 
 
 @pytest.fixture
@@ -103,11 +101,29 @@ def test_the_kernelspec_runs_this_module_with_this_python(tmp_path: Path) -> Non
     spec = json.loads((tmp_path / "kernels" / _kernel.KERNEL_NAME / "kernel.json").read_text())
     assert spec["argv"][:5] == [sys.executable, "-m", _kernel.__name__, "launch", str(sock)]
     assert "{connection_file}" in spec["argv"] and spec["language"] == "python"
-    # a socket path beyond AF_UNIX's limit: no warm kernel, Voila's default kernel instead
-    deep = tmp_path / ("d" * 120)
+
+
+def test_a_deep_directory_names_the_socket_relative_to_it(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)            # beyond AF_UNIX's 108 bytes
     deep.mkdir()
-    assert _kernel.write_kernel_spec(deep) is None
-    assert not (deep / "kernels").exists()
+    sock = _kernel.write_kernel_spec(deep)
+    assert sock == Path(_kernel.SOCKET_NAME)
+    warm = subprocess.Popen([sys.executable, "-m", _kernel.__name__, "warm", str(sock)],
+                            cwd=deep, start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        while not (deep / sock).exists():
+            assert warm.poll() is None
+            time.sleep(0.01)
+        km = _start(deep)                     # Voila starts kernels in the notebook's directory
+        try:
+            assert _probe(km)["pid"] == warm.pid
+        finally:
+            km.shutdown_kernel(now=False)
+        assert warm.wait(20) == 0
+    finally:
+        if warm.poll() is None:
+            os.killpg(warm.pid, signal.SIGKILL)
+            warm.wait(10)
 
 
 def test_first_kernel_is_the_warm_process_and_the_second_starts_in_its_launcher(
