@@ -1,7 +1,7 @@
 """`meshlab dashboard`: the workbench served by Voila, on 127.0.0.1 unless told otherwise;
 any other address requires a token (Voila itself would serve anyone without one). The token
-travels in a 0600 config file, never on a command line; Voila's process group is stopped and
-its directory removed on every exit (Ctrl-C, SIGTERM, SIGHUP)."""
+travels in a 0600 config file, never on a command line; Voila's process group and the page's
+warm kernel are stopped and its directory removed on every exit (Ctrl-C, SIGTERM, SIGHUP)."""
 
 from __future__ import annotations
 
@@ -48,12 +48,15 @@ def _is_loopback(ip: str) -> bool:
 
 
 def write_notebook(directory: Path, *, store: str | Path,
-                   defaults: dict[str, Any] | None = None) -> Path:
-    """A copy of the workbench notebook whose parameters cell names `store`."""
+                   defaults: dict[str, Any] | None = None, kernel: str | None = None) -> Path:
+    """A copy of the workbench notebook whose parameters cell names `store` (and whose
+    kernelspec is `kernel`, if given)."""
     nb = json.loads(WORKBENCH_NOTEBOOK.read_text(encoding="utf-8"))
     params = {"name": "workbench", "target": "http://127.0.0.1:8080/", **(defaults or {})}
     nb["cells"][0]["source"] = (f"store_path = {str(Path(store).resolve())!r}\n"
                                 f"defaults = {params!r}")
+    if kernel is not None:
+        nb["metadata"]["kernelspec"]["name"] = kernel
     out = directory / "meshlab-workbench.ipynb"
     out.write_text(json.dumps(nb), encoding="utf-8")
     return out
@@ -101,17 +104,31 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
     if shutil.which("voila") is None and not _has_voila():
         raise MissingDependency("voila", install="pip install 'meshlab[workbench]'")
     directory = workdir or Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))     # 0700
-    notebook = write_notebook(directory, store=store, defaults=defaults)
+    from meshlab.widgets import _kernel
+
+    # the page's kernel starts now, beside Voila: see meshlab/widgets/_kernel.py
+    sock = _kernel.write_kernel_spec(directory)
+    notebook = write_notebook(directory, store=store, defaults=defaults,
+                              kernel=_kernel.KERNEL_NAME)
     if token:
         write_token_config(directory, token)
     argv = dashboard_argv(notebook, port=port, ip=ip, token=token)
     from meshlab.playground.process import kill_with_parent
 
+    # Voila's own temporary files go into the directory removed at the end, too; Voila finds
+    # the dashboard's kernelspec there
+    env = voila_env()
+    env["JUPYTER_PATH"] = os.pathsep.join([env["JUPYTER_PATH"], str(directory)])
+    env["TMPDIR"] = str(directory)
+    linux = sys.platform == "linux"
     try:
-        # Voila's own temporary files go into the directory removed at the end, too
-        proc = subprocess.Popen(argv, cwd=directory, start_new_session=True,
-                                env={**voila_env(), "TMPDIR": str(directory)},
-                                preexec_fn=kill_with_parent if sys.platform == "linux" else None)
+        proc = subprocess.Popen(argv, cwd=directory, start_new_session=True, env=env,
+                                preexec_fn=kill_with_parent if linux else None)
+        # a session of its own, like every kernel: an interrupt signals its whole group
+        _WARM[proc.pid] = subprocess.Popen(
+            [sys.executable, "-m", _kernel.__name__, "warm", str(sock)], cwd=directory,
+            env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=kill_with_parent if linux else None)
     except BaseException:
         if workdir is None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -123,6 +140,7 @@ def start_dashboard(*, store: str | Path = "data/meshlab.duckdb", port: int = 88
 
 _TEMP_PREFIX = "meshlab-dashboard-"
 _TEMP_DIRS: dict[int, Path] = {}        # Voila pid -> the directory start_dashboard made
+_WARM: dict[int, subprocess.Popen[bytes]] = {}     # Voila pid -> its warm kernel
 
 
 def stop_dashboard(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> int:
@@ -139,6 +157,10 @@ def stop_dashboard(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> in
     kill_groups([(proc.pid, 0.0)], grace_s=0.0)     # kernels Voila left behind, or Voila
     if code is None:
         code = proc.wait(5)
+    warm = _WARM.pop(proc.pid, None)      # unused, or the kernel Voila has just shut down
+    if warm is not None:
+        kill_groups([(warm.pid, 0.0)], grace_s=0.0)
+        warm.wait(5)
     made = _TEMP_DIRS.pop(proc.pid, None)
     if made is not None:
         shutil.rmtree(made, ignore_errors=True)

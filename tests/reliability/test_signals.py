@@ -118,13 +118,14 @@ def test_dashboard_leaves_no_voila_and_no_directory(spawner: Spawner, tmp_path: 
     p = spawner.start("dashboard", "--port", str(port), "--store", str(tmp_path / "s.duckdb"),
                       TMPDIR=str(tmp))
     (voila,) = _children(p.pid, "voila")
-    spawner.groups.append(voila.pid)
+    (warm,) = _children(p.pid, "meshlab.widgets._kernel")     # the page's kernel, started early
+    spawner.groups.extend([voila.pid, warm.pid])
     _wait_listening(port, p)
     (made,) = [d for d in tmp.iterdir() if d.name.startswith("meshlab-dashboard-")]
     assert made.stat().st_mode & 0o077 == 0
     p.send_signal(sig)
     _, err = spawner.finish(p, 60)
-    assert wait_empty([(voila.pid, voila.create_time())]) == []
+    assert wait_empty([(voila.pid, voila.create_time()), (warm.pid, warm.create_time())]) == []
     assert not _listening(port)
     assert p.returncode == (-sig if sig == signal.SIGKILL else 128 + sig), err
     if sig != signal.SIGKILL:                  # nothing runs after SIGKILL to remove it
