@@ -283,6 +283,7 @@ class ToolRunner(Runner):
     output_files: ClassVar[tuple[str, ...]] = ()
     output_tail_lines: ClassVar[dict[str, int]] = {}
     warmup_whole_seconds: ClassVar[bool] = False
+    warmup_min_s: ClassVar[float] = 0.0     # the tool's shortest run (k6 refuses < 1 s)
     interrupt_grace_s: float = 3.0     # after SIGINT, time to print the report before SIGTERM
 
     def is_available(self) -> bool:
@@ -328,7 +329,7 @@ class ToolRunner(Runner):
     def warmup_spec(self, spec: RunSpec) -> RunSpec | None:
         """The separate warm-up invocation: a shaped load warms up at the shape's starting
         rate, as the native runner does (None: a ramp from 0 sends nothing to warm up with)."""
-        seconds = spec.warmup_s
+        seconds = max(spec.warmup_s, self.warmup_min_s)
         if self.warmup_whole_seconds:
             seconds = float(max(1, math.ceil(seconds)))
         rate = spec.rate_rps

@@ -73,6 +73,8 @@ class K6Runner(ToolRunner):
     shapes: ClassVar[tuple[str, ...]] = ("constant", "ramp", "steps")  # no Poisson executor
     output_files: ClassVar[tuple[str, ...]] = (SUMMARY_FILE,)
 
+    warmup_min_s: ClassVar[float] = 1.0     # k6 refuses a scenario shorter than 1 s
+
     def is_available(self) -> bool:
         return shutil.which(k6_binary()) is not None
 

@@ -54,6 +54,15 @@ def test_check_rejects(kw: dict[str, object], path: str) -> None:
     assert info.value.problems[0].startswith(path + ":")
 
 
+def test_a_warmup_under_one_second_runs_for_one() -> None:
+    """k6 refuses scenarios under 1 s, so a 0.2 s warm-up (the cross-check notebook's) made
+    every k6 run fail; the separate warm-up invocation now lasts k6's minimum."""
+    warm = K6Runner().warmup_spec(spec(warmup_s=0.2, duration_s=2.0))
+    assert warm is not None and warm.duration_s == 1.0 and warm.warmup_s == 0.0
+    warm = K6Runner().warmup_spec(spec(warmup_s=1.5, duration_s=2.0))
+    assert warm is not None and warm.duration_s == 1.5
+
+
 def test_golden_http_mix() -> None:
     r = K6Runner().parse_output(golden("k6_mix.txt"), spec=spec(max_requests=400))
     assert r.requests == 400 and set(r.status_codes) == {200, 503}
