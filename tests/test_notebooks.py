@@ -8,12 +8,13 @@ coordinated-omission need only the echo server; regression-check only a store.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from _kernels import KernelsAhead
 
 from meshlab.analysis import Frames, counters_by, load_frames, status_shares
 from meshlab.analysis.comparison import NO_INTERVAL
@@ -142,20 +143,31 @@ def test_every_notebook_is_listed_and_has_a_parameters_cell() -> None:
                 "figures." in c.source for c in nb.cells[-3:-1]), path.name
 
 
+@pytest.fixture(scope="module")
+def kernels(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelsAhead]:
+    """Each notebook's own fresh kernel, launched while the notebook before it runs."""
+    left = sum(getattr(item, "originalname", "") == "test_notebook_executes"
+               and item.path == request.path for item in request.session.items)
+    pool = KernelsAhead(lambda: tmp_path_factory.mktemp("notebook"), left)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_notebook_executes(name: str, tmp_path: Path) -> None:
+def test_notebook_executes(name: str, tmp_path: Path, kernels: KernelsAhead) -> None:
     import papermill as pm
 
-    from meshlab.report.build import ipc_kernel_manager
-
-    workdir = tmp_path
+    workdir = kernels.workdir(tmp_path)
     store_path = workdir / "meshlab.duckdb"
     params = {"store_path": str(store_path), "renderer": "plotly_mimetype", **FAST[name]}
     pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(workdir / f"{name}.ipynb"),
                         parameters=params, kernel_name="python3", progress_bar=False,
                         cwd=str(workdir), execution_timeout=200,
-                        kernel_manager_class=ipc_kernel_manager())
+                        kernel_manager_class=kernels.manager_class)
     if name in ANSWERED:
         lines = _answers(workdir / f"{name}.ipynb")
         assert lines and all(ANSWER.match(line) for line in lines), lines
