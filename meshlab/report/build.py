@@ -156,10 +156,13 @@ def build_report(
         }
         failure: Exception | None = None
         try:
+            # written once at the end (also when a cell fails): saving after every cell
+            # re-validated and rewrote a growing notebook of charts, ~20% of a report's time
             pm.execute_notebook(str(tpl), str(executed), parameters=params,
                                 kernel_name=kernel_name, progress_bar=False, log_output=False,
                                 execution_timeout=int(timeout_s), cwd=tmp,
-                                kernel_manager_class=ipc_kernel_manager())
+                                kernel_manager_class=ipc_kernel_manager(),
+                                request_save_on_cell_execute=False)
         except pm.PapermillExecutionError as exc:
             failure = exc
         if executed.exists():
