@@ -11,16 +11,19 @@ import pytest
 from _browser import ARGS, CHROMIUM
 
 
-@pytest.fixture
-def jupyter_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """JUPYTER_CONFIG_DIR, _DATA_DIR and _RUNTIME_DIR under tmp_path (tests stay out of ~)."""
+@pytest.fixture(scope="module")
+def jupyter_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """JUPYTER_CONFIG_DIR, _DATA_DIR and _RUNTIME_DIR in a temporary directory for the module's
+    servers (tests stay out of ~)."""
+    base = tmp_path_factory.mktemp("jupyter")
     dirs = {}
-    for name in ("CONFIG", "DATA", "RUNTIME"):
-        d = tmp_path / f"jupyter-{name.lower()}"
-        d.mkdir()
-        monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
-        dirs[name.lower()] = d
-    return dirs
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in ("CONFIG", "DATA", "RUNTIME"):
+            d = base / f"jupyter-{name.lower()}"
+            d.mkdir()
+            monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
+            dirs[name.lower()] = d
+        yield dirs
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
