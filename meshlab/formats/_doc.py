@@ -16,6 +16,7 @@ import yaml
 
 from meshlab._limits import MAX_NODES, MAX_YAML_BYTES, document_problems, mib
 from meshlab.errors import OutputParseError
+from meshlab.profile import load_yaml
 
 MAX_COUNT = 1 << 53          # counts beyond this are not exact in float64, and never real
 
@@ -75,7 +76,7 @@ def _parse(data: bytes, source: str) -> object:
                                f"({MAX_YAML_BYTES:,} characters; reading YAML is slow); convert "
                                "it to JSON, which may be up to 64 MiB", excerpt=stripped[:120])
     try:
-        return yaml.safe_load(stripped)
+        return load_yaml(stripped)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -33,7 +33,7 @@ def wait_listening(port: int, timeout_s: float, proc: subprocess.Popen[Any] | No
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"nothing listened on 127.0.0.1:{port} within {timeout_s} s")
 
 

@@ -5,6 +5,7 @@ and log latency axes, a failed run shown as failed; screenshots under tests/brow
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,50 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"report": report, "run": write_run_page(d / "s.duckdb", "broken", d / "run.html")}
 
 
-def _open(page: Any, path: Path) -> list[str]:
-    remote: list[str] = []
-    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(
-        ("file:", "data:", "blob:")) else None)
-    page.goto(path.as_uri(), timeout=60_000)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-    return remote
+@pytest.fixture(scope="module")
+def opened(pages: dict[str, Path], browser: Any) -> Iterator[dict[str, tuple[Any, list[str]]]]:
+    """The report and the run page, each opened once (loading ~5 MB of inlined plotly.js is the
+    slow part) in a context of its own, with the non-local requests each page made; the tests
+    only read them and download their charts."""
+    opened: dict[str, tuple[Any, list[str]]] = {}
+    contexts = []
+    try:
+        for name, path in pages.items():
+            context = browser.new_context(viewport={"width": 1300, "height": 1100})
+            contexts.append(context)
+            page = context.new_page()
+            remote: list[str] = []
+            page.on("request", lambda r, remote=remote: remote.append(r.url)
+                    if not r.url.startswith(("file:", "data:", "blob:")) else None)
+            page.goto(path.as_uri(), timeout=60_000, wait_until="commit")   # both load at once
+            opened[name] = page, remote
+        for page, _ in opened.values():
+            page.wait_for_load_state("load", timeout=60_000)
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+        yield opened
+    finally:
+        for context in contexts:
+            context.close()
 
 
-def test_the_report_reads_well_offline(pages: dict[str, Path], page: Any) -> None:
-    remote = _open(page, pages["report"])
+def _open(opened: dict[str, tuple[Any, list[str]]], name: str, tmp_path: Path,
+          request: pytest.FixtureRequest) -> tuple[Any, list[str]]:
+    """The opened page `name` and its non-local requests; a failing test leaves a screenshot of
+    it in its tmp_path."""
+    page, remote = opened[name]
+    request.addfinalizer(lambda: _shot_on_failure(page, tmp_path, request))
+    return page, remote
+
+
+def _shot_on_failure(page: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+
+
+def test_the_report_reads_well_offline(opened: dict[str, tuple[Any, list[str]]],
+                                       tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    page, remote = _open(opened, "report", tmp_path, request)
     tables = visible_tables(page)
     assert len(tables) >= 3
     check_tables(tables)
@@ -64,8 +98,9 @@ def test_the_report_reads_well_offline(pages: dict[str, Path], page: Any) -> Non
     assert not remote, remote
 
 
-def test_a_failed_run_page_says_failed(pages: dict[str, Path], page: Any) -> None:
-    remote = _open(page, pages["run"])
+def test_a_failed_run_page_says_failed(opened: dict[str, tuple[Any, list[str]]],
+                                       tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    page, remote = _open(opened, "run", tmp_path, request)
     assert page.inner_text(".meshlab-run-status") == "failed"
     assert "envoy exited" in page.inner_text("body")
     check_tables(visible_tables(page))
@@ -75,9 +110,10 @@ def test_a_failed_run_page_says_failed(pages: dict[str, Path], page: Any) -> Non
 
 
 @pytest.mark.parametrize("name", ["report", "run"])
-def test_every_chart_saves_as_png_and_svg_offline(pages: dict[str, Path], page: Any,
-                                                  tmp_path: Path, name: str) -> None:
-    remote = _open(page, pages[name])
+def test_every_chart_saves_as_png_and_svg_offline(opened: dict[str, tuple[Any, list[str]]],
+                                                  tmp_path: Path, request: pytest.FixtureRequest,
+                                                  name: str) -> None:
+    page, remote = _open(opened, name, tmp_path, request)
     charts = page.locator(".js-plotly-plot").count()
     assert charts >= 2
     assert page.locator("a.meshlab-export-png").count() == charts

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from _hostile import cli, meshlab, recording_server, stored_run
+from _hostile import cli, recording_server, stored_run
 
 from meshlab.formats import export_run, import_results
 from meshlab.profile import REDACTED, Profile
@@ -45,7 +45,7 @@ def _no_secret(text: str, where: str) -> None:
         assert secret not in text, f"{secret} in {where}: {text[:2000]}"
 
 
-def test_run_sends_the_real_url_and_keeps_no_credential(capsys: pytest.CaptureFixture[str],
+def test_run_sends_the_real_url_and_keeps_no_credential(capfd: pytest.CaptureFixture[str],
                                                         tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     with recording_server() as (base, heads):
@@ -53,11 +53,12 @@ def test_run_sends_the_real_url_and_keeps_no_credential(capsys: pytest.CaptureFi
         profile = tmp_path / "p.yaml"
         profile.write_text(f"name: secrets\ntarget: {json.dumps(target)}\n"
                            "loads: {rate_rps: 50, connections: 1, duration_s: 0.4, warmup_s: 0}\n")
-        proc = meshlab("run", str(profile), "--store", str(db), "--json")
-    assert proc.returncode == 0, proc.stderr
+        # in-process; capfd also captures what the load worker process writes
+        code, out, err = cli(capfd, "run", str(profile), "--store", str(db), "--json")
+    assert code == 0, err
     # the load carried the credentials: redaction is for what is kept, not what is sent
     assert heads and heads[0].startswith(f"GET /echo?{QUERY} HTTP/1.1".encode())
-    _no_secret(proc.stdout + proc.stderr, "meshlab run output")
+    _no_secret(out + err, "meshlab run output")
     con = duckdb.connect(str(db), read_only=True)
     try:
         tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables")
@@ -74,7 +75,7 @@ def test_run_sends_the_real_url_and_keeps_no_credential(capsys: pytest.CaptureFi
     (run_id,) = Store(db, read_only=True).runs()["run_id"]
     for args in (("show", run_id), ("show", run_id, "--json"), ("runs", "--json"),
                  *(("export", run_id, "--format", f) for f in ("fortio", "smp", "csv"))):
-        code, out, err = cli(capsys, *args, "--store", str(db))
+        code, out, err = cli(capfd, *args, "--store", str(db))
         assert code == 0, err
         _no_secret(out + err, " ".join(args))
         assert REDACTED in out or "%3Credacted%3E" in out, args
