@@ -1,5 +1,5 @@
-"""Paced runs of one test module started together: an open-loop run spends its wall time waiting
-for its schedule, so a dozen of them overlapped take about as long as the longest one. Each test
+"""Runs of one test module started together: an open-loop run spends its wall time waiting for
+its schedule (or a timeout), so overlapped runs take about as long as the longest one. Each test
 still checks its own run; a run that raised re-raises in the test that takes it."""
 
 from __future__ import annotations

@@ -84,8 +84,8 @@ PROTOCOLS = ["h2c", "grpc", "tcp"]
 
 @pytest.fixture(scope="module")
 def paced(echo_url: str, proto_echo: EchoProcess, arrival_urls: list[str]) -> Together:
-    """The paced runs of this module's tests, started together (each mostly waits on its
-    schedule): they take about as long as the longest one, not the sum. Keys:
+    """The paced runs of this module's tests, three at a time (each mostly waits on its
+    schedule; more at once starve each other on a busy 2-core machine). Keys:
     `shape-<shape>-<spread>`, `warmup`, `saturated-ramp`, `<protocol>`, `poisson-first`."""
     jobs = {f"shape-{s}-{w}": job(NativeRunner().run, _shape_spec(echo_url, shape, spread))
             for s, shape in SHAPES.items() for w, spread in SPREAD.items()}
