@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from _together import Together, job, run_together
 
 from meshlab.errors import ProfileError
 from meshlab.playground.echo import EchoProcess, start_echo_process
@@ -48,35 +49,80 @@ def due_in_window(spec: RunSpec, res: RunResult) -> int:
     return sched.due(start_s + res.duration_s) - sched.due(start_s)
 
 
-@pytest.mark.parametrize("spread", [True, False], ids=["spread", "any-idle"])
-@pytest.mark.parametrize("shape", [RAMP, STEPS, POISSON], ids=["ramp", "steps", "poisson"])
-def test_every_request_due_is_sent_or_unsent_and_seconds_follow_the_shape(
-        echo_url: str, shape: TrafficShape, spread: bool) -> None:
-    spec = RunSpec(target=echo_url, rate_rps=800, connections=4, duration_s=3.0, warmup_s=0.3,
+def _shape_spec(echo_url: str, shape: TrafficShape, spread: bool) -> RunSpec:
+    return RunSpec(target=echo_url, rate_rps=800, connections=4, duration_s=3.0, warmup_s=0.3,
                    shape=shape, spread_connections=spread)
-    res = run(spec)
+
+
+def _warmup_spec(echo_url: str) -> RunSpec:
+    return RunSpec(target=echo_url, rate_rps=800, connections=4, duration_s=2.0, warmup_s=1.0,
+                   shape=StepsShape(kind="steps", levels=[0.25, 1]))
+
+
+def _saturated_ramp_spec(echo_url: str) -> RunSpec:
+    return RunSpec(target=echo_url + "?delay=10ms", rate_rps=1200, connections=2,
+                   duration_s=2.5, shape=RampShape(kind="ramp", start_rps=100))
+
+
+def _protocol_spec(proto_echo: EchoProcess, protocol: str) -> RunSpec:
+    target = (f"tcp://127.0.0.1:{proto_echo.tcp_port}" if protocol == "tcp"
+              else proto_echo.url)
+    return RunSpec(target=target, protocol=protocol, rate_rps=600, connections=2,
+                   streams_per_connection=1 if protocol == "tcp" else 4, duration_s=2.0,
+                   shape=StepsShape(kind="steps", levels=[0.5, 1]))
+
+
+def _poisson_spec(url: str, seed: int | None = None) -> RunSpec:
+    return RunSpec(target=url, rate_rps=250, connections=4, duration_s=2.5,
+                   shape=PoissonShape(kind="poisson", seed=seed))
+
+
+SHAPES = {"ramp": RAMP, "steps": STEPS, "poisson": POISSON}
+SPREAD = {"spread": True, "any-idle": False}
+PROTOCOLS = ["h2c", "grpc", "tcp"]
+
+
+@pytest.fixture(scope="module")
+def paced(echo_url: str, proto_echo: EchoProcess, arrival_urls: list[str]) -> Together:
+    """The paced runs of this module's tests, three at a time (each mostly waits on its
+    schedule; more at once starve each other on a busy 2-core machine). Keys:
+    `shape-<shape>-<spread>`, `warmup`, `saturated-ramp`, `<protocol>`, `poisson-first`."""
+    jobs = {f"shape-{s}-{w}": job(NativeRunner().run, _shape_spec(echo_url, shape, spread))
+            for s, shape in SHAPES.items() for w, spread in SPREAD.items()}
+    jobs["warmup"] = job(NativeRunner().run, _warmup_spec(echo_url))
+    jobs["saturated-ramp"] = job(NativeRunner().run, _saturated_ramp_spec(echo_url))
+    jobs.update({p: job(NativeRunner().run, _protocol_spec(proto_echo, p)) for p in PROTOCOLS})
+    jobs["poisson-first"] = lambda: arrivals_s(arrival_urls[0], _poisson_spec(arrival_urls[0]))
+    return run_together(jobs, limit=3)
+
+
+@pytest.mark.parametrize("spread", list(SPREAD))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_request_due_is_sent_or_unsent_and_seconds_follow_the_shape(
+        echo_url: str, paced: Together, shape: str, spread: str) -> None:
+    spec = _shape_spec(echo_url, SHAPES[shape], SPREAD[spread])
+    res = paced.take(f"shape-{shape}-{spread}")
     due = due_in_window(spec, res)
     assert res.errors == 0 and res.status.value == "completed"
     assert res.requests + res.unsent_requests == pytest.approx(due, rel=0.01)
     assert res.latency.total == res.requests + res.unsent_requests
-    assert res.spec["shape"]["kind"] == shape.kind
+    assert res.spec["shape"]["kind"] == spec.shape.kind
     per_s = [p.requests for p in res.timeseries][:3]
-    if isinstance(shape, RampShape):                     # 0 -> 800 req/s: 133, 400, 667
+    if isinstance(spec.shape, RampShape):                # 0 -> 800 req/s: 133, 400, 667
         assert per_s[0] < per_s[1] < per_s[2]
         assert per_s == pytest.approx([133, 400, 667], rel=0.2)
         assert res.requested_rate_rps == 400             # the shape's mean over the window
-    elif isinstance(shape, StepsShape):                  # 200, 800, 400 req/s
+    elif isinstance(spec.shape, StepsShape):             # 200, 800, 400 req/s
         assert per_s == pytest.approx([200, 800, 400], rel=0.15)
     else:
         assert per_s == pytest.approx([800] * 3, rel=0.15)
 
 
-def test_warmup_runs_at_the_shapes_starting_rate(echo_url: str) -> None:
+def test_warmup_runs_at_the_shapes_starting_rate(echo_url: str, paced: Together) -> None:
     """Steps at 25 % first: the warm-up sends at that level and is not measured; the window's
     first second is still the first step."""
-    spec = RunSpec(target=echo_url, rate_rps=800, connections=4, duration_s=2.0, warmup_s=1.0,
-                   shape=StepsShape(kind="steps", levels=[0.25, 1]))
-    res = run(spec)
+    spec = _warmup_spec(echo_url)
+    res = paced.take("warmup")
     # requests are counted when they finish: a warm-up request a busy machine sends late ends
     # in the window, so the window's books balance to a few percent here, not 1 %
     assert res.requests + res.unsent_requests == pytest.approx(due_in_window(spec, res),
@@ -115,34 +161,47 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="module")
-def arrival_url() -> Iterator[str]:
-    with subprocess.Popen([sys.executable, "-c", _ARRIVAL_SERVER], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as proc:
-        try:
+def arrival_urls() -> Iterator[list[str]]:
+    """Three arrival servers: one per Poisson run, so that runs can overlap."""
+    procs = [subprocess.Popen([sys.executable, "-c", _ARRIVAL_SERVER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        urls = []
+        for proc in procs:
             assert proc.stdout is not None
-            yield f"http://127.0.0.1:{int(proc.stdout.readline())}/"
-        finally:
+            urls.append(f"http://127.0.0.1:{int(proc.stdout.readline())}/")
+        yield urls
+    finally:
+        for proc in procs:
             proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
 
 
-def arrivals_s(url: str, spec: RunSpec) -> tuple[np.ndarray, RunResult]:
+async def arrivals_s(url: str, spec: RunSpec) -> tuple[np.ndarray, RunResult]:
     """When the server saw each request of a run of `spec`, in seconds from the first."""
-    res = run(spec)
-    with urllib.request.urlopen(url + "arrivals", timeout=10) as resp:
-        t = np.sort(np.array(json.load(resp), dtype=np.int64))
+    res = await NativeRunner().run(spec)
+
+    def fetch() -> np.ndarray:
+        with urllib.request.urlopen(url + "arrivals", timeout=10) as resp:
+            return np.sort(np.array(json.load(resp), dtype=np.int64))
+    t = await asyncio.to_thread(fetch)
     return (t - t[0]) / 1e9, res
 
 
-def test_poisson_is_reproducible_from_the_recorded_seed(arrival_url: str) -> None:
-    spec = RunSpec(target=arrival_url, rate_rps=250, connections=4, duration_s=2.5,
-                   shape=PoissonShape(kind="poisson"))
-    first, res = arrivals_s(arrival_url, spec)
+def test_poisson_is_reproducible_from_the_recorded_seed(arrival_urls: list[str],
+                                                         paced: Together) -> None:
+    first, res = paced.take("poisson-first")
     seed = res.spec["shape"]["seed"]
     assert isinstance(seed, int)                         # drawn by the runner, recorded
-    again, _ = arrivals_s(arrival_url, dataclasses.replace(
-        spec, shape=PoissonShape(kind="poisson", seed=seed)))
-    other, _ = arrivals_s(arrival_url, dataclasses.replace(
-        spec, shape=PoissonShape(kind="poisson", seed=seed + 1)))
+    # the same seed and the next one, each against a server of its own, at the same time
+    both = run_together({
+        "again": lambda: arrivals_s(arrival_urls[1], _poisson_spec(arrival_urls[1], seed)),
+        "other": lambda: arrivals_s(arrival_urls[2], _poisson_spec(arrival_urls[2], seed + 1)),
+    })
+    again, other = both.take("again")[0], both.take("other")[0]
     assert min(len(first), len(again), len(other)) > 500
     # arrivals counted per 100 ms (~25 each): the same seed gives the same bursts and lulls, up
     # to a busy machine's scheduling jitter at bin edges; another seed gives independent counts
@@ -159,12 +218,11 @@ def test_poisson_is_reproducible_from_the_recorded_seed(arrival_url: str) -> Non
     assert 0.45 < fano < 2.0, fano
 
 
-def test_saturation_on_a_ramp_is_counted_as_unsent(echo_url: str) -> None:
+def test_saturation_on_a_ramp_is_counted_as_unsent(echo_url: str, paced: Together) -> None:
     """A ramp to 6x what 2 connections x 10 ms can carry (~200 req/s): the target keeps its
     ceiling, everything above it is counted unsent, and sent + unsent is what came due."""
-    spec = RunSpec(target=echo_url + "?delay=10ms", rate_rps=1200, connections=2,
-                   duration_s=2.5, shape=RampShape(kind="ramp", start_rps=100))
-    res = run(spec)
+    spec = _saturated_ramp_spec(echo_url)
+    res = paced.take("saturated-ramp")
     due = due_in_window(spec, res)
     assert res.errors == 0 and res.requests < due / 2 < res.unsent_requests
     assert res.requests + res.unsent_requests == pytest.approx(due, rel=0.01)
@@ -201,16 +259,13 @@ def proto_echo() -> Iterator[EchoProcess]:
         yield proc
 
 
-@pytest.mark.parametrize("protocol", ["h2c", "grpc", "tcp"])
-def test_the_other_protocols_follow_a_shape_too(proto_echo: EchoProcess, protocol: str) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_other_protocols_follow_a_shape_too(proto_echo: EchoProcess, paced: Together,
+                                                protocol: str) -> None:
     """HTTP/2, gRPC and TCP share the HTTP/1.1 engine's pacing: the same steps, the same
     accounting of what came due."""
-    target = (f"tcp://127.0.0.1:{proto_echo.tcp_port}" if protocol == "tcp"
-              else proto_echo.url)
-    spec = RunSpec(target=target, protocol=protocol, rate_rps=600, connections=2,
-                   streams_per_connection=1 if protocol == "tcp" else 4, duration_s=2.0,
-                   shape=StepsShape(kind="steps", levels=[0.5, 1]))
-    res = run(spec)
+    spec = _protocol_spec(proto_echo, protocol)
+    res = paced.take(protocol)
     assert res.errors == 0
     # requests are counted when they finish: a warm-up request a busy machine sends late ends
     # in the window, so the window's books balance to a few percent here, not 1 %
