@@ -43,7 +43,9 @@ def test_run_stores_the_aborted_run_and_tears_the_playground_down(spawner: Spawn
 
 
 def _children(pid: int, word: str, timeout_s: float = 60.0) -> list[psutil.Process]:
-    """The descendants of `pid` with `word` in their command line, once there are any."""
+    """The descendants of `pid` with `word` in their command line, once there are any. Make
+    `word` specific ("voila.app", not "voila"): a child forked but not yet exec'd shows its
+    parent's command line, whose paths hold the test's name."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = []
@@ -117,7 +119,7 @@ def test_dashboard_leaves_no_voila_and_no_directory(spawner: Spawner, tmp_path: 
     tmp.mkdir()
     p = spawner.start("dashboard", "--port", str(port), "--store", str(tmp_path / "s.duckdb"),
                       TMPDIR=str(tmp))
-    (voila,) = _children(p.pid, "voila")
+    (voila,) = _children(p.pid, "voila.app")
     (warm,) = _children(p.pid, "meshlab.widgets._kernel")     # the page's kernel, started early
     spawner.groups.extend([voila.pid, warm.pid])
     _wait_listening(port, p)
@@ -141,7 +143,7 @@ def test_dashboard_token_is_on_no_command_line(spawner: Spawner, tmp_path: Path)
     token_file.write_text(token + "\n", encoding="utf-8")
     p = spawner.start("dashboard", "--port", str(port), "--token-file", str(token_file),
                       "--store", str(tmp_path / "s.duckdb"), TMPDIR=str(tmp_path))
-    (voila,) = _children(p.pid, "voila")
+    (voila,) = _children(p.pid, "voila.app")
     spawner.groups.append(voila.pid)
     _wait_listening(port, p)
     leaked = [q.pid for q in psutil.process_iter(["cmdline"])

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from _together import Together, job, run_together
 
-from meshlab.playground.ports import hold_port
 from meshlab.profile import RunSpec
 from meshlab.progress import Progress
 from meshlab.results import ErrorKind, RunResult, RunStatus
@@ -101,48 +98,6 @@ def test_parser_garbage_is_a_protocol_error() -> None:
 
 # --- real servers -----------------------------------------------------------------------------
 
-def _saturation_spec(echo_url: str, spread: bool) -> RunSpec:
-    return RunSpec(target=echo_url + "?delay=10ms", rate_rps=600, connections=2,
-                   duration_s=2.5, spread_connections=spread)
-
-
-SPREAD = {"spread": True, "any-idle": False}
-CANCELLED = {"thread": NativeRunner(), "inline": NativeRunner(in_thread=False)}
-
-
-async def _cancelled_run(nginx_url: str, runner: NativeRunner) -> RunResult:
-    """A 30 s run cancelled 1 s after its first progress report (the load is on)."""
-    spec = RunSpec(target=nginx_url, rate_rps=500, connections=2, duration_s=30.0, warmup_s=0.2)
-    started = asyncio.Event()
-    task = asyncio.ensure_future(runner.run(spec, progress=lambda p: started.set()))
-    await asyncio.wait_for(started.wait(), 30)
-    await asyncio.sleep(1.0)
-    task.cancel()
-    return await task
-
-
-@pytest.fixture(scope="module")
-def paced(nginx_url: str, echo_url: str) -> Together:
-    """The runs of this module's tests that mostly wait (on a closed port, on a saturated
-    target, for a cancellation), started together: they take about as long as the longest one,
-    not the sum. Runs whose rate is checked, closed-loop runs (they use every cycle they get)
-    and runs against the scripted server (whose counters the tests read) stay on their own."""
-    port, sock = hold_port()                # bound, never listening: connections are refused
-    url = f"http://127.0.0.1:{port}/"
-    jobs: dict[str, Callable[[], Awaitable[RunResult]]] = {
-        "down-closed": lambda: NativeRunner().run(
-            RunSpec(target=url, connections=4, duration_s=1.0, timeout_s=1.0)),
-        "down-opened": lambda: NativeRunner().run(
-            RunSpec(target=url, rate_rps=200, connections=4, duration_s=1.0)),
-    }
-    for key, spread in SPREAD.items():
-        jobs[f"saturation-{key}"] = job(NativeRunner().run, _saturation_spec(echo_url, spread))
-    for key, runner in CANCELLED.items():
-        jobs[f"cancel-{key}"] = job(_cancelled_run, nginx_url, runner)
-    with sock:
-        return run_together(jobs)
-
-
 def test_closed_loop_against_nginx(nginx_url: str) -> None:
     seen: list[Progress] = []
     spec = RunSpec(target=nginx_url, connections=8, duration_s=2.0, warmup_s=0.3)
@@ -208,8 +163,10 @@ def test_post_with_body_and_headers(echo_url: str) -> None:
     assert res.spec["headers"]["X-Api-Key"] == "<redacted>"
 
 
-def test_target_down_is_a_completed_run_of_connect_errors(paced: Together) -> None:
-    closed, opened = paced.take("down-closed"), paced.take("down-opened")
+def test_target_down_is_a_completed_run_of_connect_errors(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/"
+    closed = run(RunSpec(target=url, connections=4, duration_s=1.0, timeout_s=1.0))
+    opened = run(RunSpec(target=url, rate_rps=200, connections=4, duration_s=1.0))
     for res in (closed, opened):
         assert res.status is RunStatus.COMPLETED
         assert res.requests > 0 and res.errors == res.requests
@@ -282,12 +239,20 @@ def test_reset_and_timeout_are_counted_by_kind(scripted_server: ScriptedServer) 
     assert len(stalls) == 1 and "0.2 s timeout" in stalls[0], hang.warnings
 
 
-@pytest.mark.parametrize("runner", ["thread", "inline", "workers"])
-def test_cancel_returns_an_aborted_partial_result(nginx_url: str, runner: str,
-                                                  request: pytest.FixtureRequest) -> None:
-    # worker processes start with a burst of CPU: not next to the paced runs
-    res = asyncio.run(_cancelled_run(nginx_url, NativeRunner(workers=2))) \
-        if runner == "workers" else request.getfixturevalue("paced").take(f"cancel-{runner}")
+@pytest.mark.parametrize("runner", [NativeRunner(), NativeRunner(in_thread=False),
+                                    NativeRunner(workers=2)], ids=["thread", "inline", "workers"])
+def test_cancel_returns_an_aborted_partial_result(nginx_url: str, runner: NativeRunner) -> None:
+    spec = RunSpec(target=nginx_url, rate_rps=500, connections=2, duration_s=30.0, warmup_s=0.2)
+
+    async def main() -> RunResult:
+        started = asyncio.Event()                  # the first progress report: load is on
+        task = asyncio.ensure_future(runner.run(spec, progress=lambda p: started.set()))
+        await asyncio.wait_for(started.wait(), 30)
+        await asyncio.sleep(1.0)
+        task.cancel()
+        return await task
+
+    res = asyncio.run(main())
     assert res.status is RunStatus.ABORTED
     assert 0 < res.duration_s < 5 and res.requests > 0
     # a request queued behind a busy connection when the window closed is an unsent one
@@ -317,13 +282,13 @@ def test_registry_and_spec_checks() -> None:
 
 # --- saturation: requests that came due and were never sent -----------------------------------
 
-@pytest.mark.parametrize("spread", list(SPREAD))
-def test_saturation_counts_every_request_due(echo_url: str, paced: Together,
-                                             spread: str) -> None:
+@pytest.mark.parametrize("spread", [True, False], ids=["spread", "any-idle"])
+def test_saturation_counts_every_request_due(echo_url: str, spread: bool) -> None:
     """3x the capacity (2 connections x ?delay=10ms ~ 200 req/s, asked for 600 req/s): what was
     not sent is counted, and sits in the corrected latency at its age at the window's end."""
-    spec = _saturation_spec(echo_url, SPREAD[spread])
-    res = paced.take(f"saturation-{spread}")
+    spec = RunSpec(target=echo_url + "?delay=10ms", rate_rps=600, connections=2,
+                   duration_s=2.5, spread_connections=spread)
+    res = run(spec)
     due = spec.rate_rps * res.duration_s
     assert res.errors == 0 and res.requests < due / 2
     assert res.requests + res.unsent_requests == pytest.approx(due, rel=0.01)

@@ -7,18 +7,16 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import hpack
 import pytest
-from _together import Together, job, run_together
 
 from meshlab import wire
 from meshlab.errors import ProfileError
 from meshlab.playground.certs import CertificateAuthority
 from meshlab.playground.echo import EchoProcess, start_echo_process
-from meshlab.playground.ports import hold_port
 from meshlab.profile import RunSpec
 from meshlab.progress import Progress
 from meshlab.results import RunResult
@@ -127,43 +125,23 @@ def test_native_refuses_a_target_the_protocol_cannot_reach(protocol: str, target
         NativeRunner().check(RunSpec(target=target, protocol=protocol))
 
 
-async def _bounded(spec: RunSpec) -> RunResult:
-    """A 1 s run with a 0.3 s timeout against a bad target: it must end, not hang."""
+def _bounded(spec: RunSpec) -> RunResult:
     started = time.monotonic()
-    res = await NativeRunner().run(dataclasses.replace(spec, duration_s=1.0, timeout_s=0.3))
+    res = run(dataclasses.replace(spec, duration_s=1.0, timeout_s=0.3))
     assert time.monotonic() - started < 8.0
     return res
 
 
-@pytest.fixture(scope="module")
-def bad_targets(echo: EchoProcess, nginx_url: str, tls_port: int) -> Iterator[Together]:
-    """The bounded runs against bad targets of this module's tests, started together: each
-    mostly waits (on a timeout or a refused connect), so together they take about as long as
-    the longest one, not the sum."""
-    port, sock = hold_port()                # bound, never listening: connections are refused
-    jobs: dict[str, Callable[[], Awaitable[RunResult]]] = {
-        "grpc-to-http1": job(_bounded, _spec(nginx_url, "grpc")),
-        "tcp-to-http": job(_bounded, _spec(echo.url.replace("http://", "tcp://").rstrip("/"),
-                                             "tcp", connections=2)),
-        "h2c-to-tls": job(_bounded, _spec(f"http://127.0.0.1:{tls_port}/", "h2c")),
-        "h2-untrusted": job(_bounded, _spec(f"https://127.0.0.1:{tls_port}/", "h2")),
-        "grpc-refused": job(_bounded, _spec(f"http://127.0.0.1:{port}/", "grpc",
-                                              rate_rps=200.0)),
-    }
-    with sock:
-        yield run_together(jobs)
-
-
-def test_grpc_against_an_http1_only_server_is_a_counted_protocol_error(
-        bad_targets: Together) -> None:
-    res = bad_targets.take("grpc-to-http1")
+def test_grpc_against_an_http1_only_server_is_a_counted_protocol_error(nginx_url: str) -> None:
+    res = _bounded(_spec(nginx_url, "grpc"))
     assert res.errors > 0 and res.status_codes == {}
     assert set(res.error_kinds) <= {"protocol", "closed", "reset"}
     assert res.error_kinds.get("protocol", 0) > 0
 
 
-def test_tcp_against_an_http_server_counts_errors(bad_targets: Together) -> None:
-    res = bad_targets.take("tcp-to-http")
+def test_tcp_against_an_http_server_counts_errors(echo: EchoProcess) -> None:
+    res = _bounded(_spec(echo.url.replace("http://", "tcp://").rstrip("/"), "tcp",
+                         connections=2))
     assert res.errors > 0 and res.status_codes == {}
     assert set(res.error_kinds) <= {"protocol", "timeout", "closed", "reset"}
 
@@ -200,15 +178,14 @@ def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     loop.close()
 
 
-def test_h2c_against_a_tls_server_counts_errors(bad_targets: Together) -> None:
-    res = bad_targets.take("h2c-to-tls")
+def test_h2c_against_a_tls_server_counts_errors(tls_port: int) -> None:
+    res = _bounded(_spec(f"http://127.0.0.1:{tls_port}/", "h2c"))
     assert res.errors > 0 and res.status_codes == {}
     assert set(res.error_kinds) <= {"protocol", "timeout", "closed", "reset"}
 
 
-def test_h2_with_an_untrusted_certificate_is_a_counted_protocol_error(
-        bad_targets: Together) -> None:
-    res = bad_targets.take("h2-untrusted")
+def test_h2_with_an_untrusted_certificate_is_a_counted_protocol_error(tls_port: int) -> None:
+    res = _bounded(_spec(f"https://127.0.0.1:{tls_port}/", "h2"))
     assert res.errors > 0 and res.status_codes == {}
     assert set(res.error_kinds) == {"protocol"}
 
@@ -225,6 +202,11 @@ def test_h2c_goaway_reconnects_and_completes(echo: EchoProcess) -> None:
     assert one.status_codes == {200: 300}       # nothing sent behind a GOAWAY
 
 
-def test_open_loop_counts_streams_refused_by_a_dead_target(bad_targets: Together) -> None:
-    res = bad_targets.take("grpc-refused")
+def test_open_loop_counts_streams_refused_by_a_dead_target() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = _bounded(_spec(f"http://127.0.0.1:{port}/", "grpc", rate_rps=200.0))
     assert res.errors > 0 and set(res.error_kinds) == {"connect_refused"}
